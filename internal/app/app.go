@@ -1,0 +1,455 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/backupindex"
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/httpapi"
+	"github.com/vmrestore/vmrestore/internal/hypervisor"
+	"github.com/vmrestore/vmrestore/internal/metrics"
+	"github.com/vmrestore/vmrestore/internal/pipeline"
+	"github.com/vmrestore/vmrestore/internal/queue"
+	"github.com/vmrestore/vmrestore/internal/store"
+)
+
+// NewLogger builds the process logger on stderr.
+func NewLogger(c Config, w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// redisClient connects to the configured Redis. Timeouts are short so that a Redis outage
+// turns into a quick error instead of hung requests.
+func redisClient(c Config) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        []string{c.RedisAddr},
+		Username:     c.RedisUsername,
+		Password:     c.RedisPassword,
+		DB:           c.RedisDB,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  3 * time.Second,
+		WriteTimeout: 3 * time.Second,
+		PoolSize:     max(4*c.Concurrency, 40),
+	})
+}
+
+// waitForRedis pings until Redis answers or ctx ends, logging while it waits.
+func waitForRedis(ctx context.Context, st *store.Store, log *slog.Logger, addr string) error {
+	for i := 0; ; i++ {
+		err := st.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		if i%10 == 0 {
+			log.Warn("waiting for Redis", "addr", addr, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis at %s never answered: %w", addr, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// API is a running api process.
+type API struct {
+	Addr     string // the address actually listened on
+	Password string // the generated admin password, when one was generated
+	Site     string // the site file in use
+	Embedded bool
+	Store    *store.Store
+
+	group  *errgroup.Group
+	cancel context.CancelFunc
+}
+
+// Wait blocks until the api stops and returns why.
+func (a *API) Wait() error { return a.group.Wait() }
+
+// Stop shuts the api down and waits for it.
+func (a *API) Stop() error {
+	a.cancel()
+	err := a.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// StartAPI starts the api (and, in embedded mode, Redis, workers and the demo site). It
+// returns once the listener is bound and the catalog loaded.
+func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logger) (*API, error) {
+	ctx, cancel := context.WithCancel(parent)
+	g, gctx := errgroup.WithContext(ctx)
+	embedded := c.Embedded()
+	a := &API{group: g, cancel: cancel, Embedded: embedded, Site: c.SiteFile}
+	fail := func(err error) (*API, error) {
+		cancel()
+		_ = g.Wait()
+		return nil, err
+	}
+
+	var mini *miniredis.Miniredis
+	if embedded {
+		mini = miniredis.NewMiniRedis()
+		mini.ClockTTL(true)
+		if err := mini.StartAddr("127.0.0.1:0"); err != nil {
+			return fail(fmt.Errorf("start embedded redis: %w", err))
+		}
+		c.RedisAddr = mini.Addr()
+		if c.SiteFile == "" {
+			paths, err := demosite.Generate(c.DataDir)
+			if err != nil {
+				mini.Close()
+				return fail(fmt.Errorf("generate the demo site in %s: %w", c.DataDir, err))
+			}
+			c.SiteFile = paths.SiteFile
+			a.Site = paths.SiteFile
+		}
+	}
+	if c.SiteFile == "" {
+		return fail(errors.New("no site catalog: set VMRESTORE_SITE to a site YAML (deploy/site.example.yaml is a start)"))
+	}
+	site, err := catalog.LoadFile(c.SiteFile)
+	if err != nil {
+		if mini != nil {
+			mini.Close()
+		}
+		return fail(err)
+	}
+
+	rdb := redisClient(c)
+	st := store.New(rdb)
+	a.Store = st
+	cleanup := func() {
+		rdb.Close()
+		if mini != nil {
+			mini.Close()
+		}
+	}
+	if err := waitForRedis(ctx, st, log, c.RedisAddr); err != nil {
+		cleanup()
+		return fail(err)
+	}
+	if _, err := st.SaveCatalog(ctx, site); err != nil {
+		cleanup()
+		return fail(fmt.Errorf("load the site catalog into redis: %w", err))
+	}
+	authSvc := auth.New(st, c.SessionTTL, auth.DefaultMaxSessions)
+	if err := authSvc.SyncAccounts(ctx, site.Accounts); err != nil {
+		cleanup()
+		return fail(err)
+	}
+	if a.Password, err = authSvc.EnsureAdmin(ctx, c.AdminPassword); err != nil {
+		cleanup()
+		return fail(fmt.Errorf("set up the admin account: %w", err))
+	}
+	events, err := st.SubscribeEvents(gctx)
+	if err != nil {
+		cleanup()
+		return fail(err)
+	}
+
+	m := metrics.New()
+	cache := st.NewCatalogCache()
+	srv := &httpapi.Server{
+		Store: st, Catalog: cache, Events: events, Queue: queue.NewClient(rdb, c.MaxRetry), Auth: authSvc,
+		Metrics: m, Log: log, Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken},
+	}
+	srv.Ready = func() error { return ready(context.Background(), st, cache) }
+
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		cleanup()
+		return fail(fmt.Errorf("listen on %s: %w (set VMRESTORE_HTTP_ADDR to another address)", c.HTTPAddr, err))
+	}
+	a.Addr = ln.Addr().String()
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      c.WaitLimit + time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+
+	var worker *workerParts
+	if embedded {
+		worker, err = newWorker(c, st, rdb, m, log)
+		if err != nil {
+			ln.Close()
+			cleanup()
+			return fail(err)
+		}
+	}
+
+	g.Go(func() error {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if worker != nil {
+		if err := worker.start(gctx, g); err != nil {
+			ln.Close()
+			cleanup()
+			return fail(err)
+		}
+	}
+	g.Go(func() error { watchSite(gctx, c.SiteFile, st, authSvc, log); return nil })
+	g.Go(func() error {
+		<-gctx.Done()
+		// Shutdown order: stop taking requests, let waits end, then stop the workers and
+		// close Redis last.
+		sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+		if worker != nil {
+			worker.stop()
+		}
+		cleanup()
+		return gctx.Err()
+	})
+	return a, nil
+}
+
+// ready is the readiness check of both binaries: Redis answers and a catalog is loaded.
+func ready(ctx context.Context, st *store.Store, cache *store.CatalogCache) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := st.Ping(ctx); err != nil {
+		return err
+	}
+	if _, err := cache.Current(ctx); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return errors.New("no site catalog loaded yet (the api loads VMRESTORE_SITE)")
+		}
+		return err
+	}
+	return nil
+}
+
+// watchSite reloads the site file into Redis when it changes (checked every few seconds).
+// A file that no longer validates is refused and the current catalog stays.
+func watchSite(ctx context.Context, path string, st *store.Store, authSvc *auth.Service, log *slog.Logger) {
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return ""
+		}
+		return fmt.Sprint(fi.ModTime().UnixNano(), fi.Size())
+	}
+	last := stamp()
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := stamp()
+		if cur == last || cur == "" {
+			continue
+		}
+		last = cur
+		site, err := catalog.LoadFile(path)
+		if err != nil {
+			log.Error("the site file changed but is invalid; keeping the current catalog", "file", path, "err", err)
+			continue
+		}
+		v, err := st.SaveCatalog(ctx, site)
+		if err == nil {
+			err = authSvc.SyncAccounts(ctx, site.Accounts)
+		}
+		if err != nil {
+			log.Error("reloading the site catalog failed", "err", err)
+			continue
+		}
+		log.Info("site catalog reloaded", "file", path, "version", v)
+	}
+}
+
+// workerParts is a worker's pieces, shared by the worker binary and the embedded mode.
+type workerParts struct {
+	c        Config
+	st       *store.Store
+	rdb      redis.UniversalClient
+	m        *metrics.Metrics
+	log      *slog.Logger
+	cache    *store.CatalogCache
+	srv      *asynq.Server
+	stopOnce sync.Once
+}
+
+func newWorker(c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
+	return &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: st.NewCatalogCache(),
+		srv: queue.NewServer(rdb, queue.ServerConfig{
+			Concurrency: c.Concurrency, TaskCheckInterval: c.TaskCheckInterval, ShutdownTimeout: c.ShutdownTimeout,
+		}, log)}, nil
+}
+
+// start subscribes to job events, starts the asynq server and the backup index scanner.
+func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
+	events, err := w.st.SubscribeEvents(ctx)
+	if err != nil {
+		return err
+	}
+	p := &pipeline.Pipeline{
+		Store: w.st, Catalog: w.cache, Events: events, Metrics: w.m, Log: w.log,
+		Hypervisor:       &hypervisor.Simulator{Store: w.st, Metrics: w.m, Log: w.log},
+		CloneParallelism: w.c.CloneParallelism,
+	}
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(queue.TypeRestore, p.Handle)
+	if err := w.srv.Start(mux); err != nil {
+		return fmt.Errorf("start the worker: %w", err)
+	}
+	g.Go(func() error {
+		backupindex.Run(ctx, w.cache, w.st, w.c.BackupScanInterval, w.log)
+		return nil
+	})
+	return nil
+}
+
+// stop hands running jobs back within the shutdown timeout.
+func (w *workerParts) stop() {
+	w.stopOnce.Do(func() { w.srv.Shutdown() })
+}
+
+// Worker is a running worker process.
+type Worker struct {
+	MetricsAddr string
+	group       *errgroup.Group
+	cancel      context.CancelFunc
+}
+
+// Wait blocks until the worker stops.
+func (w *Worker) Wait() error { return w.group.Wait() }
+
+// Stop shuts the worker down and waits for it.
+func (w *Worker) Stop() error {
+	w.cancel()
+	err := w.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// StartWorker starts a worker against the configured Redis.
+func StartWorker(parent context.Context, c Config, log *slog.Logger) (*Worker, error) {
+	if c.Embedded() {
+		return nil, errors.New("the worker needs REDIS_ADDR (the embedded mode runs its workers inside the api)")
+	}
+	ctx, cancel := context.WithCancel(parent)
+	g, gctx := errgroup.WithContext(ctx)
+	wk := &Worker{group: g, cancel: cancel}
+	rdb := redisClient(c)
+	st := store.New(rdb)
+	if err := waitForRedis(ctx, st, log, c.RedisAddr); err != nil {
+		cancel()
+		rdb.Close()
+		return nil, err
+	}
+	m := metrics.New()
+	parts, err := newWorker(c, st, rdb, m, log)
+	if err != nil {
+		cancel()
+		rdb.Close()
+		return nil, err
+	}
+	health := &httpapi.Server{Metrics: m, Log: log, Config: httpapi.Config{MetricsToken: c.MetricsToken}}
+	health.Ready = func() error { return ready(context.Background(), st, parts.cache) }
+	ln, err := net.Listen("tcp", c.MetricsAddr)
+	if err != nil {
+		cancel()
+		rdb.Close()
+		return nil, fmt.Errorf("listen on %s: %w (set VMRESTORE_METRICS_ADDR)", c.MetricsAddr, err)
+	}
+	wk.MetricsAddr = ln.Addr().String()
+	hs := &http.Server{Handler: health.OpsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	if err := parts.start(gctx, g); err != nil {
+		ln.Close()
+		cancel()
+		rdb.Close()
+		return nil, err
+	}
+	g.Go(func() error {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		parts.stop()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+		rdb.Close()
+		return gctx.Err()
+	})
+	return wk, nil
+}
+
+// Banner describes a started api for a new user: where it listens, the mode, the admin
+// credentials, and a curl walk-through that restores the demo VM.
+func Banner(a *API, c Config) string {
+	host := a.Addr
+	if strings.HasPrefix(host, "[::]:") || strings.HasPrefix(host, "0.0.0.0:") {
+		host = "127.0.0.1:" + host[strings.LastIndex(host, ":")+1:]
+	}
+	base := "http://" + host
+	var b strings.Builder
+	fmt.Fprintf(&b, "vmrestore api listening on %s\n", base)
+	if a.Embedded {
+		fmt.Fprintf(&b, "  mode:       EMBEDDED: in-process Redis and workers; all state is IN MEMORY and lost when this process exits\n")
+		fmt.Fprintf(&b, "  hypervisor: simulator (volume files are really restored; no guest is started, VM states are recorded)\n")
+	} else {
+		fmt.Fprintf(&b, "  mode:       Redis at %s; run cmd/worker processes to execute restores\n", c.RedisAddr)
+	}
+	fmt.Fprintf(&b, "  site:       %s\n", a.Site)
+	pw := `"$VMRESTORE_ADMIN_PASSWORD"`
+	switch {
+	case a.Password != "":
+		pw = "'" + a.Password + "'"
+		fmt.Fprintf(&b, "  login:      admin / %s   (generated and shown once; set VMRESTORE_ADMIN_PASSWORD to choose it)\n", a.Password)
+	case c.AdminPassword != "":
+		fmt.Fprintf(&b, "  login:      admin / the password in VMRESTORE_ADMIN_PASSWORD\n")
+	default:
+		fmt.Fprintf(&b, "  login:      admin / the password set earlier (set VMRESTORE_ADMIN_PASSWORD to reset it)\n")
+	}
+	if a.Embedded {
+		fmt.Fprintf(&b, "\nRestore the demo VM web01 (paste into a shell):\n\n")
+		fmt.Fprintf(&b, "  SESSION=$(curl -s -X PUT %s/zstack/v1/accounts/login \\\n", base)
+		fmt.Fprintf(&b, "    -d '{\"logInByAccount\":{\"accountName\":\"admin\",\"password\":\"'$(printf %%s %s | sha512sum | cut -d' ' -f1)'\"}}' \\\n", pw)
+		fmt.Fprintf(&b, "    | sed -n 's/.*\"uuid\":\"\\([0-9a-f]*\\)\".*/\\1/p')\n")
+		fmt.Fprintf(&b, "  curl -s -X POST %s/zstack/v1/vm-instances/from/vm-backups/%s \\\n", base, demosite.GroupWeb01UUID)
+		fmt.Fprintf(&b, "    -H \"Authorization: OAuth $SESSION\" -H 'Content-Type: application/json' \\\n")
+		fmt.Fprintf(&b, "    -d '{\"params\":{\"name\":\"web01-dr\",\"instanceOfferingUuid\":\"%s\",\"l3NetworkUuids\":[\"%s\"]}}'\n", demosite.OfferingSmall, demosite.L3ProdUUID)
+		fmt.Fprintf(&b, "\nThe answer is the VM inventory; its volumes are under %s.\n", c.DataDir)
+	}
+	return b.String()
+}

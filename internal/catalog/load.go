@@ -1,0 +1,462 @@
+package catalog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// MaxRangeSize bounds the addresses of one IP range (a /8), so an address bitmap stays small.
+const MaxRangeSize = 1 << 24
+
+// MaxSiteFileSize bounds the site file; a site of 10,000 hosts is a few MiB of YAML.
+const MaxSiteFileSize = 64 << 20
+
+// LoadFile reads, defaults and validates a site file.
+func LoadFile(path string) (*Site, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("site file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSiteFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("site file %s: %w", path, err)
+	}
+	if len(data) > MaxSiteFileSize {
+		return nil, fmt.Errorf("site file %s is larger than %d bytes", path, MaxSiteFileSize)
+	}
+	s, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("site file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Parse decodes a site from YAML (JSON is YAML too), rejecting unknown fields, then fills in
+// ZStack's defaults and validates every reference. The error lists every problem found.
+func Parse(data []byte) (*Site, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var s Site
+	if err := dec.Decode(&s); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the site is empty")
+		}
+		return nil, fmt.Errorf("cannot parse: %w", err)
+	}
+	s.applyDefaults()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func orString(v *string, def string) {
+	if *v == "" {
+		*v = def
+	}
+}
+
+func (s *Site) applyDefaults() {
+	for i := range s.Zones {
+		orString(&s.Zones[i].State, StateEnabled)
+	}
+	for i := range s.Clusters {
+		c := &s.Clusters[i]
+		orString(&c.State, StateEnabled)
+		orString(&c.HypervisorType, "KVM")
+		orString(&c.Architecture, "x86_64")
+		if c.CPUOverProvisioningRatio == 0 {
+			c.CPUOverProvisioningRatio = DefaultCPUOverProvisioningRatio
+		}
+		if c.MemoryOverProvisioningRatio == 0 {
+			c.MemoryOverProvisioningRatio = DefaultMemoryOverProvisioningRatio
+		}
+		if c.ReservedHostMemory == 0 {
+			c.ReservedHostMemory = DefaultReservedHostMemory
+		}
+	}
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		orString(&h.State, StateEnabled)
+		orString(&h.Status, StatusConnected)
+		if h.CPUSockets == 0 {
+			h.CPUSockets = 1
+		}
+	}
+	for i := range s.PrimaryStorages {
+		p := &s.PrimaryStorages[i]
+		orString(&p.State, StateEnabled)
+		orString(&p.Status, StatusConnected)
+		if p.ReservedCapacity == 0 {
+			p.ReservedCapacity = DefaultPSReservedCapacity
+		}
+		if p.OverProvisioningRatio == 0 {
+			p.OverProvisioningRatio = 1
+		}
+	}
+	for i := range s.BackupStorages {
+		b := &s.BackupStorages[i]
+		orString(&b.State, StateEnabled)
+		orString(&b.Status, StatusConnected)
+		orString(&b.Type, "ImageStoreBackupStorage")
+		if b.MaxConcurrentClones == 0 {
+			b.MaxConcurrentClones = DefaultMaxConcurrentClones
+		}
+		if len(b.ZoneUUIDs) == 0 {
+			for _, z := range s.Zones {
+				b.ZoneUUIDs = append(b.ZoneUUIDs, z.UUID)
+			}
+		}
+	}
+	for i := range s.L2Networks {
+		orString(&s.L2Networks[i].Type, "L2NoVlanNetwork")
+	}
+	zoneOfL2 := map[string]string{}
+	for _, l2 := range s.L2Networks {
+		zoneOfL2[l2.UUID] = l2.ZoneUUID
+	}
+	for i := range s.L3Networks {
+		l3 := &s.L3Networks[i]
+		orString(&l3.State, StateEnabled)
+		orString(&l3.Type, "L3BasicNetwork")
+		orString(&l3.Category, "Private")
+		orString(&l3.IPAllocatorStrategy, IPRandom)
+		if l3.IPVersion == 0 {
+			l3.IPVersion = 4
+		}
+		l3.ZoneUUID = zoneOfL2[l3.L2NetworkUUID]
+	}
+	for i := range s.InstanceOfferings {
+		o := &s.InstanceOfferings[i]
+		orString(&o.State, StateEnabled)
+		orString(&o.Type, "UserVm")
+		orString(&o.AllocatorStrategy, HostDefault)
+		orString(&o.PrimaryStorageAllocatorStrategy, PSDefault)
+	}
+	for i := range s.Accounts {
+		orString(&s.Accounts[i].Type, AccountNormal)
+	}
+}
+
+// problems collects validation messages with the path of the offending entry.
+type problems []string
+
+func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+func (p problems) err() error {
+	switch len(p) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New(p[0])
+	}
+	return fmt.Errorf("%d problems:\n  %s", len(p), strings.Join(p, "\n  "))
+}
+
+func oneOf(v string, allowed ...string) bool {
+	for _, a := range allowed {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks formats, enums and every cross-reference of the site.
+func (s *Site) Validate() error {
+	var p problems
+	seen := map[string]string{}
+	checkUUID := func(where, uuid string) {
+		if !zstack.IsUUID(uuid) {
+			p.addf("%s: uuid %q is not 32 lowercase hex characters", where, uuid)
+			return
+		}
+		if prev, dup := seen[uuid]; dup {
+			p.addf("%s: uuid %s is already used by %s", where, uuid, prev)
+		}
+		seen[uuid] = where
+	}
+	checkName := func(where, name string) {
+		if strings.TrimSpace(name) == "" {
+			p.addf("%s: name is required", where)
+		} else if len(name) > 255 {
+			p.addf("%s: name is longer than 255 characters", where)
+		}
+	}
+	checkDir := func(where, url string) {
+		switch {
+		case url == "":
+			p.addf("%s: url (a directory) is required", where)
+		case strings.ContainsRune(url, 0):
+			p.addf("%s: url contains a NUL byte", where)
+		case !filepath.IsAbs(url):
+			p.addf("%s: url %q must be an absolute directory path", where, url)
+		case filepath.Clean(url) != strings.TrimSuffix(url, "/") && filepath.Clean(url) != url:
+			p.addf("%s: url %q must be a clean path (no '..', '.' or repeated '/')", where, url)
+		}
+	}
+
+	zones := map[string]*Zone{}
+	if len(s.Zones) == 0 {
+		p.addf("zones: the site needs at least one zone")
+	}
+	for i := range s.Zones {
+		z := &s.Zones[i]
+		where := fmt.Sprintf("zones[%d]", i)
+		checkUUID(where, z.UUID)
+		checkName(where, z.Name)
+		if !oneOf(z.State, StateEnabled, StateDisabled) {
+			p.addf("%s: state %q must be Enabled or Disabled", where, z.State)
+		}
+		zones[z.UUID] = z
+	}
+
+	l2s := map[string]*L2Network{}
+	for i := range s.L2Networks {
+		l2 := &s.L2Networks[i]
+		where := fmt.Sprintf("l2Networks[%d]", i)
+		checkUUID(where, l2.UUID)
+		checkName(where, l2.Name)
+		if zones[l2.ZoneUUID] == nil {
+			p.addf("%s: zoneUuid %q is not a zone of this site", where, l2.ZoneUUID)
+		}
+		if !oneOf(l2.Type, "L2NoVlanNetwork", "L2VlanNetwork", "VxlanNetwork") {
+			p.addf("%s: type %q must be L2NoVlanNetwork, L2VlanNetwork or VxlanNetwork", where, l2.Type)
+		}
+		l2s[l2.UUID] = l2
+	}
+
+	pss := map[string]*PrimaryStorage{}
+	for i := range s.PrimaryStorages {
+		ps := &s.PrimaryStorages[i]
+		where := fmt.Sprintf("primaryStorages[%d]", i)
+		checkUUID(where, ps.UUID)
+		checkName(where, ps.Name)
+		checkDir(where, ps.URL)
+		if zones[ps.ZoneUUID] == nil {
+			p.addf("%s: zoneUuid %q is not a zone of this site", where, ps.ZoneUUID)
+		}
+		if !oneOf(ps.Type, PSLocalStorage, PSNFS, PSSharedBlock, PSCeph) {
+			p.addf("%s: type %q must be LocalStorage, NFS, SharedBlock or Ceph", where, ps.Type)
+		}
+		if !oneOf(ps.State, StateEnabled, StateDisabled) {
+			p.addf("%s: state %q must be Enabled or Disabled", where, ps.State)
+		}
+		if !oneOf(ps.Status, StatusConnected, StatusDisconnected, StatusConnecting) {
+			p.addf("%s: status %q must be Connected, Disconnected or Connecting", where, ps.Status)
+		}
+		if ps.Type != PSLocalStorage && ps.TotalCapacity <= 0 {
+			p.addf("%s: totalCapacity must be positive for a %s storage", where, ps.Type)
+		}
+		if ps.TotalCapacity < 0 || ps.CapacityPerHost < 0 || ps.ReservedCapacity < 0 {
+			p.addf("%s: capacities cannot be negative", where)
+		}
+		if ps.OverProvisioningRatio < 0 {
+			p.addf("%s: overProvisioningRatio cannot be negative", where)
+		}
+		pss[ps.UUID] = ps
+	}
+
+	clusters := map[string]*Cluster{}
+	for i := range s.Clusters {
+		c := &s.Clusters[i]
+		where := fmt.Sprintf("clusters[%d]", i)
+		checkUUID(where, c.UUID)
+		checkName(where, c.Name)
+		if zones[c.ZoneUUID] == nil {
+			p.addf("%s: zoneUuid %q is not a zone of this site", where, c.ZoneUUID)
+		}
+		if !oneOf(c.State, StateEnabled, StateDisabled) {
+			p.addf("%s: state %q must be Enabled or Disabled", where, c.State)
+		}
+		if c.CPUOverProvisioningRatio < 0 || c.MemoryOverProvisioningRatio < 0 || c.ReservedHostMemory < 0 {
+			p.addf("%s: over-provisioning ratios and reserved memory cannot be negative", where)
+		}
+		for _, u := range c.L2NetworkUUIDs {
+			if l2 := l2s[u]; l2 == nil {
+				p.addf("%s: l2NetworkUuids: %q is not an L2 network of this site", where, u)
+			} else if l2.ZoneUUID != c.ZoneUUID {
+				p.addf("%s: l2 network %s is in another zone", where, u)
+			}
+		}
+		for _, u := range c.PrimaryStorageUUIDs {
+			if ps := pss[u]; ps == nil {
+				p.addf("%s: primaryStorageUuids: %q is not a primary storage of this site", where, u)
+			} else if ps.ZoneUUID != c.ZoneUUID {
+				p.addf("%s: primary storage %s is in another zone", where, u)
+			}
+		}
+		clusters[c.UUID] = c
+	}
+
+	hostsWithLocal := map[string]bool{}
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		where := fmt.Sprintf("hosts[%d]", i)
+		checkUUID(where, h.UUID)
+		checkName(where, h.Name)
+		c := clusters[h.ClusterUUID]
+		if c == nil {
+			p.addf("%s: clusterUuid %q is not a cluster of this site", where, h.ClusterUUID)
+		}
+		if !oneOf(h.State, StateEnabled, StateDisabled, HostStatePreMaintenance, HostStateMaintenance) {
+			p.addf("%s: state %q must be Enabled, Disabled, PreMaintenance or Maintenance", where, h.State)
+		}
+		if !oneOf(h.Status, StatusConnected, StatusDisconnected, StatusConnecting) {
+			p.addf("%s: status %q must be Connected, Disconnected or Connecting", where, h.Status)
+		}
+		if h.CPUNum <= 0 || h.CPUNum > 1<<16 {
+			p.addf("%s: cpuNum must be between 1 and 65536", where)
+		}
+		if h.MemorySize <= 0 {
+			p.addf("%s: memorySize must be positive", where)
+		}
+		if h.ManagementIP != "" {
+			if a, err := netip.ParseAddr(h.ManagementIP); err != nil || !a.Is4() {
+				p.addf("%s: managementIp %q is not an IPv4 address", where, h.ManagementIP)
+			}
+		}
+		if h.CPUOverProvisioningRatio < 0 || h.MemoryOverProvisioningRatio < 0 || h.ReservedMemory < 0 || h.LocalStorageCapacity < 0 {
+			p.addf("%s: ratios, reserved memory and capacities cannot be negative", where)
+		}
+		if c != nil {
+			for _, psu := range c.PrimaryStorageUUIDs {
+				if ps := pss[psu]; ps != nil && ps.Type == PSLocalStorage {
+					hostsWithLocal[h.UUID] = true
+					if h.LocalStorageCapacity == 0 && ps.CapacityPerHost == 0 {
+						p.addf("%s: local storage %s needs capacityPerHost or the host's localStorageCapacity", where, ps.UUID)
+					}
+				}
+			}
+		}
+	}
+
+	for i := range s.BackupStorages {
+		b := &s.BackupStorages[i]
+		where := fmt.Sprintf("backupStorages[%d]", i)
+		checkUUID(where, b.UUID)
+		checkName(where, b.Name)
+		checkDir(where, b.URL)
+		if !oneOf(b.State, StateEnabled, StateDisabled) {
+			p.addf("%s: state %q must be Enabled or Disabled", where, b.State)
+		}
+		if !oneOf(b.Status, StatusConnected, StatusDisconnected, StatusConnecting) {
+			p.addf("%s: status %q must be Connected, Disconnected or Connecting", where, b.Status)
+		}
+		if b.MaxConcurrentClones < 0 || b.MaxConcurrentClones > 1024 {
+			p.addf("%s: maxConcurrentClones must be between 1 and 1024", where)
+		}
+		if b.BandwidthBytesPerSecond < 0 {
+			p.addf("%s: bandwidthBytesPerSecond cannot be negative", where)
+		}
+		for _, z := range b.ZoneUUIDs {
+			if zones[z] == nil {
+				p.addf("%s: zoneUuids: %q is not a zone of this site", where, z)
+			}
+		}
+	}
+
+	for i := range s.L3Networks {
+		l3 := &s.L3Networks[i]
+		where := fmt.Sprintf("l3Networks[%d]", i)
+		checkUUID(where, l3.UUID)
+		checkName(where, l3.Name)
+		if l2s[l3.L2NetworkUUID] == nil {
+			p.addf("%s: l2NetworkUuid %q is not an L2 network of this site", where, l3.L2NetworkUUID)
+		}
+		if l3.IPVersion != 4 {
+			p.addf("%s: ipVersion %d is not supported (IPv4 only)", where, l3.IPVersion)
+		}
+		if !oneOf(l3.State, StateEnabled, StateDisabled) {
+			p.addf("%s: state %q must be Enabled or Disabled", where, l3.State)
+		}
+		if !oneOf(l3.IPAllocatorStrategy, IPRandom, IPFirstAvailable) {
+			p.addf("%s: ipAllocatorStrategy %q must be %s or %s", where, l3.IPAllocatorStrategy, IPRandom, IPFirstAvailable)
+		}
+		for _, d := range l3.DNS {
+			if _, err := netip.ParseAddr(d); err != nil {
+				p.addf("%s: dns %q is not an IP address", where, d)
+			}
+		}
+		var parsed []Range
+		for j := range l3.IPRanges {
+			r := &l3.IPRanges[j]
+			rw := fmt.Sprintf("%s.ipRanges[%d]", where, j)
+			checkUUID(rw, r.UUID)
+			pr, err := ParseRange(*r)
+			if err != nil {
+				p.addf("%s: %v", rw, err)
+				continue
+			}
+			for _, other := range parsed {
+				if pr.Start <= other.End && other.Start <= pr.End {
+					p.addf("%s: range %s-%s overlaps range %s of the same L3 network", rw, r.StartIP, r.EndIP, other.UUID)
+				}
+			}
+			parsed = append(parsed, pr)
+		}
+	}
+
+	for i := range s.InstanceOfferings {
+		o := &s.InstanceOfferings[i]
+		where := fmt.Sprintf("instanceOfferings[%d]", i)
+		checkUUID(where, o.UUID)
+		checkName(where, o.Name)
+		if o.CPUNum <= 0 || o.CPUNum > 1024 {
+			p.addf("%s: cpuNum must be between 1 and 1024", where)
+		}
+		if o.MemorySize <= 0 {
+			p.addf("%s: memorySize must be positive", where)
+		}
+		if o.ReservedMemorySize < 0 || o.ReservedMemorySize > o.MemorySize {
+			p.addf("%s: reservedMemorySize must be between 0 and memorySize", where)
+		}
+		if !oneOf(o.AllocatorStrategy, HostDefault, HostLeastVmPreferred, HostLastHostPreferred, HostDesignated) {
+			p.addf("%s: allocatorStrategy %q is not one of %s, %s, %s, %s", where, o.AllocatorStrategy,
+				HostDefault, HostLeastVmPreferred, HostLastHostPreferred, HostDesignated)
+		}
+		if !oneOf(o.PrimaryStorageAllocatorStrategy, PSDefault, PSLeastVolume, PSMaximumAvailable) {
+			p.addf("%s: primaryStorageAllocatorStrategy %q is not one of %s, %s, %s", where,
+				o.PrimaryStorageAllocatorStrategy, PSDefault, PSLeastVolume, PSMaximumAvailable)
+		}
+		if !oneOf(o.Type, "UserVm", "ApplianceVm") {
+			p.addf("%s: type %q must be UserVm or ApplianceVm", where, o.Type)
+		}
+		if !oneOf(o.State, StateEnabled, StateDisabled) {
+			p.addf("%s: state %q must be Enabled or Disabled", where, o.State)
+		}
+	}
+
+	names := map[string]bool{}
+	for i := range s.Accounts {
+		a := &s.Accounts[i]
+		where := fmt.Sprintf("accounts[%d]", i)
+		checkUUID(where, a.UUID)
+		checkName(where, a.Name)
+		if names[a.Name] {
+			p.addf("%s: account name %q is used twice", where, a.Name)
+		}
+		names[a.Name] = true
+		if !oneOf(a.Type, AccountNormal, AccountSystemAdmin) {
+			p.addf("%s: type %q must be Normal or SystemAdmin", where, a.Type)
+		}
+		if a.Name == "admin" {
+			p.addf("%s: the admin account is managed by VMRESTORE_ADMIN_PASSWORD, not by the site file", where)
+		}
+		if !strings.HasPrefix(a.PasswordHash, "$argon2id$") {
+			p.addf("%s: passwordHash must be an argon2id hash made by `vmrestore-api hash-password` (see README)", where)
+		}
+	}
+	return p.err()
+}

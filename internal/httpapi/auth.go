@@ -1,0 +1,103 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+const sessionKey = "vmrestore.session"
+
+// requireSession checks "Authorization: OAuth <session>" as ZStack does: a missing header or
+// another scheme is a plain-text 400, an unknown or expired session is ID.1001.
+func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get("Authorization")
+		if h == "" {
+			return plain(http.StatusBadRequest, "missing header 'Authorization'")
+		}
+		scheme, token, _ := strings.Cut(strings.TrimSpace(h), " ")
+		if scheme != "OAuth" {
+			return plain(http.StatusBadRequest, "Authorization type must be 'OAuth'")
+		}
+		sess, err := s.Auth.Session(c.Request().Context(), strings.TrimSpace(token))
+		if err != nil {
+			return err
+		}
+		c.Set(sessionKey, sess)
+		return next(c)
+	}
+}
+
+func session(c echo.Context) *store.Session {
+	sess, _ := c.Get(sessionKey).(*store.Session)
+	return sess
+}
+
+// ownerFilter is the account whose records a session may see: its own, or all for admin.
+func ownerFilter(sess *store.Session) string {
+	if auth.IsAdmin(sess) {
+		return ""
+	}
+	return sess.AccountUUID
+}
+
+// canSee reports whether a session may see a record owned by account.
+func canSee(sess *store.Session, account string) bool {
+	return auth.IsAdmin(sess) || sess.AccountUUID == account
+}
+
+type loginBody struct {
+	LogInByAccount *struct {
+		AccountName string `json:"accountName"`
+		Password    string `json:"password"`
+	} `json:"logInByAccount"`
+}
+
+// login is PUT /zstack/v1/accounts/login.
+func (s *Server) login() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var body loginBody
+		if err := decodeJSON(c, &body); err != nil {
+			return err
+		}
+		l := body.LogInByAccount
+		switch {
+		case l == nil:
+			return zstack.InvalidArgument("the body must be {\"logInByAccount\": {\"accountName\": ..., \"password\": <SHA-512 hex of the password>}}")
+		case l.AccountName == "" || len(l.AccountName) > 255:
+			return zstack.InvalidArgument("field[accountName] is mandatory and at most 255 characters")
+		case len(l.Password) != 128:
+			return zstack.InvalidArgument("field[password] must be the SHA-512 hex (128 characters) of the password")
+		}
+		sess, err := s.Auth.Login(c.Request().Context(), l.AccountName, l.Password)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"inventory": sess.Inventory()})
+	}
+}
+
+// logout is DELETE /zstack/v1/accounts/sessions/{uuid}. A session may end itself; admin may
+// end any.
+func (s *Server) logout() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		sess := session(c)
+		target := c.Param("uuid")
+		if target != sess.UUID && !auth.IsAdmin(sess) {
+			other, err := s.Store.GetSession(c.Request().Context(), target)
+			if err == nil && other.AccountUUID != sess.AccountUUID {
+				return writeJSON(c, http.StatusOK, map[string]any{})
+			}
+		}
+		if err := s.Auth.Logout(c.Request().Context(), target); err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{})
+	}
+}

@@ -1,0 +1,146 @@
+// Package httpapi serves vmrestore over HTTP with echo: ZStack's API under /zstack/v1 (login,
+// CreateVmFromVmBackup with its synchronous wait, api-jobs polling, queries), health and
+// readiness, and Prometheus metrics. Every route is listed in routes.go.
+//
+// Errors have one mapping, in handleError: a *zstack.ErrorCode becomes 503 {"error": ...} as
+// ZStack answers a failed API; transport-level problems (missing Authorization, bad
+// X-Job-UUID, unknown path) are plain text with ZStack's wording; anything else is logged with
+// the request id and answered as SYS.1000 without leaking its text.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo-contrib/echoprometheus"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/metrics"
+	"github.com/vmrestore/vmrestore/internal/queue"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// Config tunes the API.
+type Config struct {
+	// WaitLimit is how long CreateVmFromVmBackup waits for its job before answering 202.
+	WaitLimit time.Duration
+	// BodyLimit bounds request bodies.
+	BodyLimit string
+	// MetricsToken, when set, is required as a bearer token on /metrics.
+	MetricsToken string
+}
+
+// DefaultWaitLimit is the synchronous wait when none is configured.
+const DefaultWaitLimit = 60 * time.Second
+
+// Server holds what the handlers need.
+type Server struct {
+	Store   *store.Store
+	Catalog *store.CatalogCache
+	Events  *store.Events
+	Queue   *queue.Client
+	Auth    *auth.Service
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+	Config  Config
+	// Ready reports whether the process can serve (Redis reachable, catalog loaded).
+	Ready func() error
+}
+
+// Handler builds the echo instance with every route.
+func (s *Server) Handler() *echo.Echo {
+	if s.Config.WaitLimit <= 0 {
+		s.Config.WaitLimit = DefaultWaitLimit
+	}
+	if s.Config.BodyLimit == "" {
+		s.Config.BodyLimit = "1M"
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(echoprometheus.NewMiddlewareWithConfig(echoprometheus.MiddlewareConfig{
+		Namespace: "vmrestore", Subsystem: "http", Registerer: s.Metrics.Registry,
+		DoNotUseRequestPathFor404: true,
+		LabelFuncs: map[string]echoprometheus.LabelValueFunc{
+			"host": func(echo.Context, error) string { return "" },
+		},
+		Skipper: func(c echo.Context) bool { return c.Path() == "/metrics" },
+	}))
+	e.Use(middleware.BodyLimit(s.Config.BodyLimit))
+	e.Use(s.accessLog)
+	s.routes(e)
+	return e
+}
+
+// plainError is a transport-level refusal answered as plain text, as ZStack's REST server does.
+type plainError struct {
+	status int
+	text   string
+}
+
+func (e *plainError) Error() string { return e.text }
+
+func plain(status int, format string, args ...any) error {
+	return &plainError{status: status, text: fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var pe *plainError
+	var ec *zstack.ErrorCode
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &pe):
+		_ = c.String(pe.status, pe.text)
+	case errors.As(err, &ec):
+		_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": ec})
+	case errors.As(err, &he):
+		path := c.Request().URL.Path
+		switch he.Code {
+		case http.StatusNotFound:
+			_ = c.String(http.StatusNotFound, "no api mapping to "+path)
+		case http.StatusMethodNotAllowed:
+			_ = c.String(http.StatusMethodNotAllowed, fmt.Sprintf("The method[%s] is not allowed for the path[%s]", c.Request().Method, path))
+		case http.StatusRequestEntityTooLarge:
+			_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": zstack.InvalidArgument(
+				"the request body is larger than %s; send a smaller request", s.Config.BodyLimit)})
+		default:
+			_ = c.String(he.Code, fmt.Sprint(he.Message))
+		}
+	default:
+		id := c.Response().Header().Get(echo.HeaderXRequestID)
+		s.Log.Error("request failed", "request_id", id, "method", c.Request().Method, "path", c.Path(), "err", err)
+		_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": zstack.Errorf(zstack.CodeInternal,
+			"the server could not complete the request (request id %s); its log has the cause. If Redis is unreachable, restore it and retry", id)})
+	}
+}
+
+// writeJSON writes v with ZStack's JSON content type.
+func writeJSON(c echo.Context, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.Blob(status, "application/json; charset=utf-8", b)
+}
+
+// accessLog logs each request at debug level (errors are logged by handleError).
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		s.Log.Debug("http request", "request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+			"method", c.Request().Method, "route", c.Path(), "status", c.Response().Status, "duration", time.Since(start))
+		return err
+	}
+}

@@ -1,0 +1,177 @@
+package job
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// State is where a job is in its life.
+type State string
+
+// Job states. Succeeded, Failed and Cancelled are terminal.
+const (
+	Pending   State = "pending"
+	Running   State = "running"
+	Succeeded State = "succeeded"
+	Failed    State = "failed"
+	Cancelled State = "cancelled"
+)
+
+// Terminal reports whether the job has ended.
+func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Cancelled }
+
+// Stage names, in pipeline order. They are also the values of the "stage" metric label.
+const (
+	StageResolve     = "resolve"
+	StagePlace       = "place"
+	StageNetwork     = "network"
+	StageClone       = "clone"
+	StageInstantiate = "instantiate"
+	StageCommit      = "commit"
+)
+
+// Stages lists the stages in order.
+var Stages = []string{StageResolve, StagePlace, StageNetwork, StageClone, StageInstantiate, StageCommit}
+
+// DefaultTimeout is ZStack's default timeout for CreateVmFromVmBackup (24 hours).
+const DefaultTimeout = 24 * time.Hour
+
+// Retention is how long a finished job can still be polled (ZStack keeps 3 hours).
+const Retention = 3 * time.Hour
+
+// Record is a job as stored: who asked for what, where it is, and how it ended. Checkpoints
+// of the stages are stored beside it (see Checkpoints).
+type Record struct {
+	UUID        string            `json:"uuid"`
+	AccountUUID string            `json:"accountUuid"`
+	State       State             `json:"state"`
+	Stage       string            `json:"stage,omitempty"`
+	Request     *Request          `json:"request"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	StartedAt   time.Time         `json:"startedAt,omitzero"`
+	FinishedAt  time.Time         `json:"finishedAt,omitzero"`
+	Timeout     time.Duration     `json:"timeout"`
+	WebHook     string            `json:"webHook,omitempty"`
+	VMUUID      string            `json:"vmUuid,omitempty"`
+	Result      json.RawMessage   `json:"result,omitempty"`
+	Error       *zstack.ErrorCode `json:"error,omitempty"`
+	Attempts    int               `json:"attempts"`
+	Progress    *Progress         `json:"progress,omitempty"`
+	CancelAsked bool              `json:"cancelAsked,omitempty"`
+	Checkpoints *Checkpoints      `json:"-"`
+}
+
+// Deadline is when the job times out (SYS.1001).
+func (r *Record) Deadline() time.Time { return r.CreatedAt.Add(r.Timeout) }
+
+// Progress is the byte progress of the clone stage.
+type Progress struct {
+	BytesDone  int64 `json:"bytesDone"`
+	BytesTotal int64 `json:"bytesTotal"`
+}
+
+// Checkpoints hold what each finished stage decided, so a re-run reuses it.
+type Checkpoints struct {
+	Resolved  *Resolved             `json:"resolved,omitempty"`
+	Placement *Placement            `json:"placement,omitempty"`
+	NICs      []AllocatedNIC        `json:"nics,omitempty"`
+	Volumes   map[string]ClonedFile `json:"volumes,omitempty"`
+	Done      []string              `json:"done,omitempty"`
+}
+
+// StageDone reports whether a stage's checkpoint was recorded.
+func (c *Checkpoints) StageDone(stage string) bool {
+	for _, s := range c.Done {
+		if s == stage {
+			return true
+		}
+	}
+	return false
+}
+
+// Resolved is the VM to build, fixed by the resolve stage: identities, sizes, and the volumes
+// and NICs with their new uuids. Everything later stages need from the group and catalog.
+type Resolved struct {
+	VMUUID               string          `json:"vmUuid"`
+	InternalID           int64           `json:"internalId"`
+	Name                 string          `json:"name"`
+	Description          string          `json:"description,omitempty"`
+	Type                 string          `json:"type"`
+	ZoneUUID             string          `json:"zoneUuid,omitempty"`
+	ClusterUUID          string          `json:"clusterUuid,omitempty"`
+	HostUUID             string          `json:"hostUuid,omitempty"`
+	InstanceOfferingUUID string          `json:"instanceOfferingUuid,omitempty"`
+	CPUNum               int64           `json:"cpuNum"`
+	CPUSpeed             int64           `json:"cpuSpeed"`
+	MemorySize           int64           `json:"memorySize"`
+	ReservedMemorySize   int64           `json:"reservedMemorySize"`
+	AllocatorStrategy    string          `json:"allocatorStrategy"`
+	PSStrategy           string          `json:"psStrategy"`
+	Platform             string          `json:"platform,omitempty"`
+	Architecture         string          `json:"architecture,omitempty"`
+	GuestOsType          string          `json:"guestOsType,omitempty"`
+	ImageUUID            string          `json:"imageUuid,omitempty"`
+	SourceHostUUID       string          `json:"sourceHostUuid,omitempty"`
+	BackupStorageUUID    string          `json:"backupStorageUuid"`
+	DefaultL3NetworkUUID string          `json:"defaultL3NetworkUuid,omitempty"`
+	RootPrimaryStorage   string          `json:"rootPrimaryStorageUuid,omitempty"`
+	DataPrimaryStorage   string          `json:"dataPrimaryStorageUuid,omitempty"`
+	Volumes              []PlannedVolume `json:"volumes"`
+	NICs                 []PlannedNIC    `json:"nics"`
+	CreateDate           time.Time       `json:"createDate"`
+}
+
+// PlannedVolume is a volume to restore from one volume backup.
+type PlannedVolume struct {
+	UUID             string `json:"uuid"`
+	BackupUUID       string `json:"backupUuid"`
+	SourceVolumeUUID string `json:"sourceVolumeUuid,omitempty"`
+	Name             string `json:"name"`
+	Type             string `json:"type"`
+	DeviceID         int    `json:"deviceId"`
+	Format           string `json:"format"`
+	Size             int64  `json:"size"`
+	BackupActualSize int64  `json:"backupActualSize"`
+	File             string `json:"file"`
+	ChecksumAlgo     string `json:"checksumAlgorithm"`
+	Checksum         string `json:"checksum"`
+}
+
+// PlannedNIC is a NIC to create: the request's wishes plus the uuids it will carry.
+type PlannedNIC struct {
+	NIC
+	UUID       string `json:"uuid"`
+	UsedIPUUID string `json:"usedIpUuid"`
+	DeviceID   int    `json:"deviceId"`
+}
+
+// Owner is the key under which a NIC's IP and MAC are held; it makes allocation idempotent.
+func (n PlannedNIC) Owner(jobUUID string) string { return jobUUID + "/" + n.UUID }
+
+// Placement is where the place stage put the VM and its volumes.
+type Placement struct {
+	HostUUID          string            `json:"hostUuid"`
+	ClusterUUID       string            `json:"clusterUuid"`
+	ZoneUUID          string            `json:"zoneUuid"`
+	AllocatorStrategy string            `json:"allocatorStrategy"`
+	VolumeStorage     map[string]string `json:"volumeStorage"` // volume uuid → primary storage uuid
+}
+
+// AllocatedNIC is a NIC with its address and MAC.
+type AllocatedNIC struct {
+	PlannedNIC
+	IP          string `json:"ip,omitempty"`
+	IPInLong    int64  `json:"ipInLong,omitempty"`
+	IPRangeUUID string `json:"ipRangeUuid,omitempty"`
+	Netmask     string `json:"netmask,omitempty"`
+	Gateway     string `json:"gateway,omitempty"`
+	Mac         string `json:"mac"`
+}
+
+// ClonedFile is a restored volume file.
+type ClonedFile struct {
+	InstallPath string `json:"installPath"`
+	ActualSize  int64  `json:"actualSize"`
+}

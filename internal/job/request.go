@@ -1,0 +1,311 @@
+// Package job defines a restore job: the validated request it carries, its states and stages,
+// and the checkpoints each stage of the worker pipeline records so that a re-run resumes
+// instead of repeating work.
+package job
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// Limits on request sizes, beyond ZStack's own (name ≤ 255, description ≤ 2048).
+const (
+	MaxNameLen        = 255
+	MaxDescriptionLen = 2048
+	MaxTags           = 256
+	MaxTagLen         = 4096
+	MaxL3Networks     = zstack.MaxNics
+)
+
+// Request is a CreateVmFromVmBackup call after ZStack's request-level validation: every
+// field checked, defaults applied, system tags and vmNicParams folded into one NIC list.
+// Rules that need the catalog or the backup group are checked by the worker's resolve stage.
+type Request struct {
+	GroupUUID            string   `json:"groupUuid"`
+	Name                 string   `json:"name"`
+	Description          string   `json:"description,omitempty"`
+	InstanceOfferingUUID string   `json:"instanceOfferingUuid,omitempty"`
+	CPUNum               int64    `json:"cpuNum,omitempty"`
+	MemorySize           int64    `json:"memorySize,omitempty"`
+	ReservedMemorySize   int64    `json:"reservedMemorySize,omitempty"`
+	BackupStorageUUID    string   `json:"backupStorageUuid,omitempty"`
+	Type                 string   `json:"type"`
+	ZoneUUID             string   `json:"zoneUuid,omitempty"`
+	ClusterUUID          string   `json:"clusterUuid,omitempty"`
+	HostUUID             string   `json:"hostUuid,omitempty"`
+	RootPrimaryStorage   string   `json:"rootPrimaryStorageUuid,omitempty"`
+	DataPrimaryStorage   string   `json:"dataPrimaryStorageUuid,omitempty"`
+	DefaultL3NetworkUUID string   `json:"defaultL3NetworkUuid,omitempty"`
+	NICs                 []NIC    `json:"nics,omitempty"`
+	Hostname             string   `json:"hostname,omitempty"`
+	ResourceUUID         string   `json:"resourceUuid,omitempty"`
+	TagUUIDs             []string `json:"tagUuids,omitempty"`
+	Strategy             string   `json:"strategy"`
+	SystemTags           []string `json:"systemTags,omitempty"`
+	UserTags             []string `json:"userTags,omitempty"`
+	RootVolumeSystemTags []string `json:"rootVolumeSystemTags,omitempty"`
+	DataVolumeSystemTags []string `json:"dataVolumeSystemTags,omitempty"`
+}
+
+// NIC is what the request asks of one NIC: its L3 network (in l3NetworkUuids order) and
+// whatever vmNicParams and system tags fixed for it.
+type NIC struct {
+	L3NetworkUUID     string   `json:"l3NetworkUuid"`
+	StaticIP          string   `json:"staticIp,omitempty"`
+	Mac               string   `json:"mac,omitempty"`
+	DriverType        string   `json:"driverType"`
+	State             string   `json:"state"`
+	MetaData          string   `json:"metaData,omitempty"`
+	OutboundBandwidth int64    `json:"outboundBandwidth,omitempty"`
+	InboundBandwidth  int64    `json:"inboundBandwidth,omitempty"`
+	MultiQueueNum     int64    `json:"multiQueueNum,omitempty"`
+	SgUUIDs           []string `json:"sgUuids,omitempty"`
+}
+
+var (
+	vmTypes    = []string{"UserVm", "ApplianceVm"}
+	strategies = []string{zstack.StrategyInstantStart, zstack.StrategyJustCreate, zstack.StrategyCreateStopped}
+)
+
+func argerr(format string, args ...any) *zstack.ErrorCode {
+	return zstack.InvalidArgument(format, args...)
+}
+
+func checkUUID(field, v string) *zstack.ErrorCode {
+	if v != "" && !zstack.IsUUID(v) {
+		return argerr("%s[%s] is not a valid uuid: it must be 32 lowercase hex characters without '-'", field, v)
+	}
+	return nil
+}
+
+func checkTags(field string, tags []string) *zstack.ErrorCode {
+	if len(tags) > MaxTags {
+		return argerr("%s has %d entries, more than %d", field, len(tags), MaxTags)
+	}
+	for i, t := range tags {
+		if t == "" || len(t) > MaxTagLen || strings.ContainsRune(t, 0) {
+			return argerr("%s[%d] must be a non-empty string of at most %d characters without NUL", field, i, MaxTagLen)
+		}
+	}
+	return nil
+}
+
+func oneOf(v string, list []string) bool {
+	for _, x := range list {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// FromZStack validates a CreateVmFromVmBackup call as ZStack's API interceptor does and
+// returns the normalized request, or a SYS.1007 ErrorCode whose details name the field.
+func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Request, *zstack.ErrorCode) {
+	p := &body.Params
+	if err := checkUUID("groupUuid", groupUUID); err != nil {
+		return nil, err
+	}
+	if groupUUID == "" {
+		return nil, argerr("groupUuid is required")
+	}
+	name := p.Name
+	switch {
+	case strings.TrimSpace(name) == "":
+		return nil, argerr("field[name] of message[APICreateVmFromVmBackupMsg] is mandatory, can not be null or empty")
+	case len([]rune(name)) > MaxNameLen:
+		return nil, argerr("field[name] must be at most %d characters, got %d", MaxNameLen, len([]rune(name)))
+	case strings.ContainsRune(name, 0):
+		return nil, argerr("field[name] contains a NUL character")
+	}
+	if len([]rune(p.Description)) > MaxDescriptionLen {
+		return nil, argerr("field[description] must be at most %d characters", MaxDescriptionLen)
+	}
+	for _, f := range []struct{ name, v string }{
+		{"instanceOfferingUuid", p.InstanceOfferingUUID}, {"backupStorageUuid", p.BackupStorageUUID},
+		{"zoneUuid", p.ZoneUUID}, {"clusterUuid", p.ClusterUUID}, {"hostUuid", p.HostUUID},
+		{"primaryStorageUuidForRootVolume", p.PrimaryStorageUUIDForRootVolume},
+		{"primaryStorageUuidForDataVolume", p.PrimaryStorageUUIDForDataVolume},
+		{"defaultL3NetworkUuid", p.DefaultL3NetworkUUID}, {"resourceUuid", p.ResourceUUID},
+	} {
+		if err := checkUUID(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	if len(p.L3NetworkUUIDs) > MaxL3Networks {
+		return nil, argerr("l3NetworkUuids has %d entries, more than %d", len(p.L3NetworkUUIDs), MaxL3Networks)
+	}
+	seenL3 := map[string]bool{}
+	for i, u := range p.L3NetworkUUIDs {
+		if err := checkUUID(fmt.Sprintf("l3NetworkUuids[%d]", i), u); err != nil {
+			return nil, err
+		}
+		if u == "" {
+			return nil, argerr("l3NetworkUuids[%d] is empty", i)
+		}
+		if seenL3[u] {
+			return nil, argerr("l3NetworkUuids contains l3 network[uuid:%s] twice; a VM gets one NIC per L3 network", u)
+		}
+		seenL3[u] = true
+	}
+	if len(p.TagUUIDs) > MaxTags {
+		return nil, argerr("tagUuids has %d entries, more than %d", len(p.TagUUIDs), MaxTags)
+	}
+	for i, u := range p.TagUUIDs {
+		if err := checkUUID(fmt.Sprintf("tagUuids[%d]", i), u); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range []struct {
+		name string
+		v    []string
+	}{{"systemTags", body.SystemTags}, {"userTags", body.UserTags}, {"rootVolumeSystemTags", p.RootVolumeSystemTags}, {"dataVolumeSystemTags", p.DataVolumeSystemTags}} {
+		if err := checkTags(t.name, t.v); err != nil {
+			return nil, err
+		}
+	}
+
+	r := &Request{
+		GroupUUID: groupUUID, Name: name, Description: p.Description,
+		InstanceOfferingUUID: p.InstanceOfferingUUID, BackupStorageUUID: p.BackupStorageUUID,
+		Type: p.Type, ZoneUUID: p.ZoneUUID, ClusterUUID: p.ClusterUUID, HostUUID: p.HostUUID,
+		RootPrimaryStorage: p.PrimaryStorageUUIDForRootVolume, DataPrimaryStorage: p.PrimaryStorageUUIDForDataVolume,
+		DefaultL3NetworkUUID: p.DefaultL3NetworkUUID, ResourceUUID: p.ResourceUUID, TagUUIDs: p.TagUUIDs,
+		Strategy: p.Strategy, SystemTags: body.SystemTags, UserTags: body.UserTags,
+		RootVolumeSystemTags: p.RootVolumeSystemTags, DataVolumeSystemTags: p.DataVolumeSystemTags,
+	}
+
+	// CPU and memory: an offering, or both cpuNum and memorySize.
+	if p.InstanceOfferingUUID == "" {
+		if p.CPUNum == nil || p.MemorySize == nil {
+			return nil, argerr("instanceOfferingUuid or cpuNum and memorySize must be set")
+		}
+	}
+	if p.CPUNum != nil {
+		if *p.CPUNum <= 0 || *p.CPUNum > 1024 {
+			return nil, argerr("cpuNum[%d] must be between 1 and 1024", *p.CPUNum)
+		}
+		r.CPUNum = *p.CPUNum
+	}
+	if p.MemorySize != nil {
+		if *p.MemorySize <= 0 {
+			return nil, argerr("memorySize[%d] must be a positive number of bytes", *p.MemorySize)
+		}
+		r.MemorySize = *p.MemorySize
+	}
+	if p.ReservedMemorySize != nil {
+		if *p.ReservedMemorySize < 0 {
+			return nil, argerr("reservedMemorySize[%d] cannot be negative", *p.ReservedMemorySize)
+		}
+		if p.InstanceOfferingUUID == "" && *p.ReservedMemorySize > r.MemorySize {
+			return nil, argerr("reservedMemorySize[%d] cannot be larger than memorySize[%d]", *p.ReservedMemorySize, r.MemorySize)
+		}
+		r.ReservedMemorySize = *p.ReservedMemorySize
+	}
+
+	if r.Type == "" {
+		r.Type = "UserVm"
+	} else if !oneOf(r.Type, vmTypes) {
+		return nil, argerr("type[%s] is not one of %v", r.Type, vmTypes)
+	}
+	if r.Strategy == "" {
+		r.Strategy = zstack.StrategyInstantStart
+	} else if !oneOf(r.Strategy, strategies) {
+		return nil, argerr("strategy[%s] is not one of %v", r.Strategy, strategies)
+	}
+
+	if len(p.L3NetworkUUIDs) == 0 && p.ZoneUUID == "" && p.ClusterUUID == "" && p.HostUUID == "" {
+		return nil, argerr("could not create vm, because at least one of field (l3NetworkUuids,zoneUuid,clusterUuid,hostUuid) should be set")
+	}
+
+	// NICs: one per L3, with vmNicParams and system tags applied.
+	r.NICs = make([]NIC, len(p.L3NetworkUUIDs))
+	byL3 := map[string]*NIC{}
+	for i, u := range p.L3NetworkUUIDs {
+		r.NICs[i] = NIC{L3NetworkUUID: u, DriverType: "virtio", State: "enable"}
+		byL3[u] = &r.NICs[i]
+	}
+	defaultFromNic := ""
+	if p.VMNicParams != "" {
+		if len(p.L3NetworkUUIDs) == 0 {
+			return nil, argerr("vmNicParams needs l3NetworkUuids")
+		}
+		params, err := zstack.ParseVMNicParams(p.VMNicParams)
+		if err != nil {
+			return nil, argerr("%v", err)
+		}
+		seen := map[string]bool{}
+		for i, np := range params {
+			nic := byL3[np.L3NetworkUUID]
+			if nic == nil {
+				return nil, argerr("vmNicParams[%d].l3NetworkUuid[%s] is not in l3NetworkUuids %v", i, np.L3NetworkUUID, p.L3NetworkUUIDs)
+			}
+			if seen[np.L3NetworkUUID] {
+				return nil, argerr("vmNicParams has more than one entry for l3 network[uuid:%s]", np.L3NetworkUUID)
+			}
+			seen[np.L3NetworkUUID] = true
+			nic.StaticIP, nic.Mac, nic.DriverType, nic.State, nic.MetaData = np.IP, np.Mac, np.DriverType, np.State, np.MetaData
+			nic.SgUUIDs = np.SgUUIDs
+			if np.OutboundBandwidth != nil {
+				nic.OutboundBandwidth = *np.OutboundBandwidth
+			}
+			if np.InboundBandwidth != nil {
+				nic.InboundBandwidth = *np.InboundBandwidth
+			}
+			if np.MultiQueueNum != nil {
+				nic.MultiQueueNum = *np.MultiQueueNum
+			}
+			if np.IsDefaultNic {
+				if defaultFromNic != "" {
+					return nil, argerr("vmNicParams marks more than one NIC with isDefaultNic")
+				}
+				defaultFromNic = np.L3NetworkUUID
+			}
+		}
+	}
+	for _, raw := range body.SystemTags {
+		tag, err := zstack.ParseSystemTag(raw)
+		if err != nil {
+			return nil, argerr("%v", err)
+		}
+		switch tag.Kind {
+		case zstack.TagStaticIP, zstack.TagCustomMac:
+			nic := byL3[tag.L3]
+			if nic == nil {
+				return nil, argerr("system tag[%s] names l3 network[uuid:%s], which is not in l3NetworkUuids", raw, tag.L3)
+			}
+			field := &nic.StaticIP
+			if tag.Kind == zstack.TagCustomMac {
+				field = &nic.Mac
+			}
+			if *field != "" && *field != tag.Value {
+				return nil, argerr("system tag[%s] conflicts with %s already given for l3 network[uuid:%s]", raw, *field, tag.L3)
+			}
+			*field = tag.Value
+		case zstack.TagHostname:
+			r.Hostname = tag.Value
+		case zstack.TagPSForDataVol:
+			if r.DataPrimaryStorage != "" && r.DataPrimaryStorage != tag.Value {
+				return nil, argerr("system tag[%s] conflicts with primaryStorageUuidForDataVolume[%s]", raw, r.DataPrimaryStorage)
+			}
+			r.DataPrimaryStorage = tag.Value
+		}
+	}
+
+	// Default L3: required with more than one L3, must be one of them.
+	switch {
+	case r.DefaultL3NetworkUUID != "" && byL3[r.DefaultL3NetworkUUID] == nil:
+		return nil, argerr("defaultL3NetworkUuid[%s] is not in l3NetworkUuids %v", r.DefaultL3NetworkUUID, p.L3NetworkUUIDs)
+	case r.DefaultL3NetworkUUID != "" && defaultFromNic != "" && defaultFromNic != r.DefaultL3NetworkUUID:
+		return nil, argerr("defaultL3NetworkUuid[%s] and the NIC marked isDefaultNic (l3 network[uuid:%s]) disagree", r.DefaultL3NetworkUUID, defaultFromNic)
+	case r.DefaultL3NetworkUUID == "" && defaultFromNic != "":
+		r.DefaultL3NetworkUUID = defaultFromNic
+	case r.DefaultL3NetworkUUID == "" && len(p.L3NetworkUUIDs) == 1:
+		r.DefaultL3NetworkUUID = p.L3NetworkUUIDs[0]
+	case r.DefaultL3NetworkUUID == "" && len(p.L3NetworkUUIDs) > 1:
+		return nil, argerr("there are more than one L3 network specified in l3NetworkUuids, but defaultL3NetworkUuid is null")
+	}
+	return r, nil
+}

@@ -1,0 +1,259 @@
+// Package pipeline runs a restore job: resolve → place → network → clone → instantiate →
+// commit. It is the worker's asynq handler.
+//
+// Safety under asynq's at-least-once delivery:
+//   - a job runs on one worker at a time (a Redis lock, renewed while it runs);
+//   - every stage records a checkpoint and a re-run skips finished stages; every side effect
+//     is keyed on the job (capacity reservation, IP and MAC owners, install paths), so a
+//     stage interrupted half-way finds and reuses what it already did;
+//   - a failure that will not be retried (invalid request, no capacity, checksum mismatch,
+//     cancel, timeout, retries exhausted) compensates in reverse — volume files, addresses,
+//     capacity, VM record — before the job is failed with a ZStack ErrorCode;
+//   - a worker that stops (shutdown, lost lease) leaves the job as it is for the next run.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/hypervisor"
+	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/metrics"
+	"github.com/vmrestore/vmrestore/internal/queue"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// Pipeline executes restore jobs.
+type Pipeline struct {
+	Store      *store.Store
+	Catalog    *store.CatalogCache
+	Events     *store.Events
+	Hypervisor hypervisor.Driver
+	Metrics    *metrics.Metrics
+	Log        *slog.Logger
+	// CloneParallelism is how many volumes of one VM are copied at once.
+	CloneParallelism int
+}
+
+// lockTTL bounds how long a crashed worker's lock outlives it; it is renewed every third.
+const lockTTL = 30 * time.Second
+
+// Reasons a job's context ends, told apart with context.Cause.
+var (
+	errCancelled = errors.New("cancelled by request")
+	errTimedOut  = errors.New("job timeout reached")
+	errLockLost  = errors.New("job lock lost")
+)
+
+// Handle is the asynq handler for restore tasks.
+func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
+	jobUUID := string(t.Payload())
+	if !zstack.IsUUID(jobUUID) {
+		return fmt.Errorf("restore task with payload %q is not a job uuid: %w", jobUUID, asynq.SkipRetry)
+	}
+	log := p.Log.With("job", jobUUID)
+
+	token := zstack.NewUUID()
+	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return queue.ErrBusy
+	}
+	defer p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
+
+	work, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	go p.keepLock(work, stop, jobUUID, token)
+
+	prev, err := p.Store.StartAttempt(ctx, jobUUID)
+	if err != nil {
+		return err
+	}
+	if prev == "" {
+		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
+		return nil
+	}
+	if prev.Terminal() {
+		return nil
+	}
+	rec, err := p.Store.GetJob(ctx, jobUUID)
+	if err != nil {
+		return err
+	}
+
+	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
+	defer unwatch()
+	go func() {
+		select {
+		case <-cancelled:
+			stop(errCancelled)
+		case <-work.Done():
+		}
+	}()
+	if asked, err := p.Store.CancelRequested(ctx, jobUUID); err != nil {
+		return err
+	} else if asked {
+		stop(errCancelled)
+	}
+	run, cancelDeadline := context.WithDeadlineCause(work, rec.Deadline(), errTimedOut)
+	defer cancelDeadline()
+
+	err = p.run(run, rec)
+	if err == nil {
+		return nil
+	}
+	cause := context.Cause(run)
+	switch {
+	case errors.Is(cause, errCancelled):
+		return p.fail(ctx, rec, job.Cancelled, zstack.Errorf(zstack.CodeCancelled,
+			"the restore of group[uuid:%s] was cancelled during its %s stage; everything it had allocated was released", rec.Request.GroupUUID, rec.Stage))
+	case errors.Is(cause, errTimedOut):
+		return p.fail(ctx, rec, job.Failed, zstack.Errorf(zstack.CodeTimeout,
+			"the restore of group[uuid:%s] did not finish in time, it was in its %s stage: timeout after %ds", rec.Request.GroupUUID, rec.Stage, int(rec.Timeout/time.Second)))
+	case ctx.Err() != nil || errors.Is(cause, errLockLost):
+		log.Warn("restore interrupted; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
+		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
+	}
+	if ec, ok := zstack.AsErrorCode(err); ok {
+		return p.fail(ctx, rec, job.Failed, ec)
+	}
+	if queue.RetriesLeft(ctx) {
+		log.Warn("restore stage failed; it will be retried", "stage", rec.Stage, "err", err)
+		return err
+	}
+	return p.fail(ctx, rec, job.Failed, zstack.Operation(zstack.Errorf(zstack.CodeInternal,
+		"the %s stage kept failing and its retries are exhausted: %v", rec.Stage, err)))
+}
+
+// keepLock renews the job lock until ctx ends; losing it stops the work.
+func (p *Pipeline) keepLock(ctx context.Context, stop context.CancelCauseFunc, jobUUID, token string) {
+	t := time.NewTicker(lockTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
+			if err == nil && !ok {
+				stop(errLockLost)
+				return
+			}
+		}
+	}
+}
+
+// run executes the stages that have not finished yet.
+func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
+	ix, err := p.Catalog.Current(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return zstack.Errorf(zstack.CodeInternal, "no site catalog is loaded; start the api with a site file (VMRESTORE_SITE)")
+	}
+	if err != nil {
+		return err
+	}
+	for _, stage := range job.Stages {
+		if rec.Checkpoints.StageDone(stage) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec.Stage = stage
+		if err := p.Store.SetStage(ctx, rec.UUID, stage); err != nil {
+			return err
+		}
+		start := time.Now()
+		gauge := p.Metrics.JobsInFlight.WithLabelValues(stage)
+		gauge.Inc()
+		err := p.stage(ctx, ix, rec, stage)
+		gauge.Dec()
+		p.Metrics.StageDuration.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+		if err != nil {
+			return err
+		}
+	}
+	p.Metrics.Jobs.WithLabelValues(string(job.Succeeded), "").Inc()
+	p.Metrics.JobDuration.WithLabelValues(string(job.Succeeded)).Observe(time.Since(rec.CreatedAt).Seconds())
+	return nil
+}
+
+func (p *Pipeline) stage(ctx context.Context, ix *catalog.Index, rec *job.Record, stage string) error {
+	switch stage {
+	case job.StageResolve:
+		return p.resolve(ctx, ix, rec)
+	case job.StagePlace:
+		return p.place(ctx, ix, rec)
+	case job.StageNetwork:
+		return p.network(ctx, ix, rec)
+	case job.StageClone:
+		return p.clone(ctx, ix, rec)
+	case job.StageInstantiate:
+		return p.instantiate(ctx, rec)
+	case job.StageCommit:
+		return p.commit(ctx, ix, rec)
+	}
+	return fmt.Errorf("unknown stage %q", stage)
+}
+
+// fail compensates and ends the job. The work context is gone by now (cancel, timeout), so
+// compensation runs on a fresh one with its own bound.
+func (p *Pipeline) fail(parent context.Context, rec *job.Record, state job.State, e *zstack.ErrorCode) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 2*time.Minute)
+	defer cancel()
+	if err := p.compensate(ctx, rec); err != nil {
+		p.Log.Error("compensation failed; the job will run again to finish it", "job", rec.UUID, "err", err)
+		return fmt.Errorf("compensate job %s: %w", rec.UUID, err)
+	}
+	if _, err := p.Store.FinishJob(ctx, rec.UUID, state, nil, e); err != nil {
+		return err
+	}
+	p.Metrics.Jobs.WithLabelValues(string(state), e.Root().Code).Inc()
+	p.Metrics.JobDuration.WithLabelValues(string(state)).Observe(time.Since(rec.CreatedAt).Seconds())
+	p.Log.Info("restore ended without a VM", "job", rec.UUID, "state", state, "code", e.Code, "cause", e.Root().Code, "details", e.Root().Details)
+	return fmt.Errorf("%s: %w", e.Error(), asynq.SkipRetry)
+}
+
+// compensate undoes, in reverse order, whatever the job's checkpoints say it did. Every
+// step is idempotent, so a compensation interrupted half-way can simply run again.
+func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
+	// Reload: the in-memory checkpoints may lag what a stage recorded just before failing.
+	fresh, err := p.Store.GetJob(ctx, rec.UUID)
+	if err != nil {
+		return err
+	}
+	cp := fresh.Checkpoints
+	var errs []error
+	if r := cp.Resolved; r != nil {
+		if err := p.Store.DeleteVM(ctx, fresh.AccountUUID, r.VMUUID); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.Hypervisor.Destroy(ctx, r.VMUUID); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.removeVolumes(ctx, fresh); err != nil {
+			errs = append(errs, err)
+		}
+		if err := p.releaseNetwork(ctx, fresh); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := p.Store.Release(ctx, fresh.UUID); err != nil {
+		errs = append(errs, err)
+	}
+	if fresh.Request != nil && fresh.Request.ResourceUUID != "" {
+		if err := p.Store.ReleaseResource(ctx, fresh.Request.ResourceUUID, fresh.UUID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,567 @@
+// Package placement chooses the host and primary storages of a VM the way ZStack does and
+// reserves the capacity atomically.
+//
+// The filter chain runs in ZStack's order, each filter naming itself when it empties the
+// candidate list:
+//
+//	L2 attachment → designation and state → CPU/memory capacity → primary storage → avoid list
+//
+// The surviving hosts are ordered by the host allocator strategy (Default shuffles,
+// LeastVmPreferred puts the emptiest first, LastHostPreferred puts the source VM's host first,
+// Designated is the one host asked for), each with its volumes assigned to primary storages
+// by the storage strategy. The first few candidates go to one Redis script that reserves the
+// first whose claims all still fit: placement decisions are made on a snapshot, but capacity
+// is never over-committed because the script re-checks every limit under Redis's lock.
+package placement
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/store"
+)
+
+// Filter names, as they appear in refusals and in the placement-refusal metric.
+const (
+	FilterL2Attachment = "L2NetworkAttachment"
+	FilterDesignation  = "HostDesignationAndState"
+	FilterCapacity     = "HostCapacity"
+	FilterStorage      = "PrimaryStorage"
+	FilterAvoid        = "AvoidHost"
+	FilterContention   = "Reservation"
+)
+
+// Volume is a volume to place.
+type Volume struct {
+	UUID string
+	Size int64
+	Root bool
+}
+
+// Request is what a VM needs.
+type Request struct {
+	ZoneUUID        string
+	ClusterUUID     string
+	HostUUID        string
+	L3NetworkUUIDs  []string
+	CPU             int64
+	Memory          int64
+	Volumes         []Volume
+	RootStorage     string
+	DataStorage     string
+	HostStrategy    string
+	StorageStrategy string
+	LastHostUUID    string
+	Avoid           []string
+}
+
+// Result is a reserved placement.
+type Result struct {
+	HostUUID          string            `json:"hostUuid"`
+	ClusterUUID       string            `json:"clusterUuid"`
+	ZoneUUID          string            `json:"zoneUuid"`
+	AllocatorStrategy string            `json:"allocatorStrategy"`
+	VolumeStorage     map[string]string `json:"volumeStorage"`
+}
+
+// Refusal says which filter emptied the candidate list, with the numbers that decided it.
+type Refusal struct {
+	Filter  string
+	Details string
+}
+
+func (r *Refusal) Error() string { return r.Details }
+
+// Store is what placement needs of Redis.
+type Store interface {
+	Usage(ctx context.Context, fields []string) ([]store.FieldUsage, error)
+	Reserve(ctx context.Context, job string, cands []store.Candidate) (store.ReserveResult, error)
+}
+
+// candidatesPerRound is how many ordered candidates one reservation attempt offers Redis;
+// roundsBeforeRefusal bounds the re-reads when other restores take them first.
+const (
+	candidatesPerRound  = 8
+	roundsBeforeRefusal = 4
+)
+
+// Place runs the filter chain, orders the candidates by strategy, and reserves the first that
+// fits for job. It returns a *Refusal when nothing fits. A job that already holds a
+// reservation gets it back (decoded from its label), so a re-run never reserves twice.
+func Place(ctx context.Context, ix *catalog.Index, st Store, jobUUID string, req Request) (*Result, error) {
+	var lastFull string
+	for round := 0; round < roundsBeforeRefusal; round++ {
+		cands, refusal, err := Candidates(ctx, ix, st, req)
+		if err != nil {
+			return nil, err
+		}
+		if refusal != nil {
+			return nil, refusal
+		}
+		if len(cands) > candidatesPerRound {
+			cands = cands[:candidatesPerRound]
+		}
+		offers := make([]store.Candidate, len(cands))
+		for i, c := range cands {
+			offers[i] = store.Candidate{Label: c.label(), Claims: c.Claims}
+		}
+		res, err := st.Reserve(ctx, jobUUID, offers)
+		if err != nil {
+			return nil, err
+		}
+		if res.Existing != nil {
+			return decodeLabel(res.Existing.Label)
+		}
+		if res.Index >= 0 {
+			return cands[res.Index].Result, nil
+		}
+		lastFull = res.FullField
+	}
+	return nil, &Refusal{Filter: FilterContention, Details: fmt.Sprintf(
+		"every host that fit was taken by concurrent restores before it could be reserved (last refusal on %s); retry the restore", lastFull)}
+}
+
+// Candidate is one feasible placement with the claims to reserve.
+type Candidate struct {
+	*Result
+	Claims []store.Claim
+}
+
+func (c Candidate) label() string {
+	var b strings.Builder
+	b.WriteString(c.HostUUID + " " + c.ClusterUUID + " " + c.ZoneUUID + " " + c.AllocatorStrategy)
+	vols := make([]string, 0, len(c.VolumeStorage))
+	for v := range c.VolumeStorage {
+		vols = append(vols, v)
+	}
+	sort.Strings(vols)
+	for _, v := range vols {
+		b.WriteString(" " + v + "=" + c.VolumeStorage[v])
+	}
+	return b.String()
+}
+
+func decodeLabel(l string) (*Result, error) {
+	f := strings.Fields(l)
+	if len(f) < 4 {
+		return nil, fmt.Errorf("malformed reservation label %q", l)
+	}
+	r := &Result{HostUUID: f[0], ClusterUUID: f[1], ZoneUUID: f[2], AllocatorStrategy: f[3], VolumeStorage: map[string]string{}}
+	for _, kv := range f[4:] {
+		v, ps, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("malformed reservation label %q", l)
+		}
+		r.VolumeStorage[v] = ps
+	}
+	return r, nil
+}
+
+// Candidates runs the filter chain on current usage and returns every feasible placement in
+// strategy order (nothing is reserved), or the refusal of the filter that emptied the list.
+// Dry runs use it directly.
+func Candidates(ctx context.Context, ix *catalog.Index, st Store, req Request) ([]Candidate, *Refusal, error) {
+	strategy := req.HostStrategy
+	if req.HostUUID != "" {
+		strategy = catalog.HostDesignated
+	}
+	if strategy == "" {
+		strategy = catalog.HostDefault
+	}
+
+	// 1. Clusters attached to the L2 network of every requested L3.
+	clusters, refusal := attachedClusters(ix, req)
+	if refusal != nil {
+		return nil, refusal, nil
+	}
+	// 2. Designation (host over cluster over zone) and state.
+	hosts, refusal := designatedHosts(ix, req, clusters)
+	if refusal != nil {
+		return nil, refusal, nil
+	}
+
+	// Read the usage of every field the remaining hosts could claim, in one round trip.
+	fields, storages := usageFields(ix, hosts)
+	usage, err := st.Usage(ctx, fields)
+	if err != nil {
+		return nil, nil, err
+	}
+	u := make(map[string]store.FieldUsage, len(fields))
+	for i, f := range fields {
+		u[f] = usage[i]
+	}
+
+	// 3. CPU and memory.
+	var fit []*catalog.Host
+	var bestCPU, bestMem int64 = -1, -1
+	for _, h := range hosts {
+		cpu, mem := u[store.FieldHostCPU(h.UUID)], u[store.FieldHostMemory(h.UUID)]
+		freeCPU, freeMem := cpu.Limit-cpu.Used, mem.Limit-mem.Used
+		if cpu.Limit < 0 || mem.Limit < 0 {
+			continue
+		}
+		bestCPU, bestMem = max(bestCPU, freeCPU), max(bestMem, freeMem)
+		if freeCPU >= req.CPU && freeMem >= req.Memory {
+			fit = append(fit, h)
+		}
+	}
+	if len(fit) == 0 {
+		return nil, &Refusal{Filter: FilterCapacity, Details: fmt.Sprintf(
+			"no host having cpu[%d], memory[%d bytes] found in %s (%d candidate hosts; the most free is cpu[%d], memory[%d bytes])",
+			req.CPU, req.Memory, scopeText(req, clusters), len(hosts), max(bestCPU, 0), max(bestMem, 0))}, nil
+	}
+
+	// 4. Primary storage with room for every volume.
+	var cands []Candidate
+	var storageWhy string
+	for _, h := range fit {
+		c, why := assignStorage(ix, req, h, storages[h.ClusterUUID], u)
+		if c == nil {
+			storageWhy = why
+			continue
+		}
+		c.AllocatorStrategy = strategy
+		cands = append(cands, *c)
+	}
+	if len(cands) == 0 {
+		return nil, &Refusal{Filter: FilterStorage, Details: fmt.Sprintf(
+			"no primary storage can hold the volumes (%s) on any of %d hosts with enough cpu and memory: %s",
+			volumesText(req.Volumes), len(fit), storageWhy)}, nil
+	}
+
+	// 5. Avoid list.
+	if len(req.Avoid) > 0 {
+		avoid := map[string]bool{}
+		for _, a := range req.Avoid {
+			avoid[a] = true
+		}
+		kept := cands[:0]
+		for _, c := range cands {
+			if !avoid[c.HostUUID] {
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
+			return nil, &Refusal{Filter: FilterAvoid, Details: fmt.Sprintf(
+				"every host that fits (%d) is in the avoid list", len(cands))}, nil
+		}
+		cands = kept
+	}
+
+	order(strategy, req, cands, u)
+	return cands, nil, nil
+}
+
+func attachedClusters(ix *catalog.Index, req Request) ([]*catalog.Cluster, *Refusal) {
+	if len(req.L3NetworkUUIDs) == 0 {
+		out := make([]*catalog.Cluster, 0, len(ix.Clusters))
+		for i := range ix.Site.Clusters {
+			out = append(out, &ix.Site.Clusters[i])
+		}
+		return out, nil
+	}
+	count := map[string]int{}
+	for _, l3u := range req.L3NetworkUUIDs {
+		l3 := ix.L3Networks[l3u]
+		if l3 == nil {
+			return nil, &Refusal{Filter: FilterL2Attachment, Details: fmt.Sprintf("l3 network[uuid:%s] is not on this site", l3u)}
+		}
+		for _, c := range ix.ClustersByL2[l3.L2NetworkUUID] {
+			count[c.UUID]++
+		}
+	}
+	var out []*catalog.Cluster
+	for i := range ix.Site.Clusters {
+		c := &ix.Site.Clusters[i]
+		if count[c.UUID] == len(req.L3NetworkUUIDs) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &Refusal{Filter: FilterL2Attachment, Details: fmt.Sprintf(
+			"no cluster is attached to the L2 networks of all l3 networks %v", req.L3NetworkUUIDs)}
+	}
+	return out, nil
+}
+
+func designatedHosts(ix *catalog.Index, req Request, clusters []*catalog.Cluster) ([]*catalog.Host, *Refusal) {
+	inScope := map[string]bool{}
+	for _, c := range clusters {
+		switch {
+		case req.ClusterUUID != "" && c.UUID != req.ClusterUUID:
+		case req.ZoneUUID != "" && req.ClusterUUID == "" && req.HostUUID == "" && c.ZoneUUID != req.ZoneUUID:
+		default:
+			inScope[c.UUID] = true
+		}
+	}
+	if req.HostUUID != "" {
+		h := ix.Hosts[req.HostUUID]
+		switch {
+		case h == nil:
+			return nil, &Refusal{Filter: FilterDesignation, Details: fmt.Sprintf("host[uuid:%s] is not on this site", req.HostUUID)}
+		case !inScope[h.ClusterUUID]:
+			return nil, &Refusal{Filter: FilterDesignation, Details: fmt.Sprintf(
+				"host[uuid:%s] is in cluster[uuid:%s], which is not attached to the L2 networks of the requested l3 networks or not in the requested scope", h.UUID, h.ClusterUUID)}
+		case !ix.HostUsable(h):
+			return nil, &Refusal{Filter: FilterDesignation, Details: fmt.Sprintf(
+				"host[uuid:%s] is %s and %s; a restore needs an Enabled and Connected host in an Enabled cluster and zone", h.UUID, h.State, h.Status)}
+		}
+		return []*catalog.Host{h}, nil
+	}
+	var hosts []*catalog.Host
+	total := 0
+	for _, c := range clusters {
+		if !inScope[c.UUID] {
+			continue
+		}
+		for _, h := range ix.HostsByCluster[c.UUID] {
+			total++
+			if ix.HostUsable(h) {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	if len(hosts) == 0 {
+		return nil, &Refusal{Filter: FilterDesignation, Details: fmt.Sprintf(
+			"no Enabled and Connected host found in %s (%d hosts there, none usable)", scopeText(req, clusters), total)}
+	}
+	return hosts, nil
+}
+
+// usageFields lists the capacity fields of the hosts and of the storages of their clusters.
+func usageFields(ix *catalog.Index, hosts []*catalog.Host) ([]string, map[string][]*catalog.PrimaryStorage) {
+	fields := make([]string, 0, 3*len(hosts)+8)
+	storages := map[string][]*catalog.PrimaryStorage{}
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		fields = append(fields, store.FieldHostCPU(h.UUID), store.FieldHostMemory(h.UUID), store.FieldHostVMs(h.UUID))
+		pss, ok := storages[h.ClusterUUID]
+		if !ok {
+			pss = ix.StoragesByCluster[h.ClusterUUID]
+			storages[h.ClusterUUID] = pss
+		}
+		for _, ps := range pss {
+			if ps.Type == catalog.PSLocalStorage {
+				fields = append(fields, store.FieldStorageBytes(ps.UUID, h.UUID))
+			} else if !seen[ps.UUID] {
+				fields = append(fields, store.FieldStorageBytes(ps.UUID, ""))
+			}
+			if !seen[ps.UUID] {
+				seen[ps.UUID] = true
+				fields = append(fields, store.FieldStorageVols(ps.UUID))
+			}
+		}
+	}
+	return fields, storages
+}
+
+// assignStorage puts the host's volumes on primary storages of its cluster: the root volume
+// on the requested storage or one chosen by strategy, the data volumes on the requested data
+// storage, else beside the root if it has room, else on another storage chosen by strategy.
+func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catalog.PrimaryStorage, u map[string]store.FieldUsage) (*Candidate, string) {
+	var rootSize, dataSize int64
+	var root Volume
+	var data []Volume
+	for _, v := range req.Volumes {
+		if v.Root {
+			root, rootSize = v, v.Size
+		} else {
+			data = append(data, v)
+			dataSize += v.Size
+		}
+	}
+	localHost := func(ps *catalog.PrimaryStorage) string {
+		if ps.Type == catalog.PSLocalStorage {
+			return h.UUID
+		}
+		return ""
+	}
+	free := func(ps *catalog.PrimaryStorage) int64 {
+		fu := u[store.FieldStorageBytes(ps.UUID, localHost(ps))]
+		if fu.Limit < 0 {
+			return -1
+		}
+		return fu.Limit - fu.Used
+	}
+	attached := func(uuid string) *catalog.PrimaryStorage {
+		for _, ps := range pss {
+			if ps.UUID == uuid {
+				return ps
+			}
+		}
+		return nil
+	}
+	pick := func(need int64, exclude string) *catalog.PrimaryStorage {
+		var ok []*catalog.PrimaryStorage
+		for _, ps := range pss {
+			if ps.UUID != exclude && free(ps) >= need {
+				ok = append(ok, ps)
+			}
+		}
+		if len(ok) == 0 {
+			return nil
+		}
+		switch req.StorageStrategy {
+		case catalog.PSLeastVolume:
+			sort.SliceStable(ok, func(a, b int) bool {
+				return u[store.FieldStorageVols(ok[a].UUID)].Used < u[store.FieldStorageVols(ok[b].UUID)].Used
+			})
+		case catalog.PSMaximumAvailable:
+			sort.SliceStable(ok, func(a, b int) bool { return free(ok[a]) > free(ok[b]) })
+		default:
+			return ok[rand.IntN(len(ok))]
+		}
+		return ok[0]
+	}
+
+	var rootPS, dataPS *catalog.PrimaryStorage
+	switch {
+	case req.RootStorage != "":
+		rootPS = attached(req.RootStorage)
+		if rootPS == nil {
+			return nil, fmt.Sprintf("primary storage[uuid:%s] for the root volume is not attached to cluster[uuid:%s]", req.RootStorage, h.ClusterUUID)
+		}
+		need := rootSize
+		if req.DataStorage == "" || req.DataStorage == req.RootStorage {
+			need += dataSize
+		}
+		if f := free(rootPS); f < need {
+			return nil, storageShort(rootPS, h, need, f)
+		}
+	default:
+		// Prefer a storage that holds everything, as ZStack keeps a VM's volumes together.
+		if req.DataStorage == "" {
+			rootPS = pick(rootSize+dataSize, "")
+		}
+		if rootPS == nil {
+			rootPS = pick(rootSize, "")
+		}
+		if rootPS == nil {
+			return nil, fmt.Sprintf("no Enabled, Connected primary storage attached to cluster[uuid:%s] has %d bytes free for the root volume%s",
+				h.ClusterUUID, rootSize, freeText(pss, free))
+		}
+	}
+	if len(data) > 0 {
+		switch {
+		case req.DataStorage != "":
+			dataPS = attached(req.DataStorage)
+			if dataPS == nil {
+				return nil, fmt.Sprintf("primary storage[uuid:%s] for data volumes is not attached to cluster[uuid:%s]", req.DataStorage, h.ClusterUUID)
+			}
+			need := dataSize
+			if dataPS == rootPS {
+				need += rootSize
+			}
+			if f := free(dataPS); f < need {
+				return nil, storageShort(dataPS, h, need, f)
+			}
+		case free(rootPS) >= rootSize+dataSize:
+			dataPS = rootPS
+		default:
+			dataPS = pick(dataSize, rootPS.UUID)
+			if dataPS == nil {
+				return nil, fmt.Sprintf("no primary storage attached to cluster[uuid:%s] besides the root's has %d bytes free for the data volumes%s",
+					h.ClusterUUID, dataSize, freeText(pss, free))
+			}
+		}
+	}
+
+	res := &Result{HostUUID: h.UUID, ClusterUUID: h.ClusterUUID, ZoneUUID: ix.ZoneOfHost(h), VolumeStorage: map[string]string{}}
+	claims := []store.Claim{store.HostCPU(h.UUID, req.CPU), store.HostMemory(h.UUID, req.Memory), store.HostVMs(h.UUID)}
+	bytes := map[*catalog.PrimaryStorage]int64{}
+	vols := map[*catalog.PrimaryStorage]int64{}
+	if root.UUID != "" {
+		res.VolumeStorage[root.UUID] = rootPS.UUID
+		bytes[rootPS] += root.Size
+		vols[rootPS]++
+	}
+	for _, v := range data {
+		res.VolumeStorage[v.UUID] = dataPS.UUID
+		bytes[dataPS] += v.Size
+		vols[dataPS]++
+	}
+	for _, ps := range []*catalog.PrimaryStorage{rootPS, dataPS} {
+		if ps == nil || bytes[ps] == 0 {
+			continue
+		}
+		claims = append(claims, store.StorageBytes(ps.UUID, localHost(ps), bytes[ps]), store.StorageVolumes(ps.UUID, vols[ps]))
+		delete(bytes, ps)
+	}
+	return &Candidate{Result: res, Claims: claims}, ""
+}
+
+func storageShort(ps *catalog.PrimaryStorage, h *catalog.Host, need, free int64) string {
+	if free < 0 {
+		return fmt.Sprintf("primary storage[uuid:%s] is not Enabled and Connected", ps.UUID)
+	}
+	where := ""
+	if ps.Type == catalog.PSLocalStorage {
+		where = fmt.Sprintf(" on host[uuid:%s]", h.UUID)
+	}
+	return fmt.Sprintf("primary storage[uuid:%s]%s has %d bytes available above its reserve, %d needed", ps.UUID, where, free, need)
+}
+
+func freeText(pss []*catalog.PrimaryStorage, free func(*catalog.PrimaryStorage) int64) string {
+	if len(pss) == 0 {
+		return " (no primary storage is attached)"
+	}
+	parts := make([]string, 0, len(pss))
+	for _, ps := range pss {
+		f := free(ps)
+		if f < 0 {
+			parts = append(parts, fmt.Sprintf("%s: not Enabled/Connected", ps.UUID))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s: %d bytes", ps.UUID, f))
+		}
+	}
+	return " (available: " + strings.Join(parts, ", ") + ")"
+}
+
+func volumesText(vs []Volume) string {
+	var total int64
+	for _, v := range vs {
+		total += v.Size
+	}
+	return fmt.Sprintf("%d volumes, %d bytes", len(vs), total)
+}
+
+func scopeText(req Request, clusters []*catalog.Cluster) string {
+	switch {
+	case req.HostUUID != "":
+		return fmt.Sprintf("host[uuid:%s]", req.HostUUID)
+	case req.ClusterUUID != "":
+		return fmt.Sprintf("cluster[uuid:%s]", req.ClusterUUID)
+	case req.ZoneUUID != "":
+		return fmt.Sprintf("zone[uuid:%s]", req.ZoneUUID)
+	}
+	uuids := make([]string, 0, len(clusters))
+	for _, c := range clusters {
+		uuids = append(uuids, c.UUID)
+	}
+	if len(uuids) > 5 {
+		return fmt.Sprintf("%d clusters", len(uuids))
+	}
+	return "clusters" + fmt.Sprint(uuids)
+}
+
+// order sorts candidates by the host allocator strategy.
+func order(strategy string, req Request, cands []Candidate, u map[string]store.FieldUsage) {
+	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	switch strategy {
+	case catalog.HostLeastVmPreferred:
+		sort.SliceStable(cands, func(a, b int) bool {
+			return u[store.FieldHostVMs(cands[a].HostUUID)].Used < u[store.FieldHostVMs(cands[b].HostUUID)].Used
+		})
+	case catalog.HostLastHostPreferred:
+		for i, c := range cands {
+			if c.HostUUID == req.LastHostUUID {
+				cands[0], cands[i] = cands[i], cands[0]
+				break
+			}
+		}
+	}
+}

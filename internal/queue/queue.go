@@ -1,0 +1,131 @@
+// Package queue is vmrestore's use of asynq: the restore task (its TaskID is the job uuid,
+// its payload nothing but that uuid, the request lives in the job record), how it is
+// enqueued, and how worker servers are configured: retry policy, crash accounting and the
+// idle polling interval.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// Task type and queue name.
+const (
+	TypeRestore  = "vmrestore:restore"
+	QueueRestore = "restore"
+)
+
+// ErrBusy is returned by a handler that found another worker running the same job; the task
+// comes back shortly without counting as a failure.
+var ErrBusy = errors.New("another worker is running this job")
+
+// ErrDuplicate is returned when the job uuid already has a task.
+var ErrDuplicate = errors.New("a task with this job uuid exists")
+
+// Client enqueues restore tasks.
+type Client struct {
+	c        *asynq.Client
+	maxRetry int
+}
+
+// NewClient enqueues through rdb. maxRetry bounds retries of transient failures (crashes do
+// not count, see IsFailure).
+func NewClient(rdb redis.UniversalClient, maxRetry int) *Client {
+	return &Client{c: asynq.NewClientFromRedisClient(rdb), maxRetry: maxRetry}
+}
+
+// EnqueueRestore queues the restore of a job. deadline is the job's own timeout: the worker
+// fails the job with SYS.1001 at that moment; asynq's deadline is set a little later so that it
+// only ever fires for a handler that stopped answering.
+func (c *Client) EnqueueRestore(ctx context.Context, jobUUID string, deadline time.Time) error {
+	t := asynq.NewTask(TypeRestore, []byte(jobUUID))
+	_, err := c.c.EnqueueContext(ctx, t,
+		asynq.TaskID(jobUUID), asynq.Queue(QueueRestore), asynq.MaxRetry(c.maxRetry),
+		asynq.Deadline(deadline.Add(2*time.Minute)))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue restore %s: %w", jobUUID, err)
+	}
+	return nil
+}
+
+// ServerConfig sizes a worker server.
+type ServerConfig struct {
+	Concurrency int
+	// TaskCheckInterval is how long an idle worker sleeps between polls of an empty queue;
+	// it is the floor on pick-up latency for a new job (see README, "Synchronous wait").
+	TaskCheckInterval time.Duration
+	ShutdownTimeout   time.Duration
+}
+
+// IsFailure tells asynq which errors count against a task's retries: a crashed worker
+// (expired lease) and a busy job do not, so crashes never archive a healthy job.
+func IsFailure(err error) bool {
+	return !errors.Is(err, asynq.ErrLeaseExpired) && !errors.Is(err, ErrBusy)
+}
+
+// RetryDelay resumes a crashed job at once, a busy one shortly, and backs off exponentially
+// (1 s doubling to 30 s, with jitter) on transient errors.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	switch {
+	case errors.Is(err, asynq.ErrLeaseExpired):
+		return 0
+	case errors.Is(err, ErrBusy):
+		return 2 * time.Second
+	}
+	d := time.Second << min(n, 5)
+	d = min(d, 30*time.Second)
+	return d/2 + rand.N(d/2+1)
+}
+
+// NewServer builds the asynq server that runs restore tasks.
+func NewServer(rdb redis.UniversalClient, cfg ServerConfig, log *slog.Logger) *asynq.Server {
+	return asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:       cfg.Concurrency,
+		Queues:            map[string]int{QueueRestore: 1},
+		TaskCheckInterval: cfg.TaskCheckInterval,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		IsFailure:         IsFailure,
+		RetryDelayFunc:    RetryDelay,
+		Logger:            logAdapter{log},
+		LogLevel:          asynq.WarnLevel,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if errors.Is(err, ErrBusy) {
+				return
+			}
+			retried, _ := asynq.GetRetryCount(ctx)
+			maxRetry, _ := asynq.GetMaxRetry(ctx)
+			log.Warn("restore task returned an error", "job", string(t.Payload()), "retried", retried, "maxRetry", maxRetry, "err", err)
+		}),
+	})
+}
+
+// Inspector returns asynq's inspector over rdb (queue metrics, task deletion).
+func Inspector(rdb redis.UniversalClient) *asynq.Inspector {
+	return asynq.NewInspectorFromRedisClient(rdb)
+}
+
+// RetriesLeft reports whether asynq will run this task again if the handler fails now.
+func RetriesLeft(ctx context.Context) bool {
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	return !ok1 || !ok2 || retried < maxRetry
+}
+
+// logAdapter routes asynq's logs to slog.
+type logAdapter struct{ l *slog.Logger }
+
+func (a logAdapter) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a logAdapter) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a logAdapter) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a logAdapter) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a logAdapter) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }

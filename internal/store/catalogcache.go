@@ -1,0 +1,39 @@
+package store
+
+import (
+	"context"
+	"sync"
+
+	"github.com/vmrestore/vmrestore/internal/catalog"
+)
+
+// CatalogCache keeps the current catalog index in memory and reloads it when its version in
+// Redis changes. Current costs one small GET; a reload happens only after a catalog change.
+type CatalogCache struct {
+	store *Store
+	mu    sync.Mutex
+	ix    *catalog.Index
+}
+
+// NewCatalogCache returns an empty cache over s.
+func (s *Store) NewCatalogCache() *CatalogCache { return &CatalogCache{store: s} }
+
+// Current returns the current catalog, reloading it if Redis has a newer version.
+// ErrNotFound means no catalog was ever saved.
+func (c *CatalogCache) Current(ctx context.Context) (*catalog.Index, error) {
+	v, err := c.store.CatalogVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ix != nil && c.ix.Version == v {
+		return c.ix, nil
+	}
+	ix, err := c.store.LoadCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.ix = ix
+	return ix, nil
+}

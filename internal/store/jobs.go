@@ -1,0 +1,365 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// A job is one Redis hash. Immutable facts are written once at creation; the mutable parts
+// (state, stage, progress, cancel flag, outcome) and each stage checkpoint are separate
+// fields, so the API (cancel) and the worker (progress, state) never overwrite each other.
+const (
+	jfAccount   = "account"
+	jfRequest   = "request"
+	jfCreated   = "created"
+	jfTimeout   = "timeout"
+	jfWebHook   = "webhook"
+	jfState     = "state"
+	jfStage     = "stage"
+	jfStarted   = "started"
+	jfFinished  = "finished"
+	jfAttempts  = "attempts"
+	jfVM        = "vm"
+	jfResult    = "result"
+	jfError     = "error"
+	jfProgress  = "progress"
+	jfCancel    = "cancel"
+	jfResolved  = "cp:resolved"
+	jfPlacement = "cp:placement"
+	jfNICs      = "cp:nics"
+	jfVolPrefix = "cp:vol:"
+	jfDone      = "cp:done:"
+)
+
+// ErrJobExists is returned by CreateJob when the uuid is taken.
+var ErrJobExists = errors.New("job uuid already used")
+
+// createJobScript creates a job hash unless the key exists. KEYS: job. ARGV: field, value...
+var createJobScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+`)
+
+// CreateJob stores a new pending job. It fails with ErrJobExists if the uuid was used.
+func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
+	req, err := json.Marshal(r.Request)
+	if err != nil {
+		return err
+	}
+	n, err := createJobScript.Run(ctx, s.rdb, []string{keyJob(r.UUID)},
+		jfAccount, r.AccountUUID,
+		jfRequest, req,
+		jfCreated, r.CreatedAt.UnixMilli(),
+		jfTimeout, int64(r.Timeout/time.Millisecond),
+		jfWebHook, r.WebHook,
+		jfState, string(job.Pending),
+		jfAttempts, 0,
+	).Int()
+	if err != nil {
+		return fmt.Errorf("create job: %w", err)
+	}
+	if n == 0 {
+		return ErrJobExists
+	}
+	return nil
+}
+
+// DeleteJob removes a job record (used when its task could not be enqueued).
+func (s *Store) DeleteJob(ctx context.Context, uuid string) error {
+	return s.rdb.Del(ctx, keyJob(uuid)).Err()
+}
+
+// GetJob reads a job with its checkpoints. ErrNotFound if it does not exist or expired.
+func (s *Store) GetJob(ctx context.Context, uuid string) (*job.Record, error) {
+	m, err := s.rdb.HGetAll(ctx, keyJob(uuid)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 || m[jfState] == "" {
+		return nil, ErrNotFound
+	}
+	return decodeJob(uuid, m)
+}
+
+func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
+	r := &job.Record{
+		UUID:        uuid,
+		AccountUUID: m[jfAccount],
+		State:       job.State(m[jfState]),
+		Stage:       m[jfStage],
+		WebHook:     m[jfWebHook],
+		VMUUID:      m[jfVM],
+		CancelAsked: m[jfCancel] == "1",
+		Checkpoints: &job.Checkpoints{},
+	}
+	r.Attempts, _ = strconv.Atoi(m[jfAttempts])
+	r.CreatedAt = millis(m[jfCreated])
+	r.StartedAt = millis(m[jfStarted])
+	r.FinishedAt = millis(m[jfFinished])
+	ms, _ := strconv.ParseInt(m[jfTimeout], 10, 64)
+	r.Timeout = time.Duration(ms) * time.Millisecond
+	if err := unmarshalIf(m[jfRequest], &r.Request); err != nil {
+		return nil, fmt.Errorf("job %s request: %w", uuid, err)
+	}
+	if v := m[jfResult]; v != "" {
+		r.Result = json.RawMessage(v)
+	}
+	if err := unmarshalIf(m[jfError], &r.Error); err != nil {
+		return nil, fmt.Errorf("job %s error: %w", uuid, err)
+	}
+	if err := unmarshalIf(m[jfProgress], &r.Progress); err != nil {
+		return nil, fmt.Errorf("job %s progress: %w", uuid, err)
+	}
+	cp := r.Checkpoints
+	if err := unmarshalIf(m[jfResolved], &cp.Resolved); err != nil {
+		return nil, fmt.Errorf("job %s resolved checkpoint: %w", uuid, err)
+	}
+	if err := unmarshalIf(m[jfPlacement], &cp.Placement); err != nil {
+		return nil, fmt.Errorf("job %s placement checkpoint: %w", uuid, err)
+	}
+	if err := unmarshalIf(m[jfNICs], &cp.NICs); err != nil {
+		return nil, fmt.Errorf("job %s nics checkpoint: %w", uuid, err)
+	}
+	for k, v := range m {
+		switch {
+		case strings.HasPrefix(k, jfVolPrefix):
+			var f job.ClonedFile
+			if err := json.Unmarshal([]byte(v), &f); err != nil {
+				return nil, fmt.Errorf("job %s volume checkpoint: %w", uuid, err)
+			}
+			if cp.Volumes == nil {
+				cp.Volumes = map[string]job.ClonedFile{}
+			}
+			cp.Volumes[strings.TrimPrefix(k, jfVolPrefix)] = f
+		case strings.HasPrefix(k, jfDone):
+			cp.Done = append(cp.Done, strings.TrimPrefix(k, jfDone))
+		}
+	}
+	return r, nil
+}
+
+func millis(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+func unmarshalIf(s string, v any) error {
+	if s == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+// JobStatus is the part of a job a poll needs.
+type JobStatus struct {
+	State   job.State
+	Account string
+	Result  json.RawMessage
+	Error   *zstack.ErrorCode
+}
+
+// GetJobStatus reads what a poll needs in one round trip. ErrNotFound if absent.
+func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, error) {
+	v, err := s.rdb.HMGet(ctx, keyJob(uuid), jfState, jfAccount, jfResult, jfError).Result()
+	if err != nil {
+		return nil, err
+	}
+	state, _ := v[0].(string)
+	if state == "" {
+		return nil, ErrNotFound
+	}
+	st := &JobStatus{State: job.State(state)}
+	st.Account, _ = v[1].(string)
+	if res, _ := v[2].(string); res != "" {
+		st.Result = json.RawMessage(res)
+	}
+	if e, _ := v[3].(string); e != "" {
+		if err := json.Unmarshal([]byte(e), &st.Error); err != nil {
+			return nil, fmt.Errorf("job %s error: %w", uuid, err)
+		}
+	}
+	return st, nil
+}
+
+// StartAttempt marks a job running and counts the attempt; it reports the job's state as it
+// was, so a handler can skip a job that already ended.
+var startAttemptScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return '' end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+redis.call('HSET', KEYS[1], 'state', 'running')
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if not redis.call('HGET', KEYS[1], 'started') then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
+return st
+`)
+
+// StartAttempt marks the job running. It returns the state before (empty if the job does not
+// exist); a terminal state means there is nothing to do.
+func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, error) {
+	st, err := startAttemptScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, time.Now().UnixMilli()).Text()
+	if err != nil {
+		return "", fmt.Errorf("start job %s: %w", uuid, err)
+	}
+	return job.State(st), nil
+}
+
+// SetStage records the stage the job is in.
+func (s *Store) SetStage(ctx context.Context, uuid, stage string) error {
+	return s.rdb.HSet(ctx, keyJob(uuid), jfStage, stage).Err()
+}
+
+// SetProgress records clone progress.
+func (s *Store) SetProgress(ctx context.Context, uuid string, p job.Progress) error {
+	b, _ := json.Marshal(p)
+	return s.rdb.HSet(ctx, keyJob(uuid), jfProgress, b).Err()
+}
+
+// Checkpoint kinds for SaveCheckpoint.
+const (
+	CheckpointResolved  = jfResolved
+	CheckpointPlacement = jfPlacement
+	CheckpointNICs      = jfNICs
+)
+
+// SaveCheckpoint records a stage's result and marks the stage done, in one write.
+func (s *Store) SaveCheckpoint(ctx context.Context, uuid, stage, kind string, v any) error {
+	fields := []any{jfDone + stage, "1"}
+	if kind != "" {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		fields = append(fields, kind, b)
+	}
+	if stage == job.StageResolve {
+		if r, ok := v.(*job.Resolved); ok {
+			fields = append(fields, jfVM, r.VMUUID)
+		}
+	}
+	return s.rdb.HSet(ctx, keyJob(uuid), fields...).Err()
+}
+
+// SaveClonedVolume records one finished volume of the clone stage.
+func (s *Store) SaveClonedVolume(ctx context.Context, uuid, volume string, f job.ClonedFile) error {
+	b, _ := json.Marshal(f)
+	return s.rdb.HSet(ctx, keyJob(uuid), jfVolPrefix+volume, b).Err()
+}
+
+// finishJobScript ends a job once: it writes the outcome only if the job has not ended,
+// starts the retention clock, and publishes the completion event. KEYS: job.
+// ARGV: state, outcome field, outcome, finished, retention seconds, channel, job uuid.
+var finishJobScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 0 end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], ARGV[2], ARGV[3], 'finished', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+`)
+
+// FinishJob ends a job with its inventory (Succeeded) or error (Failed, Cancelled), then
+// publishes the completion. It reports false if the job had already ended.
+func (s *Store) FinishJob(ctx context.Context, uuid string, state job.State, result json.RawMessage, e *zstack.ErrorCode) (bool, error) {
+	field, value := jfResult, []byte(result)
+	if state != job.Succeeded {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return false, err
+		}
+		field, value = jfError, b
+	}
+	n, err := finishJobScript.Run(ctx, s.rdb, []string{keyJob(uuid)},
+		string(state), field, value, time.Now().UnixMilli(), int64(job.Retention/time.Second), ChannelJobDone, uuid).Int()
+	if err != nil {
+		return false, fmt.Errorf("finish job %s: %w", uuid, err)
+	}
+	return n == 1, nil
+}
+
+// RequestCancel flags a job for cancellation and tells workers. It reports false when the
+// job does not exist or has ended.
+func (s *Store) RequestCancel(ctx context.Context, uuid string) (bool, error) {
+	st, err := s.GetJobStatus(ctx, uuid)
+	if err != nil {
+		return false, err
+	}
+	if st.State.Terminal() {
+		return false, nil
+	}
+	if err := s.rdb.HSet(ctx, keyJob(uuid), jfCancel, "1").Err(); err != nil {
+		return false, err
+	}
+	return true, s.rdb.Publish(ctx, ChannelJobCancel, uuid).Err()
+}
+
+// CancelRequested reports whether a job was flagged for cancellation.
+func (s *Store) CancelRequested(ctx context.Context, uuid string) (bool, error) {
+	v, err := s.rdb.HGet(ctx, keyJob(uuid), jfCancel).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return v == "1", err
+}
+
+// lockScript takes or renews a job's execution lock for a token. KEYS: lock. ARGV: token, ms.
+var lockScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// LockJob takes (or renews) the lock that keeps two workers from running one job at once.
+// It reports false when another token holds it.
+func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Duration) (bool, error) {
+	n, err := lockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token, ttl.Milliseconds()).Int()
+	return n == 1, err
+}
+
+// UnlockJob releases the lock if token holds it.
+func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
+	return unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Err()
+}
+
+// ClaimResource binds a resourceUuid to a job; it returns the job already bound, if any.
+func (s *Store) ClaimResource(ctx context.Context, resource, jobUUID string) (string, error) {
+	ok, err := s.rdb.SetNX(ctx, keyResource(resource), jobUUID, 0).Result()
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return "", nil
+	}
+	return s.rdb.Get(ctx, keyResource(resource)).Result()
+}
+
+// ReleaseResource unbinds a resourceUuid from a job (a failed restore frees it for a retry).
+var releaseResourceScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// ReleaseResource unbinds resource from jobUUID if it is still bound to it.
+func (s *Store) ReleaseResource(ctx context.Context, resource, jobUUID string) error {
+	return releaseResourceScript.Run(ctx, s.rdb, []string{keyResource(resource)}, jobUUID).Err()
+}

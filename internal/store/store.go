@@ -1,0 +1,80 @@
+// Package store keeps all of vmrestore's own state in Redis: the site catalog, capacity
+// reservations, IP and MAC allocations, job records with their stage checkpoints, VM
+// inventories, accounts and sessions, and the index of backup groups. Nothing else in
+// vmrestore talks to Redis directly (asynq's queues excepted, see package queue).
+//
+// Every script that touches several keys keeps them in one hash slot ({cap}, {l3:<uuid>},
+// {mac}, {acct:<uuid>}, ...), so the same code runs on a single Redis, behind Sentinel, and on
+// Redis Cluster.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store is vmrestore's Redis state. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// New wraps a connected client.
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Client returns the underlying client (for asynq, which shares it).
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// ErrNotFound is returned when a record does not exist (or has expired).
+var ErrNotFound = errors.New("not found")
+
+const prefix = "vmr:"
+
+// Keys. Braces mark the hash tag: keys sharing it live in one Redis Cluster slot.
+func keyCatalog() string                 { return prefix + "{catalog}" }
+func keyCatalogVersion() string          { return prefix + "{catalog}:version" }
+func keyCapLimit() string                { return prefix + "{cap}:limit" }
+func keyCapUsed() string                 { return prefix + "{cap}:used" }
+func keyCapResv(job string) string       { return prefix + "{cap}:resv:" + job }
+func keyCapResvSet() string              { return prefix + "{cap}:resvs" }
+func l3Tag(l3 string) string             { return prefix + "{l3:" + l3 + "}" }
+func keyL3IPs(l3 string) string          { return l3Tag(l3) + ":ips" }
+func keyL3Owners(l3 string) string       { return l3Tag(l3) + ":owners" }
+func keyL3Ranges(l3 string) string       { return l3Tag(l3) + ":ranges" }
+func keyL3Bits(l3, rng string) string    { return l3Tag(l3) + ":bits:" + rng }
+func keyMacUsed() string                 { return prefix + "{mac}:used" }
+func keyMacOwners() string               { return prefix + "{mac}:owners" }
+func keyJob(uuid string) string          { return prefix + "job:" + uuid }
+func keyJobLock(uuid string) string      { return prefix + "job:" + uuid + ":lock" }
+func keyVM(uuid string) string           { return prefix + "vm:" + uuid }
+func keyVMIndex() string                 { return prefix + "vms" }
+func keyVMAccount(acct string) string    { return prefix + "vms:acct:" + acct }
+func keyResource(uuid string) string     { return prefix + "resource:" + uuid }
+func keySession(sid string) string       { return prefix + "session:" + sid }
+func keyAcctSessions(acct string) string { return prefix + "{acct:" + acct + "}:sessions" }
+func keyAccounts() string                { return prefix + "accounts" }
+func keyBackups() string                 { return prefix + "{backups}" }
+func keyBackupsTmp(n string) string      { return prefix + "{backups}:tmp:" + n }
+func keySeqVM() string                   { return prefix + "seq:vm" }
+func keyHypervisor(vm string) string     { return prefix + "hv:" + vm }
+
+// Pub/sub channels.
+const (
+	ChannelJobDone   = prefix + "events:job-done"
+	ChannelJobCancel = prefix + "events:job-cancel"
+)
+
+// NextVMInternalID returns a new sequential VM id (ZStack's internalId, used in NIC names).
+func (s *Store) NextVMInternalID(ctx context.Context) (int64, error) {
+	return s.rdb.Incr(ctx, keySeqVM()).Result()
+}

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// PutVM stores a VM inventory and lists it (globally and under its account). Writing the same
+// VM again replaces it, so a re-run commit is harmless.
+func (s *Store) PutVM(ctx context.Context, account string, vm *zstack.VmInstanceInventory) error {
+	b, err := json.Marshal(vm)
+	if err != nil {
+		return err
+	}
+	score := float64(vm.CreateDate.UnixMilli())
+	pipe := s.rdb.Pipeline()
+	pipe.HSet(ctx, keyVM(vm.UUID), "inventory", b, "account", account)
+	pipe.ZAdd(ctx, keyVMIndex(), redis.Z{Score: score, Member: vm.UUID})
+	pipe.ZAdd(ctx, keyVMAccount(account), redis.Z{Score: score, Member: vm.UUID})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("store vm %s: %w", vm.UUID, err)
+	}
+	return nil
+}
+
+// DeleteVM removes a VM record (compensation of a failed restore).
+func (s *Store) DeleteVM(ctx context.Context, account, uuid string) error {
+	pipe := s.rdb.Pipeline()
+	pipe.Del(ctx, keyVM(uuid))
+	pipe.ZRem(ctx, keyVMIndex(), uuid)
+	pipe.ZRem(ctx, keyVMAccount(account), uuid)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// GetVM reads one VM inventory and the account owning it, or ErrNotFound.
+func (s *Store) GetVM(ctx context.Context, uuid string) (*zstack.VmInstanceInventory, string, error) {
+	v, err := s.rdb.HMGet(ctx, keyVM(uuid), "inventory", "account").Result()
+	if err != nil {
+		return nil, "", err
+	}
+	b, _ := v[0].(string)
+	account, _ := v[1].(string)
+	if b == "" {
+		return nil, "", ErrNotFound
+	}
+	var vm zstack.VmInstanceInventory
+	if err := json.Unmarshal([]byte(b), &vm); err != nil {
+		return nil, "", fmt.Errorf("decode vm %s: %w", uuid, err)
+	}
+	return &vm, account, nil
+}
+
+// ListVMs returns the VMs of an account (all VMs when account is empty), oldest first.
+func (s *Store) ListVMs(ctx context.Context, account string) ([]*zstack.VmInstanceInventory, error) {
+	key := keyVMIndex()
+	if account != "" {
+		key = keyVMAccount(account)
+	}
+	uuids, err := s.rdb.ZRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, err
+	}
+	return s.getVMs(ctx, uuids)
+}
+
+// getVMs reads VMs by uuid with pipelined reads (MGET-like commands would cross slots on Redis Cluster).
+func (s *Store) getVMs(ctx context.Context, uuids []string) ([]*zstack.VmInstanceInventory, error) {
+	out := make([]*zstack.VmInstanceInventory, 0, len(uuids))
+	const batch = 500
+	for i := 0; i < len(uuids); i += batch {
+		end := min(i+batch, len(uuids))
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.StringCmd, 0, end-i)
+		for _, u := range uuids[i:end] {
+			cmds = append(cmds, pipe.HGet(ctx, keyVM(u), "inventory"))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for _, c := range cmds {
+			b, err := c.Bytes()
+			if err != nil {
+				continue // deleted between the index read and the get
+			}
+			var vm zstack.VmInstanceInventory
+			if err := json.Unmarshal(b, &vm); err != nil {
+				return nil, fmt.Errorf("decode vm: %w", err)
+			}
+			out = append(out, &vm)
+		}
+	}
+	return out, nil
+}
+
+// CountVMs returns the number of VMs stored.
+func (s *Store) CountVMs(ctx context.Context) (int64, error) {
+	return s.rdb.ZCard(ctx, keyVMIndex()).Result()
+}
+
+// SimulatedDomain is what the simulator hypervisor records of a VM it "runs".
+type SimulatedDomain struct {
+	HostUUID string `json:"hostUuid"`
+	State    string `json:"state"`
+}
+
+// PutSimulatedDomain records a VM in the simulator hypervisor.
+func (s *Store) PutSimulatedDomain(ctx context.Context, vm string, d SimulatedDomain) error {
+	return s.rdb.HSet(ctx, keyHypervisor(vm), "host", d.HostUUID, "state", d.State).Err()
+}
+
+// DeleteSimulatedDomain removes a VM from the simulator hypervisor.
+func (s *Store) DeleteSimulatedDomain(ctx context.Context, vm string) error {
+	return s.rdb.Del(ctx, keyHypervisor(vm)).Err()
+}
+
+// GetSimulatedDomain reads a VM from the simulator hypervisor, or ErrNotFound.
+func (s *Store) GetSimulatedDomain(ctx context.Context, vm string) (*SimulatedDomain, error) {
+	m, err := s.rdb.HGetAll(ctx, keyHypervisor(vm)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	return &SimulatedDomain{HostUUID: m["host"], State: m["state"]}, nil
+}
