@@ -43,7 +43,7 @@ func (c Config) Embedded() bool { return c.RedisAddr == "" }
 
 type setting struct {
 	env, flag, def, help string
-	apply             func(c *Config, v string) error
+	apply                func(c *Config, v string) error
 }
 
 func str(dst func(*Config) *string) func(*Config, string) error {

@@ -151,16 +151,16 @@ type InstanceOfferingInventory struct {
 
 // VolumeBackupInventory is one volume backup of a group.
 type VolumeBackupInventory struct {
-	UUID              string                   `json:"uuid"`
-	Name              string                   `json:"name"`
-	VolumeUUID        string                   `json:"volumeUuid,omitempty"`
-	Type              string                   `json:"type"`
-	Size              int64                    `json:"size"`
-	State             string                   `json:"state"`
-	Status            string                   `json:"status"`
-	GroupUUID         string                   `json:"groupUuid"`
+	UUID              string                      `json:"uuid"`
+	Name              string                      `json:"name"`
+	VolumeUUID        string                      `json:"volumeUuid,omitempty"`
+	Type              string                      `json:"type"`
+	Size              int64                       `json:"size"`
+	State             string                      `json:"state"`
+	Status            string                      `json:"status"`
+	GroupUUID         string                      `json:"groupUuid"`
 	BackupStorageRefs []BackupStorageRefInventory `json:"backupStorageRefs"`
-	CreateDate        zstack.Date              `json:"createDate"`
+	CreateDate        zstack.Date                 `json:"createDate"`
 	// vmrestore: what the backup holds.
 	Format      string `json:"format"`
 	ActualSize  int64  `json:"actualSize"`

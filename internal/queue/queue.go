@@ -128,4 +128,6 @@ func (a logAdapter) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "compone
 func (a logAdapter) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
 func (a logAdapter) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
 func (a logAdapter) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
-func (a logAdapter) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }
+func (a logAdapter) Fatal(args ...any) {
+	a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true)
+}

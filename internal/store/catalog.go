@@ -76,12 +76,12 @@ func (s *Store) LoadCatalog(ctx context.Context) (*catalog.Index, error) {
 // Capacity field names, shared by the limit and used hashes. A limit of -1 marks an entity
 // that may not receive anything (disabled, disconnected). Counter fields (vms, vols) have
 // no limit.
-func fieldHostCPU(h string) string               { return "h:" + h + ":cpu" }
-func fieldHostMem(h string) string               { return "h:" + h + ":mem" }
-func fieldHostVMs(h string) string               { return "h:" + h + ":vms" }
-func fieldStorage(ps string) string              { return "p:" + ps }
-func fieldLocalStorage(ps, host string) string   { return "p:" + ps + ":" + host }
-func fieldStorageVols(ps string) string          { return "p:" + ps + ":vols" }
+func fieldHostCPU(h string) string             { return "h:" + h + ":cpu" }
+func fieldHostMem(h string) string             { return "h:" + h + ":mem" }
+func fieldHostVMs(h string) string             { return "h:" + h + ":vms" }
+func fieldStorage(ps string) string            { return "p:" + ps }
+func fieldLocalStorage(ps, host string) string { return "p:" + ps + ":" + host }
+func fieldStorageVols(ps string) string        { return "p:" + ps + ":vols" }
 func fieldStorageBytes(ps, localHost string) string {
 	if localHost != "" {
 		return fieldLocalStorage(ps, localHost)

@@ -30,22 +30,22 @@ const (
 )
 
 var descriptions = map[string]string{
-	CodeInternal:         "An internal error happened in system",
-	CodeTimeout:          "Operation timeout",
-	CodeNotFound:         "Resource not found",
-	CodeOperation:        "An operation failed",
-	CodeInvalidArgument:  "One or more API argument is invalid",
-	CodeCancelled:        "The operation is cancelled",
-	CodeAuthFailed:       "Authentication failed, wrong account name or password",
-	CodeInvalidSession:   "The session is invalid, either wrong session id or the session has been expired",
-	CodePermission:       "Permission denied",
-	CodeTooManySessions:  "Too many sessions",
-	CodeHostAllocation:   "No available host",
-	CodePrimaryStorage:   "Primary storage allocation failed",
-	CodeIPAllocation:     "IP allocation failed",
-	CodeMACAllocation:    "MAC allocation failed",
-	CodeBackupStorage:    "Backup storage error",
-	CodeVolumeBackup:     "Volume backup error",
+	CodeInternal:        "An internal error happened in system",
+	CodeTimeout:         "Operation timeout",
+	CodeNotFound:        "Resource not found",
+	CodeOperation:       "An operation failed",
+	CodeInvalidArgument: "One or more API argument is invalid",
+	CodeCancelled:       "The operation is cancelled",
+	CodeAuthFailed:      "Authentication failed, wrong account name or password",
+	CodeInvalidSession:  "The session is invalid, either wrong session id or the session has been expired",
+	CodePermission:      "Permission denied",
+	CodeTooManySessions: "Too many sessions",
+	CodeHostAllocation:  "No available host",
+	CodePrimaryStorage:  "Primary storage allocation failed",
+	CodeIPAllocation:    "IP allocation failed",
+	CodeMACAllocation:   "MAC allocation failed",
+	CodeBackupStorage:   "Backup storage error",
+	CodeVolumeBackup:    "Volume backup error",
 }
 
 // Description returns ZStack's short description for a code.

@@ -27,33 +27,33 @@ const (
 
 // VmInstanceInventory is a VM as ZStack returns it.
 type VmInstanceInventory struct {
-	UUID                 string               `json:"uuid"`
-	Name                 string               `json:"name"`
-	Description          string               `json:"description,omitempty"`
-	ZoneUUID             string               `json:"zoneUuid,omitempty"`
-	ClusterUUID          string               `json:"clusterUuid,omitempty"`
-	ImageUUID            string               `json:"imageUuid,omitempty"`
-	HostUUID             string               `json:"hostUuid,omitempty"`
-	LastHostUUID         string               `json:"lastHostUuid,omitempty"`
-	InstanceOfferingUUID string               `json:"instanceOfferingUuid,omitempty"`
-	RootVolumeUUID       string               `json:"rootVolumeUuid,omitempty"`
-	Platform             string               `json:"platform,omitempty"`
-	Architecture         string               `json:"architecture,omitempty"`
-	DefaultL3NetworkUUID string               `json:"defaultL3NetworkUuid,omitempty"`
-	Type                 string               `json:"type"`
-	HypervisorType       string               `json:"hypervisorType,omitempty"`
-	MemorySize           int64                `json:"memorySize"`
-	ReservedMemorySize   int64                `json:"reservedMemorySize"`
-	CPUNum               int64                `json:"cpuNum"`
-	CPUSpeed             int64                `json:"cpuSpeed"`
-	AllocatorStrategy    string               `json:"allocatorStrategy,omitempty"`
-	CreateDate           Date                 `json:"createDate"`
-	LastOpDate           Date                 `json:"lastOpDate"`
-	State                string               `json:"state"`
-	GuestOsType          string               `json:"guestOsType,omitempty"`
-	VMNics               []VmNicInventory     `json:"vmNics"`
-	AllVolumes           []VolumeInventory    `json:"allVolumes"`
-	VMCdRoms             []VmCdRomInventory   `json:"vmCdRoms"`
+	UUID                 string             `json:"uuid"`
+	Name                 string             `json:"name"`
+	Description          string             `json:"description,omitempty"`
+	ZoneUUID             string             `json:"zoneUuid,omitempty"`
+	ClusterUUID          string             `json:"clusterUuid,omitempty"`
+	ImageUUID            string             `json:"imageUuid,omitempty"`
+	HostUUID             string             `json:"hostUuid,omitempty"`
+	LastHostUUID         string             `json:"lastHostUuid,omitempty"`
+	InstanceOfferingUUID string             `json:"instanceOfferingUuid,omitempty"`
+	RootVolumeUUID       string             `json:"rootVolumeUuid,omitempty"`
+	Platform             string             `json:"platform,omitempty"`
+	Architecture         string             `json:"architecture,omitempty"`
+	DefaultL3NetworkUUID string             `json:"defaultL3NetworkUuid,omitempty"`
+	Type                 string             `json:"type"`
+	HypervisorType       string             `json:"hypervisorType,omitempty"`
+	MemorySize           int64              `json:"memorySize"`
+	ReservedMemorySize   int64              `json:"reservedMemorySize"`
+	CPUNum               int64              `json:"cpuNum"`
+	CPUSpeed             int64              `json:"cpuSpeed"`
+	AllocatorStrategy    string             `json:"allocatorStrategy,omitempty"`
+	CreateDate           Date               `json:"createDate"`
+	LastOpDate           Date               `json:"lastOpDate"`
+	State                string             `json:"state"`
+	GuestOsType          string             `json:"guestOsType,omitempty"`
+	VMNics               []VmNicInventory   `json:"vmNics"`
+	AllVolumes           []VolumeInventory  `json:"allVolumes"`
+	VMCdRoms             []VmCdRomInventory `json:"vmCdRoms"`
 }
 
 // VmNicInventory is a VM NIC. UsedIPUUID repeats the first usedIps entry, as older ZStack
