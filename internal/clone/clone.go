@@ -42,6 +42,8 @@ type Options struct {
 	VirtualSize int64
 	// Progress, if set, is called with the number of source bytes (data and holes) processed.
 	Progress func(done int64)
+	// Throttle, if set, is called before n bytes of data are read; it returns when they may be.
+	Throttle func(ctx context.Context, n int) error
 }
 
 // Result describes a finished copy.
@@ -151,6 +153,11 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 				return res, err
 			}
 			n := int(min(int64(len(buf)), dataEnd-pos))
+			if opt.Throttle != nil {
+				if err := opt.Throttle(ctx, n); err != nil {
+					return res, err
+				}
+			}
 			m, rerr := src.ReadAt(buf[:n], pos)
 			if m > 0 {
 				chunk := buf[:m]

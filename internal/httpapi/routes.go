@@ -5,37 +5,34 @@ import (
 )
 
 // routes lists every route. ZStack routes need a session, except login; health, readiness
-// and metrics are outside /zstack.
+// and metrics are outside /zstack. Query routes answer both the list and the /{uuid} form.
 func (s *Server) routes(e *echo.Echo) {
 	e.GET("/healthz", s.healthz())
 	e.GET("/readyz", s.readyz())
 	e.GET("/metrics", s.metrics())
 
+	// Route-level (not group-level) middleware, so that a known path with another method
+	// answers 405 rather than the group's catch-all 404.
 	z := e.Group("/zstack/v1")
+	auth := s.requireSession
 	z.PUT("/accounts/login", s.login())
-
-	a := z.Group("", s.requireSession)
-	a.DELETE("/accounts/sessions/:uuid", s.logout())
-	a.POST("/vm-instances/from/vm-backups/:groupUuid", s.createVMFromBackup())
-	a.GET("/api-jobs/:uuid", s.pollJob())
-	a.GET("/vm-instances", s.listVMs())
-	a.GET("/vm-instances/:uuid", s.listVMs())
-	a.GET("/volume-backups", s.listVolumeBackups())
-	a.GET("/volume-backups/:uuid", s.listVolumeBackups())
-	a.GET("/zones", s.listZones())
-	a.GET("/zones/:uuid", s.listZones())
-	a.GET("/clusters", s.listClusters())
-	a.GET("/clusters/:uuid", s.listClusters())
-	a.GET("/hosts", s.listHosts())
-	a.GET("/hosts/:uuid", s.listHosts())
-	a.GET("/primary-storage", s.listPrimaryStorages())
-	a.GET("/primary-storage/:uuid", s.listPrimaryStorages())
-	a.GET("/backup-storage", s.listBackupStorages())
-	a.GET("/backup-storage/:uuid", s.listBackupStorages())
-	a.GET("/l3-networks", s.listL3Networks())
-	a.GET("/l3-networks/:uuid", s.listL3Networks())
-	a.GET("/instance-offerings", s.listInstanceOfferings())
-	a.GET("/instance-offerings/:uuid", s.listInstanceOfferings())
+	z.DELETE("/accounts/sessions/:uuid", s.logout(), auth)
+	z.POST("/vm-instances/from/vm-backups/:groupUuid", s.createVMFromBackup(), auth)
+	z.GET("/api-jobs/:uuid", s.pollJob(), auth)
+	for path, h := range map[string]echo.HandlerFunc{
+		"/vm-instances":       s.listVMs(),
+		"/volume-backups":     s.listVolumeBackups(),
+		"/zones":              s.listZones(),
+		"/clusters":           s.listClusters(),
+		"/hosts":              s.listHosts(),
+		"/primary-storage":    s.listPrimaryStorages(),
+		"/backup-storage":     s.listBackupStorages(),
+		"/l3-networks":        s.listL3Networks(),
+		"/instance-offerings": s.listInstanceOfferings(),
+	} {
+		z.GET(path, h, auth)
+		z.GET(path+"/:uuid", h, auth)
+	}
 }
 
 // OpsHandler serves only /healthz, /readyz and /metrics: the worker's listener.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -31,6 +33,14 @@ func InstallPath(psURL, account string, v job.PlannedVolume) string {
 
 // progressEvery is how often clone progress is written to the job record.
 const progressEvery = time.Second
+
+// A volume copy holds one of its backup storage's clone slots, as a lease renewed while it
+// runs. A volume that finds no free slot within slotWait makes its job yield the worker slot
+// (queue.ErrBusy) so that restores from other storages are not held up by a busy one.
+const (
+	slotLease = 15 * time.Second
+	slotWait  = 3 * time.Second
+)
 
 // clone copies every volume backup to its install path, several at once, skipping volumes a
 // previous run finished.
@@ -120,6 +130,11 @@ func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog
 	}
 	defer src.Close()
 
+	release, err := p.acquireSlot(ctx, bs, rec.UUID+"/"+v.UUID)
+	if err != nil {
+		return job.ClonedFile{}, err
+	}
+	defer release()
 	inflight := p.Metrics.ClonesInFlight.WithLabelValues(bs.UUID)
 	inflight.Inc()
 	defer inflight.Dec()
@@ -132,6 +147,7 @@ func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog
 			copied = n
 			progress(n)
 		},
+		Throttle: p.throttle(bs),
 	})
 	var srcErr *clone.SourceError
 	var dstErr *clone.DestError
@@ -153,6 +169,67 @@ func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog
 			"cannot write %s to primary storage[uuid:%s]: %v", what, ps.UUID, dstErr.Err))
 	}
 	return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodeVolumeBackup, "%s: %v", what, err))
+}
+
+// acquireSlot takes one of the backup storage's clone slots for holder and keeps its lease
+// renewed until the returned release is called. It gives up after slotWait with queue.ErrBusy.
+func (p *Pipeline) acquireSlot(ctx context.Context, bs *catalog.BackupStorage, holder string) (release func(), err error) {
+	deadline := time.Now().Add(slotWait)
+	for {
+		ok, err := p.Store.AcquireCloneSlot(ctx, bs.UUID, holder, bs.MaxConcurrentClones, slotLease)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("backup storage %s has all %d clone slots in use: %w", bs.UUID, bs.MaxConcurrentClones, queue.ErrBusy)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100*time.Millisecond + rand.N(200*time.Millisecond)):
+		}
+	}
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		t := time.NewTicker(slotLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+				_, _ = p.Store.AcquireCloneSlot(rctx, bs.UUID, holder, bs.MaxConcurrentClones, slotLease)
+			}
+		}
+	}()
+	return func() {
+		stop()
+		_ = p.Store.ReleaseCloneSlot(context.WithoutCancel(ctx), bs.UUID, holder)
+	}, nil
+}
+
+// throttle returns the bandwidth limiter of a backup storage (nil when unlimited): each
+// chunk reserves its bytes in Redis and waits its turn, so the limit holds across workers.
+func (p *Pipeline) throttle(bs *catalog.BackupStorage) func(context.Context, int) error {
+	rate := int64(bs.BandwidthBytesPerSecond)
+	if rate <= 0 {
+		return nil
+	}
+	return func(ctx context.Context, n int) error {
+		wait, err := p.Store.ReserveBandwidth(ctx, bs.UUID, rate, int64(n))
+		if err != nil || wait <= 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+			return nil
+		}
+	}
 }
 
 // removeVolumes deletes every file the job may have written (finished or partial).

@@ -66,7 +66,7 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	if !ok {
-		return queue.ErrBusy
+		return fmt.Errorf("job %s runs on another worker: %w", jobUUID, queue.ErrBusy)
 	}
 	defer p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
 
@@ -125,6 +125,10 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 	}
 	if ec, ok := zstack.AsErrorCode(err); ok {
 		return p.fail(ctx, rec, job.Failed, ec)
+	}
+	if errors.Is(err, queue.ErrBusy) {
+		log.Debug("restore yields its worker slot and will come back", "stage", rec.Stage, "reason", err)
+		return err
 	}
 	if queue.RetriesLeft(ctx) {
 		log.Warn("restore stage failed; it will be retried", "stage", rec.Stage, "err", err)

@@ -22,9 +22,10 @@ const (
 	QueueRestore = "restore"
 )
 
-// ErrBusy is returned by a handler that found another worker running the same job; the task
-// comes back shortly without counting as a failure.
-var ErrBusy = errors.New("another worker is running this job")
+// ErrBusy is returned (wrapped) by a handler that cannot go on right now: another worker
+// runs the same job, or the job's backup storage has no free clone slot. The task comes back
+// shortly, without counting as a failure, and the worker slot serves other jobs meanwhile.
+var ErrBusy = errors.New("busy, try again shortly")
 
 // ErrDuplicate is returned when the job uuid already has a task.
 var ErrDuplicate = errors.New("a task with this job uuid exists")
@@ -80,7 +81,7 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	case errors.Is(err, asynq.ErrLeaseExpired):
 		return 0
 	case errors.Is(err, ErrBusy):
-		return 2 * time.Second
+		return time.Second + rand.N(2*time.Second)
 	}
 	d := time.Second << min(n, 5)
 	d = min(d, 30*time.Second)
@@ -97,9 +98,11 @@ func NewServer(rdb redis.UniversalClient, cfg ServerConfig, log *slog.Logger) *a
 		IsFailure:         IsFailure,
 		RetryDelayFunc:    RetryDelay,
 		Logger:            logAdapter{log},
-		LogLevel:          asynq.WarnLevel,
+		LogLevel:          asynq.ErrorLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if errors.Is(err, ErrBusy) {
+			// A busy job comes back by design; a SkipRetry job has ended and was logged by
+			// the pipeline with its ZStack error.
+			if errors.Is(err, ErrBusy) || errors.Is(err, asynq.SkipRetry) {
 				return
 			}
 			retried, _ := asynq.GetRetryCount(ctx)

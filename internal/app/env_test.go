@@ -1,0 +1,271 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/app"
+	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"go.yaml.in/yaml/v3"
+)
+
+const adminPassword = "test-admin-password"
+
+// The demo backup groups are generated once per test binary and only read by the tests.
+var (
+	backupsOnce sync.Once
+	backupsDir  string
+	backupsErr  error
+)
+
+func sharedBackups(tb testing.TB) string {
+	tb.Helper()
+	backupsOnce.Do(func() {
+		backupsDir, backupsErr = os.MkdirTemp("", "vmrestore-test-backups-")
+		if backupsErr == nil {
+			backupsErr = demosite.WriteBackups(backupsDir)
+		}
+	})
+	if backupsErr != nil {
+		tb.Fatalf("generate demo backups: %v", backupsErr)
+	}
+	return backupsDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if backupsDir != "" {
+		os.RemoveAll(backupsDir)
+	}
+	os.Exit(code)
+}
+
+// env is a running vmrestore: a private redis-server, an api and a worker in this process,
+// restoring onto the demo site generated in a temporary folder.
+type env struct {
+	t       testing.TB
+	redis   *redistest.Server
+	api     *app.API
+	worker  *app.Worker
+	base    string
+	session string
+	paths   demosite.Paths
+	store   *store.Store
+	cfg     app.Config
+}
+
+type envOptions struct {
+	// site edits the demo site before it is written.
+	site func(*catalog.Site)
+	// config edits the configuration.
+	config func(*app.Config)
+	// noWorker starts no in-process worker.
+	noWorker bool
+}
+
+func testLogger(tb testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newEnv(tb testing.TB, opts ...envOptions) *env {
+	tb.Helper()
+	var o envOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	r := redistest.Start(tb)
+	paths := demosite.PathsIn(tb.TempDir())
+	paths.Backup = sharedBackups(tb)
+	if err := demosite.WriteSite(paths); err != nil {
+		tb.Fatalf("write demo site: %v", err)
+	}
+	if o.site != nil {
+		site := demosite.Site(paths)
+		o.site(site)
+		b, err := yaml.Marshal(site)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(paths.SiteFile, b, 0o640); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	cfg, err := app.LoadConfig("test", nil, func(k string) string {
+		switch k {
+		case "REDIS_ADDR":
+			return r.Addr
+		case "VMRESTORE_SITE":
+			return paths.SiteFile
+		case "VMRESTORE_HTTP_ADDR", "VMRESTORE_METRICS_ADDR":
+			return "127.0.0.1:0"
+		case "VMRESTORE_ADMIN_PASSWORD":
+			return adminPassword
+		case "VMRESTORE_BACKUP_SCAN_INTERVAL":
+			return "1s"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if o.config != nil {
+		o.config(&cfg)
+	}
+	ctx := context.Background()
+	log := testLogger(tb)
+	e := &env{t: tb, redis: r, paths: paths, cfg: cfg}
+	e.api, err = app.StartAPI(ctx, cfg, io.Discard, log)
+	if err != nil {
+		tb.Fatalf("start api: %v", err)
+	}
+	tb.Cleanup(func() { e.api.Stop() })
+	e.store = e.api.Store
+	e.base = "http://" + e.api.Addr
+	if !o.noWorker {
+		e.startWorker()
+	}
+	e.session = e.login("admin", adminPassword)
+	return e
+}
+
+func (e *env) startWorker() *app.Worker {
+	e.t.Helper()
+	w, err := app.StartWorker(context.Background(), e.cfg, testLogger(e.t))
+	if err != nil {
+		e.t.Fatalf("start worker: %v", err)
+	}
+	e.t.Cleanup(func() { w.Stop() })
+	e.worker = w
+	return w
+}
+
+func (e *env) login(name, password string) string {
+	e.t.Helper()
+	resp := e.do("PUT", "/zstack/v1/accounts/login", "", map[string]any{
+		"logInByAccount": map[string]string{"accountName": name, "password": auth.SHA512Hex(password)}}, nil)
+	if resp.status != 200 {
+		e.t.Fatalf("login %s: %d %s", name, resp.status, resp.body)
+	}
+	return resp.json()["inventory"].(map[string]any)["uuid"].(string)
+}
+
+type response struct {
+	t      testing.TB
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json() map[string]any {
+	r.t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		r.t.Fatalf("answer is not a JSON object: %v: %s", err, r.body)
+	}
+	return m
+}
+
+// errorCode returns the {"error": ...} object of a 503 answer.
+func (r response) errorCode() map[string]any {
+	r.t.Helper()
+	if r.status != 503 {
+		r.t.Fatalf("want 503 with an error, got %d: %s", r.status, r.body)
+	}
+	e, ok := r.json()["error"].(map[string]any)
+	if !ok {
+		r.t.Fatalf("503 without an error object: %s", r.body)
+	}
+	return e
+}
+
+// do sends a request; body may be nil, a string (sent as is) or a value (sent as JSON).
+func (e *env) do(method, path, session string, body any, headers map[string]string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		buf, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if session != "" {
+		req.Header.Set("Authorization", "OAuth "+session)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{t: e.t, status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// restore posts CreateVmFromVmBackup for a group with the given params.
+func (e *env) restore(group string, params map[string]any, headers map[string]string) response {
+	e.t.Helper()
+	return e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session, map[string]any{"params": params}, headers)
+}
+
+// poll polls a job until it ends (or the deadline passes) and returns the final answer.
+func (e *env) poll(location string, within time.Duration) response {
+	e.t.Helper()
+	path := location[strings.Index(location, "/zstack/v1/api-jobs/"):]
+	deadline := time.Now().Add(within)
+	for {
+		r := e.do("GET", path, e.session, nil, nil)
+		if r.status != 202 || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func webParams(name string) map[string]any {
+	return map[string]any{"name": name, "instanceOfferingUuid": demosite.OfferingSmall, "l3NetworkUuids": []string{demosite.L3ProdUUID}}
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+func mustf(tb testing.TB, ok bool, format string, args ...any) {
+	tb.Helper()
+	if !ok {
+		tb.Fatalf(format, args...)
+	}
+}
+
+var _ = fmt.Sprintf

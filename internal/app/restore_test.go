@@ -1,0 +1,162 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/backup"
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/demosite"
+)
+
+// checkRestoredFiles compares every restored volume with its backup, byte for byte.
+func checkRestoredFiles(tb testing.TB, e *env, group string, inv map[string]any) {
+	tb.Helper()
+	g, err := backup.Read(e.paths.Backup, group)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vols := inv["allVolumes"].([]any)
+	mustf(tb, len(vols) == len(g.Volumes), "want %d volumes, got %d", len(g.Volumes), len(vols))
+	// The root is first, data volumes follow in their original deviceId order.
+	want := append([]*backup.Volume{g.Root()}, g.DataVolumes()...)
+	for i, v := range vols {
+		vol := v.(map[string]any)
+		path := str(vol, "installPath")
+		mustf(tb, str(vol, "status") == "Ready", "volume %d status %q", i, str(vol, "status"))
+		mustf(tb, path != "", "volume %d has no installPath", i)
+		got, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatalf("restored volume %d: %v", i, err)
+		}
+		src, err := os.ReadFile(filepath.Join(backup.GroupDir(e.paths.Backup, group), want[i].File))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !bytes.Equal(got, src) {
+			tb.Fatalf("volume %d (%s) differs from its backup %s", i, path, want[i].File)
+		}
+		mustf(tb, int64(vol["size"].(float64)) == want[i].Size, "volume %d size %v, backup says %d", i, vol["size"], want[i].Size)
+		mustf(tb, vol["deviceId"].(float64) == float64(i), "volume %d has deviceId %v", i, vol["deviceId"])
+		kind := "dataVolumes"
+		if i == 0 {
+			kind = "rootVolumes"
+		}
+		mustf(tb, strings.Contains(path, "/"+kind+"/acct-"), "volume %d install path %s is not in ZStack's layout", i, path)
+		mustf(tb, !fileExists(path+".part"), "a partial file is left beside %s", path)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func TestSyncRestoreAnswersInventoryAndCopiesBytes(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupDB01UUID, map[string]any{
+		"name": "db01-dr", "instanceOfferingUuid": demosite.OfferingLarge,
+		"l3NetworkUuids":       []string{demosite.L3ProdUUID, demosite.L3MgmtUUID},
+		"defaultL3NetworkUuid": demosite.L3MgmtUUID, "description": "restored by the test",
+	}, nil)
+	mustf(t, r.status == 200, "want 200, got %d: %s", r.status, r.body)
+	inv := r.json()["inventory"].(map[string]any)
+	mustf(t, str(inv, "name") == "db01-dr", "name %q", str(inv, "name"))
+	mustf(t, str(inv, "state") == "Running", "state %q", str(inv, "state"))
+	mustf(t, str(inv, "hostUuid") != "" && str(inv, "hostUuid") == str(inv, "lastHostUuid"), "host %q last %q", str(inv, "hostUuid"), str(inv, "lastHostUuid"))
+	mustf(t, str(inv, "clusterUuid") == demosite.ClusterAUUID, "the mgmt L3 only reaches cluster-a, got %q", str(inv, "clusterUuid"))
+	mustf(t, inv["cpuNum"].(float64) == 8 && inv["memorySize"].(float64) == 16<<30, "offering sizes not applied: %v %v", inv["cpuNum"], inv["memorySize"])
+	mustf(t, str(inv, "allocatorStrategy") == catalog.HostLeastVmPreferred, "allocatorStrategy %q", str(inv, "allocatorStrategy"))
+	mustf(t, str(inv, "defaultL3NetworkUuid") == demosite.L3MgmtUUID, "default L3 %q", str(inv, "defaultL3NetworkUuid"))
+	mustf(t, str(inv, "guestOsType") == "Rocky Linux 9" && str(inv, "platform") == "Linux", "platform from backup metadata missing")
+	nics := inv["vmNics"].([]any)
+	mustf(t, len(nics) == 2, "want 2 NICs, got %d", len(nics))
+	for i, n := range nics {
+		nic := n.(map[string]any)
+		mustf(t, nic["deviceId"].(float64) == float64(i), "nic %d deviceId %v", i, nic["deviceId"])
+		mustf(t, strings.HasPrefix(str(nic, "mac"), "fa:") && strings.HasSuffix(str(nic, "mac"), []string{":00", ":01"}[i]), "nic %d mac %q", i, str(nic, "mac"))
+		mustf(t, str(nic, "internalName") != "" && strings.HasSuffix(str(nic, "internalName"), []string{".0", ".1"}[i]), "nic %d internalName %q", i, str(nic, "internalName"))
+		used := nic["usedIps"].([]any)[0].(map[string]any)
+		mustf(t, str(used, "ip") == str(nic, "ip"), "usedIps[0].ip differs from the NIC's")
+		ip, _ := catalog.IPToLong(str(nic, "ip"))
+		mustf(t, int64(used["ipInLong"].(float64)) == ip, "ipInLong %v is not %d", used["ipInLong"], ip)
+	}
+	mustf(t, str(nics[1].(map[string]any), "ip") == "192.168.100.10", "FirstAvailable on l3-mgmt gives .10, got %s", str(nics[1].(map[string]any), "ip"))
+	checkRestoredFiles(t, e, demosite.GroupDB01UUID, inv)
+
+	// The VM is listed, alone and by uuid.
+	l := e.do("GET", "/zstack/v1/vm-instances/"+str(inv, "uuid"), e.session, nil, nil)
+	mustf(t, l.status == 200, "get vm: %d %s", l.status, l.body)
+	invs := l.json()["inventories"].([]any)
+	mustf(t, len(invs) == 1 && str(invs[0].(map[string]any), "uuid") == str(inv, "uuid"), "vm-instances/{uuid} answered %s", l.body)
+}
+
+func TestAsyncRestoreAnswers202ThenPollsTo200(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-async"), map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "want 202, got %d: %s", r.status, r.body)
+	loc := str(r.json(), "location")
+	mustf(t, strings.Contains(loc, "/zstack/v1/api-jobs/"), "location %q", loc)
+	mustf(t, r.json()["apiTimeout"].(float64) == 86400000, "apiTimeout %v", r.json()["apiTimeout"])
+	mustf(t, r.header.Get("Location") == loc, "Location header %q", r.header.Get("Location"))
+	done := e.poll(loc, 30*time.Second)
+	mustf(t, done.status == 200, "poll ended with %d: %s", done.status, done.body)
+	inv := done.json()["inventory"].(map[string]any)
+	checkRestoredFiles(t, e, demosite.GroupWeb01UUID, inv)
+
+	// Polls of unknown jobs, and of another method, answer as ZStack does.
+	nf := e.do("GET", "/zstack/v1/api-jobs/00000000000000000000000000000000", e.session, nil, nil)
+	mustf(t, nf.status == 404 && string(nf.body) == "the job has been expired", "unknown job: %d %q", nf.status, nf.body)
+	m := e.do("DELETE", "/zstack/v1/api-jobs/"+loc[strings.LastIndex(loc, "/")+1:], e.session, nil, nil)
+	mustf(t, m.status == 405, "DELETE on api-jobs: %d %s", m.status, m.body)
+}
+
+func TestPreferWaitDegradesTo202(t *testing.T) {
+	e := newEnv(t, envOptions{noWorker: true})
+	start := time.Now()
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-wait"), map[string]string{"Prefer": "wait=1"})
+	mustf(t, r.status == 202, "with no worker the wait must degrade to 202, got %d: %s", r.status, r.body)
+	mustf(t, time.Since(start) >= time.Second && time.Since(start) < 5*time.Second, "waited %v for a 1 s limit", time.Since(start))
+	e.startWorker()
+	done := e.poll(str(r.json(), "location"), 30*time.Second)
+	mustf(t, done.status == 200, "after a worker started, the job ends with %d: %s", done.status, done.body)
+}
+
+func TestUnknownGroupFailsWithSYS1003OnPoll(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore("0123456789abcdef0123456789abcdef", webParams("ghost"), map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "want 202, got %d: %s", r.status, r.body)
+	ec := e.poll(str(r.json(), "location"), 30*time.Second).errorCode()
+	mustf(t, str(ec, "code") == "SYS.1003", "code %q", str(ec, "code"))
+	mustf(t, str(ec, "details") == "No volume backups found with group uuid: 0123456789abcdef0123456789abcdef", "details %q", str(ec, "details"))
+}
+
+func TestStrategiesEndInTheirStates(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct{ strategy, state string }{{"CreateStopped", "Stopped"}, {"JustCreate", "Created"}} {
+		p := webParams("web01-" + tc.strategy)
+		p["strategy"] = tc.strategy
+		r := e.restore(demosite.GroupWeb01UUID, p, nil)
+		mustf(t, r.status == 200, "%s: %d %s", tc.strategy, r.status, r.body)
+		inv := r.json()["inventory"].(map[string]any)
+		mustf(t, str(inv, "state") == tc.state, "%s ends in %q", tc.strategy, str(inv, "state"))
+		mustf(t, str(inv, "hostUuid") == "", "%s must not report a running host, got %q", tc.strategy, str(inv, "hostUuid"))
+		if tc.strategy == "JustCreate" {
+			mustf(t, len(inv["vmNics"].([]any)) == 0, "JustCreate allocates no NIC")
+			for _, v := range inv["allVolumes"].([]any) {
+				vol := v.(map[string]any)
+				mustf(t, str(vol, "status") == "NotInstantiated" && str(vol, "installPath") == "", "JustCreate volume %v", vol)
+			}
+		} else {
+			mustf(t, str(inv, "lastHostUuid") != "", "a stopped VM keeps its lastHostUuid")
+			checkRestoredFiles(t, e, demosite.GroupWeb01UUID, inv)
+		}
+	}
+	drift, err := e.store.CapacityDrift(context.Background())
+	mustf(t, err == nil && len(drift) == 0, "capacity drift %v %v", drift, err)
+}
