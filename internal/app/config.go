@@ -46,6 +46,9 @@ type setting struct {
 	apply                func(c *Config, v string) error
 }
 
+// Env is the setting's environment variable.
+func (s setting) Env() string { return s.env }
+
 func str(dst func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *dst(c) = v; return nil }
 }

@@ -60,7 +60,8 @@ func TestParseBytes(t *testing.T) {
 		{"1 000", 0, `unknown unit "000"`},
 		{"8192PiB", 0, "is too large"},
 		{"9223372036854775807", 0, "is too large"},
-		{"4611686018427387904", 0, "is too large"},
+		{"4700000000000000000", 0, "is too large"},
+		{"4097PiB", 0, "is too large"},
 		{"1" + strings.Repeat("0", 400), 0, `size "1000`},
 	}
 	for _, tc := range tests {
