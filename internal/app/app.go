@@ -318,11 +318,13 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	}
 	p := &pipeline.Pipeline{
 		Store: w.st, Catalog: w.cache, Events: events, Metrics: w.m, Log: w.log,
+		Queue:            queue.NewClient(w.rdb, w.c.MaxRetry),
 		Hypervisor:       &hypervisor.Simulator{Store: w.st, Metrics: w.m, Log: w.log},
 		CloneParallelism: w.c.CloneParallelism,
 	}
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(queue.TypeRestore, p.Handle)
+	mux.HandleFunc(queue.TypeWebHook, p.DeliverWebHook)
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("start the worker: %w", err)
 	}

@@ -238,3 +238,50 @@ func TestUnknownPathAndMethod(t *testing.T) {
 	r = e.do("PUT", "/zstack/v1/vm-instances/from/vm-backups/"+demosite.GroupWeb01UUID, e.session, "{}", nil)
 	mustf(t, r.status == 405, "wrong method: %d %q", r.status, r.body)
 }
+
+func TestResourceUUIDIsIdempotent(t *testing.T) {
+	e := newEnv(t)
+	p := webParams("once")
+	p["resourceUuid"] = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
+	first := e.restore(demosite.GroupWeb01UUID, p, nil)
+	mustf(t, first.status == 200, "first: %d %s", first.status, first.body)
+	again := e.restore(demosite.GroupWeb01UUID, p, nil)
+	mustf(t, again.status == 200, "repeat: %d %s", again.status, again.body)
+	mustf(t, str(again.json()["inventory"].(map[string]any), "uuid") == "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e", "repeat answers the first VM")
+	vms := e.do("GET", "/zstack/v1/vm-instances", e.session, nil, nil).json()["inventories"].([]any)
+	mustf(t, len(vms) == 1, "a repeated resourceUuid must not create a second VM, got %d", len(vms))
+	other := e.restore(demosite.GroupApp01UUID, p, nil)
+	ec := other.errorCode()
+	mustf(t, str(ec, "code") == "SYS.1007" && strings.Contains(str(ec, "details"), "already used"), "another group with a used resourceUuid: %s", other.body)
+
+	// A failed restore frees its resourceUuid for a retry.
+	q := webParams("retry")
+	q["resourceUuid"] = "6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f6f"
+	q["hostUuid"] = "5d6e7f8091a24b324d5e6f708192a3b4" // host-b2 is not attached to l3-mgmt
+	q["l3NetworkUuids"] = []string{demosite.L3MgmtUUID}
+	failed := e.restore(demosite.GroupWeb01UUID, q, nil)
+	mustf(t, str(failed.errorCode(), "code") == "SYS.1006", "designated host outside the L2: %s", failed.body)
+	delete(q, "hostUuid")
+	retry := e.restore(demosite.GroupWeb01UUID, q, nil)
+	mustf(t, retry.status == 200, "retry with the same resourceUuid after a failure: %d %s", retry.status, retry.body)
+}
+
+func TestExplicitlyNamedDisabledHostIsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{site: func(s *catalog.Site) {
+		s.Hosts[0].State = catalog.StateDisabled
+		s.Hosts[1].Status = catalog.StatusDisconnected
+	}})
+	for _, h := range []string{"e18cf66eedb3306686a1d4685bbb63af", "2a3b4c5d6e7f48091a2b3c4d5e6f7081"} {
+		p := webParams("x")
+		p["hostUuid"] = h
+		ec := e.restore(demosite.GroupWeb01UUID, p, nil).errorCode()
+		mustf(t, str(ec, "code") == "SYS.1007" && strings.Contains(str(ec, "details"), "host[uuid:"+h+"]"), "host %s: %v", h, ec)
+	}
+	// Without naming a host, placement skips them.
+	for i := 0; i < 4; i++ {
+		r := e.restore(demosite.GroupWeb01UUID, webParams("auto"), nil)
+		mustf(t, r.status == 200, "%d %s", r.status, r.body)
+		h := str(r.json()["inventory"].(map[string]any), "hostUuid")
+		mustf(t, h != "e18cf66eedb3306686a1d4685bbb63af" && h != "2a3b4c5d6e7f48091a2b3c4d5e6f7081", "placed on an unusable host %s", h)
+	}
+}

@@ -39,9 +39,9 @@ func TestParseBytes(t *testing.T) {
 		{"1PiB", 1 << 50, ""},
 		{"1PB", 1e15, ""},
 		{"4096P", 4096 << 50, ""},
-		{"0.5", 1, ""},  // rounded to the nearest byte
-		{"0.4", 0, ""},  // rounded to the nearest byte
-		{"1.", 1, ""},   // strconv accepts a trailing dot
+		{"0.5", 1, ""},   // rounded to the nearest byte
+		{"0.4", 0, ""},   // rounded to the nearest byte
+		{"1.", 1, ""},    // strconv accepts a trailing dot
 		{".5K", 512, ""}, // and a leading one
 		{"", 0, "expected a number with an optional unit"},
 		{"   ", 0, "expected a number with an optional unit"},

@@ -54,7 +54,7 @@ func baseSite() *catalog.Site {
 			{UUID: clA, Name: "cluster-a", ZoneUUID: zoneA, L2NetworkUUIDs: []string{l2A}, PrimaryStorageUUIDs: []string{psNFS, psLocal}},
 			{UUID: clB, Name: "cluster-b", ZoneUUID: zoneB, L2NetworkUUIDs: []string{l2B}, PrimaryStorageUUIDs: []string{psB}},
 		},
-		Hosts: []catalog.Host{{UUID: hostA, Name: "host-a", ClusterUUID: clA, ManagementIP: "172.20.0.11", CPUNum: 32, MemorySize: 128 << 30}},
+		Hosts:          []catalog.Host{{UUID: hostA, Name: "host-a", ClusterUUID: clA, ManagementIP: "172.20.0.11", CPUNum: 32, MemorySize: 128 << 30}},
 		BackupStorages: []catalog.BackupStorage{{UUID: bsA, Name: "bs", URL: "/data/backup"}},
 		L3Networks: []catalog.L3Network{{UUID: l3A, Name: "l3-a", L2NetworkUUID: l2A, DNS: []string{"8.8.8.8", "2001:4860:4860::8888"},
 			IPRanges: []catalog.IPRange{{UUID: rangeA, StartIP: "10.0.0.10", EndIP: "10.0.0.200", Netmask: "255.255.255.0", Gateway: "10.0.0.1"}}}},

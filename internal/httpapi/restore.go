@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -84,9 +83,6 @@ func (s *Server) waitLimit(c echo.Context, hook string) time.Duration {
 	return limit
 }
 
-// resourceBinding is what a claimed resourceUuid points to.
-func resourceBinding(jobUUID, group string) string { return jobUUID + ":" + group }
-
 // createVMFromBackup is POST /zstack/v1/vm-instances/from/vm-backups/{groupUuid}.
 func (s *Server) createVMFromBackup() echo.HandlerFunc {
 	return func(c echo.Context) error {
@@ -115,18 +111,19 @@ func (s *Server) createVMFromBackup() echo.HandlerFunc {
 		rec := &job.Record{UUID: jobUUID, AccountUUID: sess.AccountUUID, Request: req,
 			CreatedAt: time.Now(), Timeout: timeout, WebHook: hook}
 
+		binding := store.ResourceBinding{JobUUID: jobUUID, GroupUUID: req.GroupUUID}
 		if req.ResourceUUID != "" {
-			prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, resourceBinding(jobUUID, req.GroupUUID))
+			prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, binding)
 			if err != nil {
 				return err
 			}
-			if prev != "" {
+			if prev != nil {
 				return s.answerRepeat(c, sess, req, prev, hook)
 			}
 		}
 		undoResource := func() {
 			if req.ResourceUUID != "" {
-				_ = s.Store.ReleaseResource(context.WithoutCancel(ctx), req.ResourceUUID, resourceBinding(jobUUID, req.GroupUUID))
+				_ = s.Store.ReleaseResource(context.WithoutCancel(ctx), req.ResourceUUID, binding)
 			}
 		}
 		if err := s.Store.CreateJob(ctx, rec); err != nil {
@@ -151,10 +148,10 @@ func (s *Server) createVMFromBackup() echo.HandlerFunc {
 
 // answerRepeat answers a request whose resourceUuid is already bound: the same group (and
 // account) gets the first job's answer instead of a second VM; anything else is an error.
-func (s *Server) answerRepeat(c echo.Context, sess *store.Session, req *job.Request, binding, hook string) error {
-	prevJob, prevGroup, _ := strings.Cut(binding, ":")
+func (s *Server) answerRepeat(c echo.Context, sess *store.Session, req *job.Request, prev *store.ResourceBinding, hook string) error {
+	prevJob := prev.JobUUID
 	ctx := c.Request().Context()
-	if prevGroup != req.GroupUUID {
+	if prev.GroupUUID != req.GroupUUID {
 		return zstack.InvalidArgument("resourceUuid[%s] is already used by the restore of another group; choose another resourceUuid", req.ResourceUUID)
 	}
 	st, err := s.Store.GetJobStatus(ctx, prevJob)
@@ -232,13 +229,15 @@ func (s *Server) waitJob(ctx context.Context, jobUUID string, limit time.Duratio
 }
 
 func answerStatus(c echo.Context, st *store.JobStatus) error {
-	switch st.State {
-	case job.Succeeded:
-		return writeJSON(c, http.StatusOK, map[string]json.RawMessage{"inventory": st.Result})
-	case job.Failed, job.Cancelled:
-		return writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": st.Error})
+	if !st.State.Terminal() {
+		return writeJSON(c, http.StatusAccepted, map[string]any{})
 	}
-	return writeJSON(c, http.StatusAccepted, map[string]any{})
+	body, ok := job.Answer(st.State, st.Result, st.Error)
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	return c.Blob(status, "application/json; charset=utf-8", body)
 }
 
 // pollJob is GET /zstack/v1/api-jobs/{uuid}: 202 {} while running, 200 with the inventory,

@@ -175,3 +175,14 @@ type ClonedFile struct {
 	InstallPath string `json:"installPath"`
 	ActualSize  int64  `json:"actualSize"`
 }
+
+// Answer is the body ZStack answers for a finished job, on a poll and to a web hook:
+// {"inventory": ...} when it succeeded, {"error": ...} otherwise.
+func Answer(state State, result json.RawMessage, e *zstack.ErrorCode) (body []byte, success bool) {
+	if state == Succeeded {
+		b, _ := json.Marshal(map[string]json.RawMessage{"inventory": result})
+		return b, true
+	}
+	b, _ := json.Marshal(map[string]any{"error": e})
+	return b, false
+}

@@ -137,7 +137,9 @@ func TestFromZStackRejects(t *testing.T) {
 		{"257 userTags", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) { b.UserTags = repeat("u", 257) }, "userTags has 257 entries"},
 		{"rootVolumeSystemTag with NUL", params(func(p *zstack.CreateVmFromVmBackupParams) { p.RootVolumeSystemTags = []string{"ok", "\x00"} }),
 			"rootVolumeSystemTags[1] must be a non-empty string"},
-		{"dataVolumeSystemTag too long", params(func(p *zstack.CreateVmFromVmBackupParams) { p.DataVolumeSystemTags = []string{strings.Repeat("x", 4097)} }),
+		{"dataVolumeSystemTag too long", params(func(p *zstack.CreateVmFromVmBackupParams) {
+			p.DataVolumeSystemTags = []string{strings.Repeat("x", 4097)}
+		}),
 			"dataVolumeSystemTags[0] must be a non-empty string"},
 		{"257 dataVolumeSystemTags", params(func(p *zstack.CreateVmFromVmBackupParams) { p.DataVolumeSystemTags = repeat("d", 257) }),
 			"dataVolumeSystemTags has 257 entries"},
@@ -208,7 +210,9 @@ func TestFromZStackRejects(t *testing.T) {
 			"vmNicParams[0].multiQueueNum[0] is out of range [1, 256]"},
 		{"vmNicParams bad ip", params(func(p *zstack.CreateVmFromVmBackupParams) { p.VMNicParams = nics(nic(l3A, `"ip":"10.0.0.300"`)) }),
 			"vmNicParams[0].ip[10.0.0.300] is not an IPv4 address"},
-		{"vmNicParams bad mac", params(func(p *zstack.CreateVmFromVmBackupParams) { p.VMNicParams = nics(nic(l3A, `"mac":"01:00:5e:00:00:01"`)) }),
+		{"vmNicParams bad mac", params(func(p *zstack.CreateVmFromVmBackupParams) {
+			p.VMNicParams = nics(nic(l3A, `"mac":"01:00:5e:00:00:01"`))
+		}),
 			"vmNicParams[0].mac: mac[01:00:5e:00:00:01] is a multicast address"},
 		{"vmNicParams bad sg", params(func(p *zstack.CreateVmFromVmBackupParams) { p.VMNicParams = nics(nic(l3A, `"sgUuids":["sg"]`)) }),
 			`vmNicParams[0].sgUuids: "sg" is not a valid uuid`},

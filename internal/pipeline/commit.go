@@ -37,8 +37,10 @@ func (p *Pipeline) commit(ctx context.Context, ix *catalog.Index, rec *job.Recor
 	if err := p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageCommit, "", nil); err != nil {
 		return err
 	}
-	_, err = p.Store.FinishJob(ctx, rec.UUID, job.Succeeded, b, nil)
-	return err
+	if _, err = p.Store.FinishJob(ctx, rec.UUID, job.Succeeded, b, nil); err != nil {
+		return err
+	}
+	return p.notify(ctx, rec)
 }
 
 // Inventory builds the VmInstanceInventory of a job whose stages have run.

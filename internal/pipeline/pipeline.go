@@ -36,6 +36,7 @@ type Pipeline struct {
 	Catalog    *store.CatalogCache
 	Events     *store.Events
 	Hypervisor hypervisor.Driver
+	Queue      *queue.Client // for web hooks
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	// CloneParallelism is how many volumes of one VM are copied at once.
@@ -82,12 +83,14 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
 		return nil
 	}
-	if prev.Terminal() {
-		return nil
-	}
 	rec, err := p.Store.GetJob(ctx, jobUUID)
 	if err != nil {
 		return err
+	}
+	if prev.Terminal() {
+		// It ended before its task was marked done (a crash in between): make sure the
+		// web hook is on its way, nothing else is left to do.
+		return p.notify(ctx, rec)
 	}
 
 	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
@@ -221,6 +224,9 @@ func (p *Pipeline) fail(parent context.Context, rec *job.Record, state job.State
 	if _, err := p.Store.FinishJob(ctx, rec.UUID, state, nil, e); err != nil {
 		return err
 	}
+	if err := p.notify(ctx, rec); err != nil {
+		return err
+	}
 	p.Metrics.Jobs.WithLabelValues(string(state), e.Root().Code).Inc()
 	p.Metrics.JobDuration.WithLabelValues(string(state)).Observe(time.Since(rec.CreatedAt).Seconds())
 	p.Log.Info("restore ended without a VM", "job", rec.UUID, "state", state, "code", e.Code, "cause", e.Root().Code, "details", e.Root().Details)
@@ -255,7 +261,7 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 		errs = append(errs, err)
 	}
 	if fresh.Request != nil && fresh.Request.ResourceUUID != "" {
-		if err := p.Store.ReleaseResource(ctx, fresh.Request.ResourceUUID, fresh.UUID); err != nil {
+		if err := p.Store.ReleaseResource(ctx, fresh.Request.ResourceUUID, store.ResourceBinding{JobUUID: fresh.UUID, GroupUUID: fresh.Request.GroupUUID}); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -16,10 +16,17 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Task type and queue name.
+// Task types and the queue they share.
 const (
 	TypeRestore  = "vmrestore:restore"
+	TypeWebHook  = "vmrestore:webhook"
 	QueueRestore = "restore"
+)
+
+// Web hook delivery follows ZStack: up to 15 tries, 2 s apart, until the receiver answers 2xx.
+const (
+	WebHookTries    = 15
+	WebHookInterval = 2 * time.Second
 )
 
 // ErrBusy is returned (wrapped) by a handler that cannot go on right now: another worker
@@ -59,6 +66,19 @@ func (c *Client) EnqueueRestore(ctx context.Context, jobUUID string, deadline ti
 	return nil
 }
 
+// EnqueueWebHook queues the delivery of a finished job's web hook. The task id is derived
+// from the job and kept for a day after delivery, so the hook is posted once even if the
+// job's completion is handled twice.
+func (c *Client) EnqueueWebHook(ctx context.Context, jobUUID string) error {
+	t := asynq.NewTask(TypeWebHook, []byte(jobUUID))
+	_, err := c.c.EnqueueContext(ctx, t, asynq.TaskID("webhook-"+jobUUID), asynq.Queue(QueueRestore),
+		asynq.MaxRetry(WebHookTries-1), asynq.Timeout(30*time.Second), asynq.Retention(24*time.Hour))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue web hook of %s: %w", jobUUID, err)
+	}
+	return nil
+}
+
 // ServerConfig sizes a worker server.
 type ServerConfig struct {
 	Concurrency int
@@ -74,10 +94,12 @@ func IsFailure(err error) bool {
 	return !errors.Is(err, asynq.ErrLeaseExpired) && !errors.Is(err, ErrBusy)
 }
 
-// RetryDelay resumes a crashed job at once, a busy one shortly, and backs off exponentially
-// (1 s doubling to 30 s, with jitter) on transient errors.
-func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+// RetryDelay resumes a crashed job at once, a busy one shortly, retries web hooks every 2 s,
+// and backs off exponentially (1 s doubling to 30 s, with jitter) on transient errors.
+func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	switch {
+	case t != nil && t.Type() == TypeWebHook:
+		return WebHookInterval
 	case errors.Is(err, asynq.ErrLeaseExpired):
 		return 0
 	case errors.Is(err, ErrBusy):

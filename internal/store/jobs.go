@@ -341,16 +341,27 @@ func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
 	return unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Err()
 }
 
-// ClaimResource binds a resourceUuid to a job; it returns the job already bound, if any.
-func (s *Store) ClaimResource(ctx context.Context, resource, jobUUID string) (string, error) {
-	ok, err := s.rdb.SetNX(ctx, keyResource(resource), jobUUID, 0).Result()
+// ResourceBinding is what a resourceUuid is bound to: the job that restores it, and its group.
+type ResourceBinding struct {
+	JobUUID   string
+	GroupUUID string
+}
+
+func (b ResourceBinding) value() string { return b.JobUUID + ":" + b.GroupUUID }
+
+// ClaimResource binds a resourceUuid to a job; when it was already bound it returns the
+// earlier binding instead (and binds nothing).
+func (s *Store) ClaimResource(ctx context.Context, resource string, b ResourceBinding) (*ResourceBinding, error) {
+	ok, err := s.rdb.SetNX(ctx, keyResource(resource), b.value(), 0).Result()
+	if err != nil || ok {
+		return nil, err
+	}
+	v, err := s.rdb.Get(ctx, keyResource(resource)).Result()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if ok {
-		return "", nil
-	}
-	return s.rdb.Get(ctx, keyResource(resource)).Result()
+	j, g, _ := strings.Cut(v, ":")
+	return &ResourceBinding{JobUUID: j, GroupUUID: g}, nil
 }
 
 // ReleaseResource unbinds a resourceUuid from a job (a failed restore frees it for a retry).
@@ -359,7 +370,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
-// ReleaseResource unbinds resource from jobUUID if it is still bound to it.
-func (s *Store) ReleaseResource(ctx context.Context, resource, jobUUID string) error {
-	return releaseResourceScript.Run(ctx, s.rdb, []string{keyResource(resource)}, jobUUID).Err()
+// ReleaseResource unbinds resource if it is still bound to b.
+func (s *Store) ReleaseResource(ctx context.Context, resource string, b ResourceBinding) error {
+	return releaseResourceScript.Run(ctx, s.rdb, []string{keyResource(resource)}, b.value()).Err()
 }

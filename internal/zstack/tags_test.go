@@ -12,7 +12,7 @@ const psA = "ae47a25fd7cf3a349035d01060a8a224"
 func TestParseSystemTag(t *testing.T) {
 	label63 := strings.Repeat("a", 63)
 	host255 := strings.Join([]string{label63, label63, label63, label63}, ".") // 4*63+3 = 255
-	short256 := strings.Repeat("a.", 128)[:255] + "a"                        // short labels, 256 characters
+	short256 := strings.Repeat("a.", 128)[:255] + "a"                          // short labels, 256 characters
 	tests := []struct {
 		tag     string
 		want    zstack.SystemTag // Raw is filled in by the test
