@@ -26,6 +26,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/pipeline"
+	"github.com/vmrestore/vmrestore/internal/probe"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 )
@@ -291,6 +292,9 @@ func watchSite(ctx context.Context, path string, st *store.Store, authSvc *auth.
 	}
 }
 
+// storageProbeInterval is how often workers check the primary storage directories.
+const storageProbeInterval = 10 * time.Second
+
 // workerParts is a worker's pieces, shared by the worker binary and the embedded mode.
 type workerParts struct {
 	c        Config
@@ -330,6 +334,10 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	}
 	g.Go(func() error {
 		backupindex.Run(ctx, w.cache, w.st, w.c.BackupScanInterval, w.log)
+		return nil
+	})
+	g.Go(func() error {
+		probe.Run(ctx, w.cache, w.st, storageProbeInterval, w.log)
 		return nil
 	})
 	return nil

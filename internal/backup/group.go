@@ -174,7 +174,7 @@ func Parse(data []byte) (*Group, error) {
 	if err := dec.Decode(&g); err != nil {
 		return nil, fmt.Errorf("not valid JSON: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("trailing data after the JSON object")
 	}
 	if err := g.Validate(); err != nil {

@@ -68,15 +68,25 @@ func jsonError(err error) error {
 
 // checkKnownFields refuses keys of obj that t does not declare, unless their value is null
 // (SDKs send unset optional fields as null). A misspelled parameter is an error, not a
-// silently ignored wish.
+// silently ignored wish. A key that differs from a parameter only in case is refused even
+// when null, because encoding/json would apply it to the parameter.
 func checkKnownFields(obj map[string]json.RawMessage, t reflect.Type, where string) error {
 	known := map[string]bool{}
+	folded := map[string]string{}
 	for i := 0; i < t.NumField(); i++ {
-		known[strings.Split(t.Field(i).Tag.Get("json"), ",")[0]] = true
+		name := strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
+		known[name] = true
+		folded[strings.ToLower(name)] = name
 	}
 	var unknown []string
 	for k, v := range obj {
-		if !known[k] && strings.TrimSpace(string(v)) != "null" {
+		if known[k] {
+			continue
+		}
+		if real, ok := folded[strings.ToLower(k)]; ok {
+			return zstack.InvalidArgument("%s has field %q; parameter names are case-sensitive, did you mean %q?", where, k, real)
+		}
+		if strings.TrimSpace(string(v)) != "null" {
 			unknown = append(unknown, k)
 		}
 	}

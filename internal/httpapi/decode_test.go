@@ -119,8 +119,9 @@ func TestDecodeCreateVMRejects(t *testing.T) {
 			"params has unknown field(s) cpuNumber, memory, vmNicParam;"},
 		{"unknown param set to an empty value", `{"params":{"name":"a","x":""}}`, "params has unknown field(s) x;"},
 		{"unknown param set to false", `{"params":{"name":"a","x":false}}`, "params has unknown field(s) x;"},
-		{"case matters", `{"params":{"Name":"a"}}`, "params has unknown field(s) Name;"},
-		{"camel case of a known field", `{"params":{"name":"a","l3NetworkUUIDs":["x"]}}`, "params has unknown field(s) l3NetworkUUIDs;"},
+		{"case matters", `{"params":{"Name":"a"}}`, `params has field "Name"; parameter names are case-sensitive, did you mean "name"?`},
+		{"camel case of a known field", `{"params":{"name":"a","l3NetworkUUIDs":["x"]}}`, `did you mean "l3NetworkUuids"?`},
+		{"case variant even when null", `{"params":{"name":"a","cpuNum":4,"CPUNUM":null}}`, `did you mean "cpuNum"?`},
 		{"name a number", `{"params":{"name":5}}`, "field[params.name] must be string, got number"},
 		{"name a list", `{"params":{"name":["a"]}}`, "field[params.name] must be string, got array"},
 		{"cpuNum a string", `{"params":{"name":"a","cpuNum":"4"}}`,
@@ -163,7 +164,6 @@ func TestDecodeCreateVMRejects(t *testing.T) {
 }
 
 func TestDecodeCreateVMIgnoredNullFieldDoesNotClearAKnownOne(t *testing.T) {
-	t.Skip(`BUG: an "unknown" null key differing only in case from a known one (e.g. "CPUNUM":null) passes checkKnownFields as ignorable, but encoding/json matches it case-insensitively and clears the known field`)
 	tests := []struct {
 		body  string
 		check func(r *zstack.CreateVmFromVmBackupRequest) bool

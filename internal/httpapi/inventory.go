@@ -79,9 +79,11 @@ type PrimaryStorageInventory struct {
 	TotalCapacity        int64    `json:"totalCapacity"`
 	AvailableCapacity    int64    `json:"availableCapacity"`
 	AttachedClusterUUIDs []string `json:"attachedClusterUuids"`
-	// vmrestore: capacity kept free, and volumes restored onto it.
-	ReservedCapacity int64 `json:"reservedCapacity"`
-	VolumeCount      int64 `json:"volumeCount"`
+	// vmrestore: capacity kept free, volumes restored onto it, and why it is Disconnected
+	// when the workers' probe found its directory missing or read-only.
+	ReservedCapacity int64  `json:"reservedCapacity"`
+	VolumeCount      int64  `json:"volumeCount"`
+	StatusReason     string `json:"statusReason,omitempty"`
 }
 
 // BackupStorageInventory is a backup storage; capacities are read from its filesystem.
@@ -313,6 +315,10 @@ func (s *Server) listPrimaryStorages() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		down, err := s.Store.StoragesDown(c.Request().Context())
+		if err != nil {
+			return err
+		}
 		out := make([]PrimaryStorageInventory, 0, len(ix.Site.PrimaryStorages))
 		for i := range ix.Site.PrimaryStorages {
 			ps := &ix.Site.PrimaryStorages[i]
@@ -351,6 +357,9 @@ func (s *Server) listPrimaryStorages() echo.HandlerFunc {
 				ZoneUUID: ps.ZoneUUID, URL: ps.URL, Type: ps.Type, State: ps.State, Status: ps.Status,
 				TotalCapacity: total, AvailableCapacity: max(total-used, 0), AttachedClusterUUIDs: attached,
 				ReservedCapacity: reserved, VolumeCount: usage[0].Used})
+			if why, ok := down[ps.UUID]; ok {
+				out[len(out)-1].Status, out[len(out)-1].StatusReason = catalog.StatusDisconnected, why
+			}
 		}
 		return answerList(c, out, "PrimaryStorageInventory")
 	}

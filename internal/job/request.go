@@ -157,6 +157,9 @@ func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Re
 		if err := checkUUID(fmt.Sprintf("tagUuids[%d]", i), u); err != nil {
 			return nil, err
 		}
+		if u == "" {
+			return nil, argerr("tagUuids[%d] is empty", i)
+		}
 	}
 	for _, t := range []struct {
 		name string

@@ -288,7 +288,6 @@ func TestFromZStackRejects(t *testing.T) {
 }
 
 func TestFromZStackRejectsEmptyTagUUID(t *testing.T) {
-	t.Skip(`BUG: FromZStack accepts an empty string in tagUuids (checkUUID skips "" and, unlike l3NetworkUuids, there is no empty check)`)
 	b := baseBody()
 	b.Params.TagUUIDs = []string{tagUUID, ""}
 	r, err := job.FromZStack(group, b)

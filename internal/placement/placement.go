@@ -95,15 +95,12 @@ const (
 func Place(ctx context.Context, ix *catalog.Index, st Store, jobUUID string, req Request) (*Result, error) {
 	var lastFull string
 	for round := 0; round < roundsBeforeRefusal; round++ {
-		cands, refusal, err := Candidates(ctx, ix, st, req)
+		cands, refusal, err := Candidates(ctx, ix, st, req, candidatesPerRound)
 		if err != nil {
 			return nil, err
 		}
 		if refusal != nil {
 			return nil, refusal
-		}
-		if len(cands) > candidatesPerRound {
-			cands = cands[:candidatesPerRound]
 		}
 		offers := make([]store.Candidate, len(cands))
 		for i, c := range cands {
@@ -161,10 +158,14 @@ func decodeLabel(l string) (*Result, error) {
 	return r, nil
 }
 
-// Candidates runs the filter chain on current usage and returns every feasible placement in
-// strategy order (nothing is reserved), or the refusal of the filter that emptied the list.
-// Dry runs use it directly.
-func Candidates(ctx context.Context, ix *catalog.Index, st Store, req Request) ([]Candidate, *Refusal, error) {
+// batchSize is how many hosts' usage one round trip reads; placement stops reading once it
+// has enough fitting candidates, so a site of 10,000 hosts usually costs one batch.
+const batchSize = 256
+
+// Candidates runs the filter chain on current usage and returns up to limit feasible
+// placements in strategy order (limit ≤ 0: all of them), or the refusal of the filter that
+// emptied the list. Nothing is reserved; dry runs use it directly.
+func Candidates(ctx context.Context, ix *catalog.Index, st Store, req Request, limit int) ([]Candidate, *Refusal, error) {
 	strategy := req.HostStrategy
 	if req.HostUUID != "" {
 		strategy = catalog.HostDesignated
@@ -183,77 +184,71 @@ func Candidates(ctx context.Context, ix *catalog.Index, st Store, req Request) (
 	if refusal != nil {
 		return nil, refusal, nil
 	}
-
-	// Read the usage of every field the remaining hosts could claim, in one round trip.
-	fields, storages := usageFields(ix, hosts)
-	usage, err := st.Usage(ctx, fields)
-	if err != nil {
+	// Order by strategy before reading capacity, so that the first batches are the best.
+	if err := order(ctx, st, strategy, req, hosts); err != nil {
 		return nil, nil, err
 	}
-	u := make(map[string]store.FieldUsage, len(fields))
-	for i, f := range fields {
-		u[f] = usage[i]
+	avoid := map[string]bool{}
+	for _, a := range req.Avoid {
+		avoid[a] = true
 	}
 
-	// 3. CPU and memory.
-	var fit []*catalog.Host
+	// 3-5. Capacity, primary storage and avoid list, batch by batch.
+	var cands []Candidate
 	var bestCPU, bestMem int64 = -1, -1
-	for _, h := range hosts {
-		cpu, mem := u[store.FieldHostCPU(h.UUID)], u[store.FieldHostMemory(h.UUID)]
-		freeCPU, freeMem := cpu.Limit-cpu.Used, mem.Limit-mem.Used
-		if cpu.Limit < 0 || mem.Limit < 0 {
-			continue
+	capacityFit, avoided := 0, 0
+	storageWhy := ""
+	for start := 0; start < len(hosts) && (limit <= 0 || len(cands) < limit); start += batchSize {
+		batch := hosts[start:min(start+batchSize, len(hosts))]
+		fields, storages := usageFields(ix, batch)
+		usage, err := st.Usage(ctx, fields)
+		if err != nil {
+			return nil, nil, err
 		}
-		bestCPU, bestMem = max(bestCPU, freeCPU), max(bestMem, freeMem)
-		if freeCPU >= req.CPU && freeMem >= req.Memory {
-			fit = append(fit, h)
+		u := make(map[string]store.FieldUsage, len(fields))
+		for i, f := range fields {
+			u[f] = usage[i]
+		}
+		for _, h := range batch {
+			cpu, mem := u[store.FieldHostCPU(h.UUID)], u[store.FieldHostMemory(h.UUID)]
+			if cpu.Limit < 0 || mem.Limit < 0 {
+				continue
+			}
+			freeCPU, freeMem := cpu.Limit-cpu.Used, mem.Limit-mem.Used
+			bestCPU, bestMem = max(bestCPU, freeCPU), max(bestMem, freeMem)
+			if freeCPU < req.CPU || freeMem < req.Memory {
+				continue
+			}
+			capacityFit++
+			c, why := assignStorage(ix, req, h, storages[h.ClusterUUID], u)
+			if c == nil {
+				storageWhy = why
+				continue
+			}
+			if avoid[h.UUID] {
+				avoided++
+				continue
+			}
+			c.AllocatorStrategy = strategy
+			cands = append(cands, *c)
+			if limit > 0 && len(cands) == limit {
+				break
+			}
 		}
 	}
-	if len(fit) == 0 {
+	switch {
+	case len(cands) > 0:
+		return cands, nil, nil
+	case capacityFit == 0:
 		return nil, &Refusal{Filter: FilterCapacity, Details: fmt.Sprintf(
 			"no host having cpu[%d], memory[%d bytes] found in %s (%d candidate hosts; the most free is cpu[%d], memory[%d bytes])",
 			req.CPU, req.Memory, scopeText(req, clusters), len(hosts), max(bestCPU, 0), max(bestMem, 0))}, nil
-	}
-
-	// 4. Primary storage with room for every volume.
-	var cands []Candidate
-	var storageWhy string
-	for _, h := range fit {
-		c, why := assignStorage(ix, req, h, storages[h.ClusterUUID], u)
-		if c == nil {
-			storageWhy = why
-			continue
-		}
-		c.AllocatorStrategy = strategy
-		cands = append(cands, *c)
-	}
-	if len(cands) == 0 {
+	case avoided == 0:
 		return nil, &Refusal{Filter: FilterStorage, Details: fmt.Sprintf(
 			"no primary storage can hold the volumes (%s) on any of %d hosts with enough cpu and memory: %s",
-			volumesText(req.Volumes), len(fit), storageWhy)}, nil
+			volumesText(req.Volumes), capacityFit, storageWhy)}, nil
 	}
-
-	// 5. Avoid list.
-	if len(req.Avoid) > 0 {
-		avoid := map[string]bool{}
-		for _, a := range req.Avoid {
-			avoid[a] = true
-		}
-		kept := cands[:0]
-		for _, c := range cands {
-			if !avoid[c.HostUUID] {
-				kept = append(kept, c)
-			}
-		}
-		if len(kept) == 0 {
-			return nil, &Refusal{Filter: FilterAvoid, Details: fmt.Sprintf(
-				"every host that fits (%d) is in the avoid list", len(cands))}, nil
-		}
-		cands = kept
-	}
-
-	order(strategy, req, cands, u)
-	return cands, nil, nil
+	return nil, &Refusal{Filter: FilterAvoid, Details: fmt.Sprintf("every host that fits (%d) is in the avoid list", avoided)}, nil
 }
 
 func attachedClusters(ix *catalog.Index, req Request) ([]*catalog.Cluster, *Refusal) {
@@ -380,8 +375,11 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 		}
 		return ""
 	}
+	usage := func(ps *catalog.PrimaryStorage) store.FieldUsage {
+		return u[store.FieldStorageBytes(ps.UUID, localHost(ps))]
+	}
 	free := func(ps *catalog.PrimaryStorage) int64 {
-		fu := u[store.FieldStorageBytes(ps.UUID, localHost(ps))]
+		fu := usage(ps)
 		if fu.Limit < 0 {
 			return -1
 		}
@@ -430,7 +428,7 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 			need += dataSize
 		}
 		if f := free(rootPS); f < need {
-			return nil, storageShort(rootPS, h, need, f)
+			return nil, storageShort(rootPS, h, need, f, usage(rootPS).Down)
 		}
 	default:
 		// Prefer a storage that holds everything, as ZStack keeps a VM's volumes together.
@@ -442,7 +440,7 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 		}
 		if rootPS == nil {
 			return nil, fmt.Sprintf("no Enabled, Connected primary storage attached to cluster[uuid:%s] has %d bytes free for the root volume%s",
-				h.ClusterUUID, rootSize, freeText(pss, free))
+				h.ClusterUUID, rootSize, freeText(pss, usage))
 		}
 	}
 	if len(data) > 0 {
@@ -457,7 +455,7 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 				need += rootSize
 			}
 			if f := free(dataPS); f < need {
-				return nil, storageShort(dataPS, h, need, f)
+				return nil, storageShort(dataPS, h, need, f, usage(dataPS).Down)
 			}
 		case free(rootPS) >= rootSize+dataSize:
 			dataPS = rootPS
@@ -465,7 +463,7 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 			dataPS = pick(dataSize, rootPS.UUID)
 			if dataPS == nil {
 				return nil, fmt.Sprintf("no primary storage attached to cluster[uuid:%s] besides the root's has %d bytes free for the data volumes%s",
-					h.ClusterUUID, dataSize, freeText(pss, free))
+					h.ClusterUUID, dataSize, freeText(pss, usage))
 			}
 		}
 	}
@@ -494,8 +492,11 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 	return &Candidate{Result: res, Claims: claims}, ""
 }
 
-func storageShort(ps *catalog.PrimaryStorage, h *catalog.Host, need, free int64) string {
-	if free < 0 {
+func storageShort(ps *catalog.PrimaryStorage, h *catalog.Host, need, free int64, down string) string {
+	switch {
+	case down != "":
+		return fmt.Sprintf("primary storage[uuid:%s] is not Connected: %s", ps.UUID, down)
+	case free < 0:
 		return fmt.Sprintf("primary storage[uuid:%s] is not Enabled and Connected", ps.UUID)
 	}
 	where := ""
@@ -505,17 +506,20 @@ func storageShort(ps *catalog.PrimaryStorage, h *catalog.Host, need, free int64)
 	return fmt.Sprintf("primary storage[uuid:%s]%s has %d bytes available above its reserve, %d needed", ps.UUID, where, free, need)
 }
 
-func freeText(pss []*catalog.PrimaryStorage, free func(*catalog.PrimaryStorage) int64) string {
+func freeText(pss []*catalog.PrimaryStorage, usage func(*catalog.PrimaryStorage) store.FieldUsage) string {
 	if len(pss) == 0 {
 		return " (no primary storage is attached)"
 	}
 	parts := make([]string, 0, len(pss))
 	for _, ps := range pss {
-		f := free(ps)
-		if f < 0 {
+		fu := usage(ps)
+		switch {
+		case fu.Down != "":
+			parts = append(parts, fmt.Sprintf("%s: not Connected (%s)", ps.UUID, fu.Down))
+		case fu.Limit < 0:
 			parts = append(parts, fmt.Sprintf("%s: not Enabled/Connected", ps.UUID))
-		} else {
-			parts = append(parts, fmt.Sprintf("%s: %d bytes", ps.UUID, f))
+		default:
+			parts = append(parts, fmt.Sprintf("%s: %d bytes", ps.UUID, fu.Limit-fu.Used))
 		}
 	}
 	return " (available: " + strings.Join(parts, ", ") + ")"
@@ -548,20 +552,33 @@ func scopeText(req Request, clusters []*catalog.Cluster) string {
 	return "clusters" + fmt.Sprint(uuids)
 }
 
-// order sorts candidates by the host allocator strategy.
-func order(strategy string, req Request, cands []Candidate, u map[string]store.FieldUsage) {
-	rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+// order sorts candidate hosts by the host allocator strategy: Default shuffles,
+// LeastVmPreferred puts the hosts with the fewest VMs first (ties shuffled), LastHostPreferred
+// puts the source VM's host first, Designated has one host.
+func order(ctx context.Context, st Store, strategy string, req Request, hosts []*catalog.Host) error {
+	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
 	switch strategy {
 	case catalog.HostLeastVmPreferred:
-		sort.SliceStable(cands, func(a, b int) bool {
-			return u[store.FieldHostVMs(cands[a].HostUUID)].Used < u[store.FieldHostVMs(cands[b].HostUUID)].Used
-		})
+		fields := make([]string, len(hosts))
+		for i, h := range hosts {
+			fields[i] = store.FieldHostVMs(h.UUID)
+		}
+		usage, err := st.Usage(ctx, fields)
+		if err != nil {
+			return err
+		}
+		vms := make(map[string]int64, len(hosts))
+		for i, h := range hosts {
+			vms[h.UUID] = usage[i].Used
+		}
+		sort.SliceStable(hosts, func(a, b int) bool { return vms[hosts[a].UUID] < vms[hosts[b].UUID] })
 	case catalog.HostLastHostPreferred:
-		for i, c := range cands {
-			if c.HostUUID == req.LastHostUUID {
-				cands[0], cands[i] = cands[i], cands[0]
+		for i, h := range hosts {
+			if h.UUID == req.LastHostUUID {
+				hosts[0], hosts[i] = hosts[i], hosts[0]
 				break
 			}
 		}
 	}
+	return nil
 }

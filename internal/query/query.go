@@ -351,7 +351,7 @@ func matcher(c Condition) (func(map[string]any) bool, error) {
 // likePattern turns a SQL LIKE pattern (% any run, _ one character) into a regexp.
 func likePattern(p string) (*regexp.Regexp, error) {
 	var b strings.Builder
-	b.WriteString("^")
+	b.WriteString("(?s)^")
 	for _, r := range p {
 		switch r {
 		case '%':

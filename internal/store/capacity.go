@@ -56,7 +56,7 @@ type ReserveResult struct {
 // reserveScript atomically reserves the first candidate that fits. Idempotent on the job:
 // a job that already holds a reservation gets it back unchanged.
 //
-// KEYS: limit, used, resv, resvs. ARGV: job, ncand, then per candidate: label, nclaims,
+// KEYS: limit, used, resv, resvs, storage-down. ARGV: job, ncand, then per candidate: label, nclaims,
 // then per claim: field, amount, counter(0/1). Amounts are passed through as strings so that
 // large byte counts never go through Lua's number formatting.
 var reserveScript = redis.NewScript(`
@@ -73,6 +73,7 @@ for c = 1, tonumber(ARGV[2]) do
     local f = ARGV[first + 3 * k]
     if ARGV[first + 3 * k + 2] == '0' then
       local lim = tonumber(redis.call('HGET', KEYS[1], f) or '-1')
+      if string.sub(f, 1, 2) == 'p:' and redis.call('HEXISTS', KEYS[5], string.sub(f, 3, 34)) == 1 then lim = -1 end
       local used = tonumber(redis.call('HGET', KEYS[2], f) or '0')
       if lim < 0 or used + tonumber(ARGV[first + 3 * k + 1]) > lim then
         fits = false
@@ -135,7 +136,7 @@ func (s *Store) Reserve(ctx context.Context, job string, cands []Candidate) (Res
 			args = append(args, cl.Field, strconv.FormatInt(cl.Amount, 10), counter)
 		}
 	}
-	res, err := reserveScript.Run(ctx, s.rdb, []string{keyCapLimit(), keyCapUsed(), keyCapResv(job), keyCapResvSet()}, args...).StringSlice()
+	res, err := reserveScript.Run(ctx, s.rdb, []string{keyCapLimit(), keyCapUsed(), keyCapResv(job), keyCapResvSet(), keyStorageDown()}, args...).StringSlice()
 	if err != nil {
 		return ReserveResult{}, fmt.Errorf("reserve capacity: %w", err)
 	}
@@ -197,9 +198,13 @@ func parseReservation(rec string) (*Reservation, error) {
 type FieldUsage struct {
 	Limit int64 // -1: may not receive anything
 	Used  int64
+	// Down is why the field's primary storage cannot be used right now (its directory is
+	// missing or read-only, as the workers' probe found), empty when it can.
+	Down string
 }
 
-// Usage reads the limits and amounts in use of the given fields in one round trip.
+// Usage reads the limits and amounts in use of the given fields in one round trip. Fields
+// of a primary storage the probe found down report Limit -1 and the reason.
 func (s *Store) Usage(ctx context.Context, fields []string) ([]FieldUsage, error) {
 	if len(fields) == 0 {
 		return nil, nil
@@ -207,14 +212,30 @@ func (s *Store) Usage(ctx context.Context, fields []string) ([]FieldUsage, error
 	pipe := s.rdb.Pipeline()
 	lim := pipe.HMGet(ctx, keyCapLimit(), fields...)
 	used := pipe.HMGet(ctx, keyCapUsed(), fields...)
+	down := pipe.HGetAll(ctx, keyStorageDown())
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("read capacity: %w", err)
 	}
 	out := make([]FieldUsage, len(fields))
-	for i := range fields {
+	for i, f := range fields {
 		out[i] = FieldUsage{Limit: toInt(lim.Val()[i], -1), Used: toInt(used.Val()[i], 0)}
+		if len(down.Val()) > 0 {
+			if ps, ok := storageOfField(f); ok {
+				if why, isDown := down.Val()[ps]; isDown {
+					out[i].Limit, out[i].Down = -1, why
+				}
+			}
+		}
 	}
 	return out, nil
+}
+
+// storageOfField returns the primary storage uuid of a "p:<ps>[:...]" field.
+func storageOfField(f string) (string, bool) {
+	if !strings.HasPrefix(f, "p:") || len(f) < 34 {
+		return "", false
+	}
+	return f[2:34], true
 }
 
 func toInt(v any, def int64) int64 {

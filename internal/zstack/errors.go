@@ -3,6 +3,7 @@ package zstack
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Error codes used by vmrestore, with ZStack's meanings.
@@ -81,7 +82,12 @@ func (e *ErrorCode) Error() string {
 func Errorf(code, format string, args ...any) *ErrorCode {
 	details := fmt.Sprintf(format, args...)
 	if len(details) > maxDetailsLen {
-		details = details[:maxDetailsLen-len(detailsEllipsis)] + detailsEllipsis
+		// Cut on a character boundary: at most 4096 bytes, so at most 4096 characters too.
+		cut := maxDetailsLen - len(detailsEllipsis)
+		for cut > 0 && !utf8.RuneStart(details[cut]) {
+			cut--
+		}
+		details = details[:cut] + detailsEllipsis
 	}
 	return &ErrorCode{Code: code, Description: Description(code), Details: details}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 )
@@ -82,7 +83,7 @@ func ParseVMNicParams(s string) ([]VMNicParam, error) {
 	if err := dec.Decode(&nics); err != nil {
 		return nil, fmt.Errorf("vmNicParams is not a JSON list of NIC objects: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("vmNicParams has trailing data after the JSON list")
 	}
 	if len(nics) > MaxNics {
