@@ -252,6 +252,23 @@ func (e *env) poll(location string, within time.Duration) response {
 	}
 }
 
+// checkInvariants fails the test if the invariant checker finds any drift or leak.
+func (e *env) checkInvariants() {
+	e.t.Helper()
+	ctx := context.Background()
+	ix, err := e.store.LoadCatalog(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	problems, err := e.store.CheckInvariants(ctx, ix)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		e.t.Fatalf("invariants broken:\n  %s", strings.Join(problems, "\n  "))
+	}
+}
+
 func webParams(name string) map[string]any {
 	return map[string]any{"name": name, "instanceOfferingUuid": demosite.OfferingSmall, "l3NetworkUuids": []string{demosite.L3ProdUUID}}
 }

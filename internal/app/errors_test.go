@@ -52,7 +52,9 @@ func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
 		{"no scope at all", g, map[string]any{"name": "x", "instanceOfferingUuid": demosite.OfferingSmall},
 			"at least one of field (l3NetworkUuids,zoneUuid,clusterUuid,hostUuid) should be set"},
 		{"unknown parameter", g, map[string]any{"name": "x", "instanceOfferingUuid": demosite.OfferingSmall,
-			"l3NetworkUuids": []string{demosite.L3ProdUUID}, "hostUUid": demosite.ClusterAUUID}, "unknown field(s) hostUUid"},
+			"l3NetworkUuids": []string{demosite.L3ProdUUID}, "clustreUuid": demosite.ClusterAUUID}, "unknown field(s) clustreUuid"},
+		{"parameter in the wrong case", g, map[string]any{"name": "x", "instanceOfferingUuid": demosite.OfferingSmall,
+			"l3NetworkUuids": []string{demosite.L3ProdUUID}, "hostUUid": demosite.ClusterAUUID}, `did you mean "hostUuid"?`},
 		{"wrong type", g, map[string]any{"name": "x", "cpuNum": "two", "memorySize": 1, "l3NetworkUuids": []string{demosite.L3ProdUUID}},
 			"field[params.cpuNum] must be an integer"},
 		{"huge number", g, map[string]any{"name": "x", "cpuNum": 1, "memorySize": 1e30, "l3NetworkUuids": []string{demosite.L3ProdUUID}},
@@ -81,8 +83,7 @@ func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
 func checkNothingAllocated(tb testing.TB, e *env) {
 	tb.Helper()
 	ctx := context.Background()
-	drift, err := e.store.CapacityDrift(ctx)
-	mustf(tb, err == nil && len(drift) == 0, "capacity drift: %v %v", drift, err)
+	e.checkInvariants()
 	used, err := e.redis.Client().HGetAll(ctx, "vmr:{cap}:used").Result()
 	mustf(tb, err == nil, "%v", err)
 	for f, v := range used {
