@@ -9,6 +9,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/placement"
+	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
@@ -47,6 +48,9 @@ func (p *Pipeline) place(ctx context.Context, ix *catalog.Index, rec *job.Record
 	if errors.As(err, &refusal) {
 		p.Metrics.PlacementRefusals.WithLabelValues(refusal.Filter).Inc()
 		return zstack.Operation(zstack.Errorf(zstack.CodeHostAllocation, "filter[%s]: %s", refusal.Filter, refusal.Details))
+	}
+	if errors.Is(err, placement.ErrContended) {
+		return fmt.Errorf("%v: %w", err, queue.ErrBusy)
 	}
 	if err != nil {
 		return err

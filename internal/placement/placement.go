@@ -16,6 +16,7 @@ package placement
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -32,7 +33,6 @@ const (
 	FilterCapacity     = "HostCapacity"
 	FilterStorage      = "PrimaryStorage"
 	FilterAvoid        = "AvoidHost"
-	FilterContention   = "Reservation"
 )
 
 // Volume is a volume to place.
@@ -83,18 +83,23 @@ type Store interface {
 }
 
 // candidatesPerRound is how many ordered candidates one reservation attempt offers Redis;
-// roundsBeforeRefusal bounds the re-reads when other restores take them first.
+// maxRounds bounds the re-reads when other restores take them first.
 const (
-	candidatesPerRound  = 8
-	roundsBeforeRefusal = 4
+	candidatesPerRound = 8
+	maxRounds          = 8
 )
+
+// ErrContended means every fitting host was taken by concurrent restores between reading
+// the usage and reserving, round after round, while the filter chain still finds room: the
+// caller should try again shortly rather than refuse.
+var ErrContended = errors.New("placement keeps losing races with concurrent restores")
 
 // Place runs the filter chain, orders the candidates by strategy, and reserves the first that
 // fits for job. It returns a *Refusal when nothing fits. A job that already holds a
 // reservation gets it back (decoded from its label), so a re-run never reserves twice.
 func Place(ctx context.Context, ix *catalog.Index, st Store, jobUUID string, req Request) (*Result, error) {
 	var lastFull string
-	for round := 0; round < roundsBeforeRefusal; round++ {
+	for round := 0; round < maxRounds; round++ {
 		cands, refusal, err := Candidates(ctx, ix, st, req, candidatesPerRound)
 		if err != nil {
 			return nil, err
@@ -118,8 +123,7 @@ func Place(ctx context.Context, ix *catalog.Index, st Store, jobUUID string, req
 		}
 		lastFull = res.FullField
 	}
-	return nil, &Refusal{Filter: FilterContention, Details: fmt.Sprintf(
-		"every host that fit was taken by concurrent restores before it could be reserved (last refusal on %s); retry the restore", lastFull)}
+	return nil, fmt.Errorf("%w (last refusal on %s)", ErrContended, lastFull)
 }
 
 // Candidate is one feasible placement with the claims to reserve.

@@ -179,3 +179,26 @@ func (s *Store) checkL3(ctx context.Context, l3 string, ranges []catalog.Range, 
 	}
 	return problems, nil
 }
+
+// overCommitScript lists, from one atomic snapshot, every limited capacity field whose use
+// exceeds its limit. KEYS: limit, used.
+var overCommitScript = redis.NewScript(`
+local used = redis.call('HGETALL', KEYS[2])
+local out = {}
+for i = 1, #used, 2 do
+  local f = used[i]
+  if not (string.sub(f, -4) == ':vms' or string.sub(f, -5) == ':vols') then
+    local lim = tonumber(redis.call('HGET', KEYS[1], f) or '-1')
+    if lim >= 0 and tonumber(used[i + 1]) > lim then
+      table.insert(out, f .. ' uses ' .. used[i + 1] .. ' of ' .. lim)
+    end
+  end
+end
+return out
+`)
+
+// OverCommitted lists the capacity fields used beyond their limit, from one atomic snapshot
+// (safe to call while restores run, unlike CheckInvariants).
+func (s *Store) OverCommitted(ctx context.Context) ([]string, error) {
+	return overCommitScript.Run(ctx, s.rdb, []string{keyCapLimit(), keyCapUsed()}).StringSlice()
+}
