@@ -61,6 +61,13 @@ func Parse(data []byte) (*Site, error) {
 	return &s, nil
 }
 
+// Normalize fills in ZStack's defaults and validates, as Parse does for a file; for sites
+// built in code.
+func (s *Site) Normalize() error {
+	s.applyDefaults()
+	return s.Validate()
+}
+
 func orString(v *string, def string) {
 	if *v == "" {
 		*v = def

@@ -162,9 +162,13 @@ func decodeLabel(l string) (*Result, error) {
 	return r, nil
 }
 
-// batchSize is how many hosts' usage one round trip reads; placement stops reading once it
-// has enough fitting candidates, so a site of 10,000 hosts usually costs one batch.
-const batchSize = 256
+// Usage is read in batches of hosts, growing from firstBatch to maxBatch: placement stops
+// once it has enough fitting candidates, so on a site of 10,000 hosts one small round trip
+// usually suffices, and a nearly full site is still scanned in few round trips.
+const (
+	firstBatch = 16
+	maxBatch   = 1024
+)
 
 // Candidates runs the filter chain on current usage and returns up to limit feasible
 // placements in strategy order (limit ≤ 0: all of them), or the refusal of the filter that
@@ -202,8 +206,12 @@ func Candidates(ctx context.Context, ix *catalog.Index, st Store, req Request, l
 	var bestCPU, bestMem int64 = -1, -1
 	capacityFit, avoided := 0, 0
 	storageWhy := ""
-	for start := 0; start < len(hosts) && (limit <= 0 || len(cands) < limit); start += batchSize {
-		batch := hosts[start:min(start+batchSize, len(hosts))]
+	size := firstBatch
+	if limit <= 0 {
+		size = maxBatch
+	}
+	for start := 0; start < len(hosts) && (limit <= 0 || len(cands) < limit); start, size = start+size, min(size*4, maxBatch) {
+		batch := hosts[start:min(start+size, len(hosts))]
 		fields, storages := usageFields(ix, batch)
 		usage, err := st.Usage(ctx, fields)
 		if err != nil {
@@ -444,7 +452,7 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 		}
 		if rootPS == nil {
 			return nil, fmt.Sprintf("no Enabled, Connected primary storage attached to cluster[uuid:%s] has %d bytes free for the root volume%s",
-				h.ClusterUUID, rootSize, freeText(pss, usage))
+				h.ClusterUUID, rootSize, freeText(pss, h, usage))
 		}
 	}
 	if len(data) > 0 {
@@ -467,7 +475,7 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 			dataPS = pick(dataSize, rootPS.UUID)
 			if dataPS == nil {
 				return nil, fmt.Sprintf("no primary storage attached to cluster[uuid:%s] besides the root's has %d bytes free for the data volumes%s",
-					h.ClusterUUID, dataSize, freeText(pss, usage))
+					h.ClusterUUID, dataSize, freeText(pss, h, usage))
 			}
 		}
 	}
@@ -510,7 +518,7 @@ func storageShort(ps *catalog.PrimaryStorage, h *catalog.Host, need, free int64,
 	return fmt.Sprintf("primary storage[uuid:%s]%s has %d bytes available above its reserve, %d needed", ps.UUID, where, free, need)
 }
 
-func freeText(pss []*catalog.PrimaryStorage, usage func(*catalog.PrimaryStorage) store.FieldUsage) string {
+func freeText(pss []*catalog.PrimaryStorage, h *catalog.Host, usage func(*catalog.PrimaryStorage) store.FieldUsage) string {
 	if len(pss) == 0 {
 		return " (no primary storage is attached)"
 	}
@@ -522,6 +530,8 @@ func freeText(pss []*catalog.PrimaryStorage, usage func(*catalog.PrimaryStorage)
 			parts = append(parts, fmt.Sprintf("%s: not Connected (%s)", ps.UUID, fu.Down))
 		case fu.Limit < 0:
 			parts = append(parts, fmt.Sprintf("%s: not Enabled/Connected", ps.UUID))
+		case ps.Type == catalog.PSLocalStorage:
+			parts = append(parts, fmt.Sprintf("%s: %d bytes on host[uuid:%s]", ps.UUID, fu.Limit-fu.Used, h.UUID))
 		default:
 			parts = append(parts, fmt.Sprintf("%s: %d bytes", ps.UUID, fu.Limit-fu.Used))
 		}
@@ -571,11 +581,17 @@ func order(ctx context.Context, st Store, strategy string, req Request, hosts []
 		if err != nil {
 			return err
 		}
-		vms := make(map[string]int64, len(hosts))
+		byCount := make([]struct {
+			vms  int64
+			host *catalog.Host
+		}, len(hosts))
 		for i, h := range hosts {
-			vms[h.UUID] = usage[i].Used
+			byCount[i].vms, byCount[i].host = usage[i].Used, h
 		}
-		sort.SliceStable(hosts, func(a, b int) bool { return vms[hosts[a].UUID] < vms[hosts[b].UUID] })
+		sort.SliceStable(byCount, func(a, b int) bool { return byCount[a].vms < byCount[b].vms })
+		for i := range byCount {
+			hosts[i] = byCount[i].host
+		}
 	case catalog.HostLastHostPreferred:
 		for i, h := range hosts {
 			if h.UUID == req.LastHostUUID {

@@ -66,6 +66,31 @@ func Start(tb testing.TB, opt ...Options) *Server {
 	return nil
 }
 
+// StartShared runs a redis-server that outlives any one test, for setups shared by several
+// benchmarks; the caller stops it with Kill (from TestMain).
+func StartShared() (*Server, error) {
+	dir, err := os.MkdirTemp("", "vmrestore-redis-")
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Dir: dir,
+			args: []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
+				"--appendonly", "no", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log")}}
+		if lastErr = s.start(); lastErr == nil {
+			return s, nil
+		}
+	}
+	return nil, lastErr
+}
+
 func (s *Server) start() error {
 	s.cmd = exec.Command("redis-server", s.args...)
 	if err := s.cmd.Start(); err != nil {
@@ -86,19 +111,25 @@ func (s *Server) start() error {
 	return fmt.Errorf("redis-server on %s did not answer: %s", s.Addr, log)
 }
 
-// Client returns a client of the server, closed at cleanup.
+// Client returns a client of the server, closed at cleanup (for a shared server, when the
+// process exits).
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
-	s.tb.Cleanup(func() { c.Close() })
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, PoolSize: 64})
+	if s.tb != nil {
+		s.tb.Cleanup(func() { c.Close() })
+	}
 	return c
 }
 
-// Kill stops the server at once (SIGKILL).
+// Kill stops the server at once (SIGKILL). A shared server's directory is removed too.
 func (s *Server) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
 		s.cmd = nil
+	}
+	if s.tb == nil {
+		os.RemoveAll(s.Dir)
 	}
 }
 
