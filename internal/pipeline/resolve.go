@@ -22,23 +22,49 @@ func notFound(field, uuid, kind string) *zstack.ErrorCode {
 // that need them) and fixes the VM to build: uuids, sizes, volumes, NICs.
 func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	req := rec.Request
-	r := &job.Resolved{
-		Name: req.Name, Description: req.Description, Type: req.Type,
-		DefaultL3NetworkUUID: req.DefaultL3NetworkUUID,
-		RootPrimaryStorage:   req.RootPrimaryStorage, DataPrimaryStorage: req.DataPrimaryStorage,
-		CreateDate: time.Now().Truncate(time.Second),
+	g, bs, err := findGroup(ix, req)
+	if err != nil {
+		return err
 	}
+	if err := p.checkOwnership(ctx, rec, g); err != nil {
+		return err
+	}
+	r, err := Resolve(ix, req, g, bs.UUID)
+	if err != nil {
+		return err
+	}
+	if r.InternalID, err = p.Store.NextVMInternalID(ctx); err != nil {
+		return err
+	}
+	rec.Checkpoints.Resolved = r
+	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageResolve, store.CheckpointResolved, r)
+}
 
-	// Sizes: the offering wins over cpuNum/memorySize.
+// CheckRequest applies the validation rules that need the catalog but not the backup group:
+// the offering, the scope (zone, cluster, host, L3 networks and static addresses) and the
+// named storages. Plans check every item with it before accepting them.
+func CheckRequest(ix *catalog.Index, req *job.Request) error {
+	var r job.Resolved
+	if _, err := sizes(ix, req, &r); err != nil {
+		return err
+	}
+	if err := checkScope(ix, req, &r); err != nil {
+		return err
+	}
+	return checkStorages(ix, req)
+}
+
+// sizes fills CPU, memory and allocator strategies: the offering wins over cpuNum/memorySize.
+func sizes(ix *catalog.Index, req *job.Request, r *job.Resolved) (*job.Resolved, error) {
 	r.CPUNum, r.MemorySize, r.ReservedMemorySize = req.CPUNum, req.MemorySize, req.ReservedMemorySize
 	r.AllocatorStrategy, r.PSStrategy = catalog.HostDefault, catalog.PSDefault
 	if u := req.InstanceOfferingUUID; u != "" {
 		o := ix.InstanceOfferings[u]
 		if o == nil {
-			return notFound("instanceOfferingUuid", u, "InstanceOfferingVO")
+			return nil, notFound("instanceOfferingUuid", u, "InstanceOfferingVO")
 		}
 		if o.State != catalog.StateEnabled {
-			return zstack.InvalidArgument("instance offering[uuid:%s] is %s", u, o.State)
+			return nil, zstack.InvalidArgument("instance offering[uuid:%s] is %s", u, o.State)
 		}
 		r.InstanceOfferingUUID = u
 		r.CPUNum, r.MemorySize, r.CPUSpeed = o.CPUNum, int64(o.MemorySize), o.CPUSpeed
@@ -48,24 +74,30 @@ func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Reco
 		r.AllocatorStrategy, r.PSStrategy = o.AllocatorStrategy, o.PrimaryStorageAllocatorStrategy
 	}
 	if r.ReservedMemorySize > r.MemorySize {
-		return zstack.InvalidArgument("reservedMemorySize[%d] cannot be larger than the VM's memorySize[%d]", r.ReservedMemorySize, r.MemorySize)
+		return nil, zstack.InvalidArgument("reservedMemorySize[%d] cannot be larger than the VM's memorySize[%d]", r.ReservedMemorySize, r.MemorySize)
 	}
+	return r, nil
+}
 
+// Resolve fixes the VM a request builds from a group found on backup storage bs: sizes,
+// scope, identities, the volumes (root first, then data volumes in their original deviceId
+// order) and the NICs. It has no side effect; InternalID is left for the caller to assign.
+func Resolve(ix *catalog.Index, req *job.Request, g *backup.Group, bs string) (*job.Resolved, error) {
+	r := &job.Resolved{
+		Name: req.Name, Description: req.Description, Type: req.Type,
+		DefaultL3NetworkUUID: req.DefaultL3NetworkUUID,
+		RootPrimaryStorage:   req.RootPrimaryStorage, DataPrimaryStorage: req.DataPrimaryStorage,
+		CreateDate: time.Now().Truncate(time.Second), BackupStorageUUID: bs,
+	}
+	if _, err := sizes(ix, req, r); err != nil {
+		return nil, err
+	}
 	if err := checkScope(ix, req, r); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkStorages(ix, req); err != nil {
-		return err
+		return nil, err
 	}
-
-	g, bs, err := findGroup(ix, req)
-	if err != nil {
-		return err
-	}
-	if err := p.checkOwnership(ctx, rec, g); err != nil {
-		return err
-	}
-	r.BackupStorageUUID = bs.UUID
 	r.Platform, r.Architecture, r.GuestOsType = g.VM.Platform, g.VM.Architecture, g.VM.GuestOsType
 	if r.Platform == "" {
 		r.Platform = "Linux"
@@ -74,16 +106,10 @@ func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Reco
 		r.Architecture = "x86_64"
 	}
 	r.ImageUUID, r.SourceHostUUID = g.VM.ImageUUID, g.VM.HostUUID
-
 	r.VMUUID = req.ResourceUUID
 	if r.VMUUID == "" {
 		r.VMUUID = zstack.NewUUID()
 	}
-	if r.InternalID, err = p.Store.NextVMInternalID(ctx); err != nil {
-		return err
-	}
-
-	// Volumes: the root, then data volumes in their original deviceId order.
 	root := g.Root()
 	r.Volumes = append(r.Volumes, plannedVolume(root, 0, fmt.Sprintf("Root-Volume-For-VM-%s", r.VMUUID)))
 	for i, v := range g.DataVolumes() {
@@ -93,13 +119,10 @@ func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Reco
 		}
 		r.Volumes = append(r.Volumes, plannedVolume(v, i+1, name))
 	}
-
 	for i, n := range req.NICs {
 		r.NICs = append(r.NICs, job.PlannedNIC{NIC: n, UUID: zstack.NewUUID(), UsedIPUUID: zstack.NewUUID(), DeviceID: i})
 	}
-
-	rec.Checkpoints.Resolved = r
-	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageResolve, store.CheckpointResolved, r)
+	return r, nil
 }
 
 func plannedVolume(v *backup.Volume, deviceID int, name string) job.PlannedVolume {
