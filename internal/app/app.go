@@ -26,6 +26,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/pipeline"
+	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/probe"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -37,9 +38,9 @@ func NewLogger(c Config, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(dedupe(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(dedupe(slog.NewTextHandler(w, opts)))
 }
 
 // redisClient connects to the configured Redis. Timeouts are short so that a Redis outage
@@ -178,9 +179,11 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 	cache := st.NewCatalogCache()
 	srv := &httpapi.Server{
 		Store: st, Catalog: cache, Events: events, Queue: queue.NewClient(rdb, c.MaxRetry), Auth: authSvc,
+		Plans:   &plan.Service{Store: st, Catalog: cache},
 		Metrics: m, Log: log, Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken},
 	}
 	srv.Ready = func() error { return ready(context.Background(), st, cache) }
+	startOpsMetrics(gctx, g, m, st, rdb, cache, log)
 
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
@@ -329,6 +332,8 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(queue.TypeRestore, p.Handle)
 	mux.HandleFunc(queue.TypeWebHook, p.DeliverWebHook)
+	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log}
+	mux.HandleFunc(queue.TypePlanWebHook, runner.DeliverWebHook)
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("start the worker: %w", err)
 	}
@@ -338,6 +343,10 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	})
 	g.Go(func() error {
 		probe.Run(ctx, w.cache, w.st, storageProbeInterval, w.log)
+		return nil
+	})
+	g.Go(func() error {
+		runner.Run(ctx)
 		return nil
 	})
 	return nil
@@ -406,6 +415,7 @@ func StartWorker(parent context.Context, c Config, log *slog.Logger) (*Worker, e
 		rdb.Close()
 		return nil, err
 	}
+	startOpsMetrics(gctx, g, m, st, rdb, parts.cache, log)
 	g.Go(func() error {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err

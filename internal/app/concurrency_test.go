@@ -79,8 +79,8 @@ func raceSite(s *catalog.Site) {
 			ClusterUUID: cl, CPUNum: 30, MemorySize: 200 << 30})
 	}
 	nfs, local := s.PrimaryStorages[0], s.PrimaryStorages[1]
-	nfs.UUID, nfs.TotalCapacity, nfs.URL = raceNFS, 201<<30, nfs.URL
-	local.UUID, local.CapacityPerHost, local.URL = raceLocal, 31<<30, local.URL
+	nfs.UUID, nfs.TotalCapacity = raceNFS, 201<<30
+	local.UUID, local.CapacityPerHost = raceLocal, 31<<30
 	s.PrimaryStorages = []catalog.PrimaryStorage{nfs, local}
 	s.L2Networks = []catalog.L2Network{{UUID: raceL2, Name: "race-l2", ZoneUUID: zone}}
 	s.L3Networks = []catalog.L3Network{{UUID: raceL3, Name: "race-l3", L2NetworkUUID: raceL2, IPRanges: []catalog.IPRange{

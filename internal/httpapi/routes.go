@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 )
 
 // routes lists every route. ZStack routes need a session, except login; health, readiness
@@ -13,7 +14,7 @@ func (s *Server) routes(e *echo.Echo) {
 
 	// Route-level (not group-level) middleware, so that a known path with another method
 	// answers 405 rather than the group's catch-all 404.
-	z := e.Group("/zstack/v1")
+	z := e.Group("/zstack/v1", middleware.BodyLimit(s.Config.BodyLimit))
 	auth := s.requireSession
 	z.PUT("/accounts/login", s.login())
 	z.DELETE("/accounts/sessions/:uuid", s.logout(), auth)
@@ -33,6 +34,20 @@ func (s *Server) routes(e *echo.Echo) {
 		z.GET(path, h, auth)
 		z.GET(path+"/:uuid", h, auth)
 	}
+
+	// vmrestore's native API (see openapi.yaml): plans, jobs.
+	a := e.Group("/api/v1", middleware.BodyLimit(nativeBodyLimit))
+	a.GET("/openapi.yaml", s.openAPI())
+	a.POST("/plans", s.submitPlan(), auth)
+	a.GET("/plans", s.listPlans(), auth)
+	a.GET("/plans/:uuid", s.getPlan(), auth)
+	a.GET("/plans/:uuid/events", s.planEvents(), auth)
+	a.POST("/plans/:uuid/cancel", s.operatePlan("cancel"), auth)
+	a.POST("/plans/:uuid/pause", s.operatePlan("pause"), auth)
+	a.POST("/plans/:uuid/resume", s.operatePlan("resume"), auth)
+	a.POST("/plans/:uuid/retry", s.operatePlan("retry"), auth)
+	a.GET("/jobs/:uuid", s.getJob(), auth)
+	a.POST("/jobs/:uuid/cancel", s.cancelJob(), auth)
 }
 
 // OpsHandler serves only /healthz, /readyz and /metrics: the worker's listener.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo-contrib/echoprometheus"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/metrics"
+	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -47,6 +49,7 @@ type Server struct {
 	Events  *store.Events
 	Queue   *queue.Client
 	Auth    *auth.Service
+	Plans   *plan.Service
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	Config  Config
@@ -69,13 +72,14 @@ func (s *Server) Handler() *echo.Echo {
 	e.Use(echoprometheus.NewMiddlewareWithConfig(echoprometheus.MiddlewareConfig{
 		Namespace: "vmrestore", Subsystem: "http", Registerer: s.Metrics.Registry,
 		DoNotUseRequestPathFor404: true,
+		HistogramOptsFunc:         httpHistogramOpts,
 		LabelFuncs: map[string]echoprometheus.LabelValueFunc{
 			"host": func(echo.Context, error) string { return "" },
 		},
 		Skipper: func(c echo.Context) bool { return c.Path() == "/metrics" },
 	}))
-	e.Use(middleware.BodyLimit(s.Config.BodyLimit))
 	e.Use(s.accessLog)
+	e.Use(s.answerErrors) // inside the metrics and the access log: they see the status answered
 	s.routes(e)
 	return e
 }
@@ -103,7 +107,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 	case errors.As(err, &pe):
 		_ = c.String(pe.status, pe.text)
 	case errors.As(err, &ec):
-		_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": ec})
+		status := http.StatusServiceUnavailable // how ZStack answers a failed API
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			status = nativeStatus(ec)
+		}
+		_ = writeJSON(c, status, map[string]any{"error": ec})
 	case errors.As(err, &he):
 		path := c.Request().URL.Path
 		switch he.Code {
@@ -123,6 +131,26 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": zstack.Errorf(zstack.CodeInternal,
 			"the server could not complete the request (request id %s); its log has the cause. If Redis is unreachable, restore it and retry", id)})
 	}
+}
+
+// nativeStatus maps an ErrorCode to the HTTP status of the native /api/v1 routes, which,
+// unlike ZStack's, use statuses that say what happened.
+func nativeStatus(ec *zstack.ErrorCode) int {
+	switch ec.Code {
+	case zstack.CodeInvalidArgument:
+		return http.StatusBadRequest
+	case zstack.CodeNotFound:
+		return http.StatusNotFound
+	case zstack.CodeInvalidSession, zstack.CodeAuthFailed:
+		return http.StatusUnauthorized
+	case zstack.CodePermission:
+		return http.StatusForbidden
+	case zstack.CodeOperation:
+		return http.StatusConflict
+	case zstack.CodeTooManySessions:
+		return http.StatusTooManyRequests
+	}
+	return http.StatusServiceUnavailable
 }
 
 // writeJSON writes v with ZStack's JSON content type.

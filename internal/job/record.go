@@ -60,16 +60,37 @@ type Record struct {
 	Attempts    int               `json:"attempts"`
 	Progress    *Progress         `json:"progress,omitempty"`
 	CancelAsked bool              `json:"cancelAsked,omitempty"`
-	Checkpoints *Checkpoints      `json:"-"`
+	// Plan and PlanItem name the restore plan item the job runs, if any.
+	Plan        string       `json:"plan,omitempty"`
+	PlanItem    int          `json:"planItem,omitempty"`
+	Checkpoints *Checkpoints `json:"-"`
 }
 
 // Deadline is when the job times out (SYS.1001).
 func (r *Record) Deadline() time.Time { return r.CreatedAt.Add(r.Timeout) }
 
-// Progress is the byte progress of the clone stage.
+// Progress is the byte progress of the clone stage, rewritten at least every second while
+// it runs. Bytes are of the backup files: BytesTotal is their length, BytesDone how far the
+// copies got (holes count as done when passed), DataBytes the data read so far, and
+// BytesPerSecond the data rate over the last interval.
 type Progress struct {
-	BytesDone  int64 `json:"bytesDone"`
-	BytesTotal int64 `json:"bytesTotal"`
+	BytesDone      int64            `json:"bytesDone"`
+	BytesTotal     int64            `json:"bytesTotal"`
+	DataBytes      int64            `json:"dataBytes,omitempty"`
+	BytesPerSecond int64            `json:"bytesPerSecond,omitempty"`
+	UpdatedAt      time.Time        `json:"updatedAt,omitzero"`
+	Volumes        []VolumeProgress `json:"volumes,omitempty"`
+}
+
+// VolumeProgress is the progress of one volume's copy.
+type VolumeProgress struct {
+	UUID       string `json:"uuid"` // the restored volume
+	BackupUUID string `json:"backupUuid"`
+	BytesDone  int64  `json:"bytesDone"`
+	BytesTotal int64  `json:"bytesTotal"`
+	DataBytes  int64  `json:"dataBytes"`
+	// State is waiting (for a clone slot), copying, done or failed.
+	State string `json:"state"`
 }
 
 // Checkpoints hold what each finished stage decided, so a re-run reuses it.

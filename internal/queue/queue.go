@@ -18,9 +18,11 @@ import (
 
 // Task types and the queue they share.
 const (
-	TypeRestore  = "vmrestore:restore"
-	TypeWebHook  = "vmrestore:webhook"
-	QueueRestore = "restore"
+	TypeRestore = "vmrestore:restore"
+	TypeWebHook = "vmrestore:webhook"
+	// TypePlanWebHook posts a finished plan's summary to the plan's web hook.
+	TypePlanWebHook = "vmrestore:plan-webhook"
+	QueueRestore    = "restore"
 )
 
 // Web hook delivery follows ZStack: up to 15 tries, 2 s apart, until the receiver answers 2xx.
@@ -79,6 +81,17 @@ func (c *Client) EnqueueWebHook(ctx context.Context, jobUUID string) error {
 	return nil
 }
 
+// EnqueuePlanWebHook queues the delivery of a finished plan's web hook, once per plan end.
+func (c *Client) EnqueuePlanWebHook(ctx context.Context, planUUID string) error {
+	t := asynq.NewTask(TypePlanWebHook, []byte(planUUID))
+	_, err := c.c.EnqueueContext(ctx, t, asynq.TaskID("plan-webhook-"+planUUID+"-"+fmt.Sprint(time.Now().Unix())),
+		asynq.Queue(QueueRestore), asynq.MaxRetry(WebHookTries-1), asynq.Timeout(30*time.Second))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue web hook of plan %s: %w", planUUID, err)
+	}
+	return nil
+}
+
 // ServerConfig sizes a worker server.
 type ServerConfig struct {
 	Concurrency int
@@ -98,7 +111,7 @@ func IsFailure(err error) bool {
 // and backs off exponentially (1 s doubling to 30 s, with jitter) on transient errors.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	switch {
-	case t != nil && t.Type() == TypeWebHook:
+	case t != nil && (t.Type() == TypeWebHook || t.Type() == TypePlanWebHook):
 		return WebHookInterval
 	case errors.Is(err, asynq.ErrLeaseExpired):
 		return 0

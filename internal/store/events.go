@@ -85,3 +85,30 @@ func (e *Events) WatchJob(uuid string) (<-chan struct{}, func()) { return e.add(
 
 // WatchCancel returns a channel that receives when a cancel of the job is published.
 func (e *Events) WatchCancel(uuid string) (<-chan struct{}, func()) { return e.add(e.cancels, uuid) }
+
+// SubscribeJobDone delivers the uuid of every job that ends, until ctx ends. Like all
+// pub/sub it may drop events; it is a hint to act sooner, never the only trigger.
+func (s *Store) SubscribeJobDone(ctx context.Context) <-chan string {
+	out := make(chan string, 256)
+	ps := s.rdb.Subscribe(ctx, ChannelJobDone)
+	go func() {
+		defer close(out)
+		defer ps.Close()
+		ch := ps.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-ch:
+				if !ok {
+					return
+				}
+				select {
+				case out <- m.Payload:
+				default:
+				}
+			}
+		}
+	}()
+	return out
+}

@@ -34,6 +34,8 @@ const (
 	jfError     = "error"
 	jfProgress  = "progress"
 	jfCancel    = "cancel"
+	jfPlan      = "plan"
+	jfPlanItem  = "planItem"
 	jfResolved  = "cp:resolved"
 	jfPlacement = "cp:placement"
 	jfNICs      = "cp:nics"
@@ -65,6 +67,8 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 		jfWebHook, r.WebHook,
 		jfState, string(job.Pending),
 		jfAttempts, 0,
+		jfPlan, r.Plan,
+		jfPlanItem, r.PlanItem,
 	).Int()
 	if err != nil {
 		return fmt.Errorf("create job: %w", err)
@@ -101,8 +105,10 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 		WebHook:     m[jfWebHook],
 		VMUUID:      m[jfVM],
 		CancelAsked: m[jfCancel] == "1",
+		Plan:        m[jfPlan],
 		Checkpoints: &job.Checkpoints{},
 	}
+	r.PlanItem, _ = strconv.Atoi(m[jfPlanItem])
 	r.Attempts, _ = strconv.Atoi(m[jfAttempts])
 	r.CreatedAt = millis(m[jfCreated])
 	r.StartedAt = millis(m[jfStarted])

@@ -1,0 +1,313 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/pipeline"
+	"github.com/vmrestore/vmrestore/internal/placement"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// DryRunReport answers "would this plan fit right now?": where each VM would land, or
+// exactly why it would not, and the totals needed against what is free. Nothing is reserved.
+type DryRunReport struct {
+	ItemCount int            `json:"itemCount"`
+	Fits      int            `json:"fits"`
+	Refused   int            `json:"refused"`
+	Needed    Resources      `json:"needed"`
+	Free      Resources      `json:"free"`
+	Refusals  map[string]int `json:"refusals"`
+	Items     []DryRunItem   `json:"items"`
+}
+
+// Resources is an amount of CPU, memory and primary storage.
+type Resources struct {
+	CPU     int64 `json:"cpu"`
+	Memory  int64 `json:"memoryBytes"`
+	Storage int64 `json:"storageBytes"`
+}
+
+// DryRunItem is where one VM would land.
+type DryRunItem struct {
+	Index       int            `json:"index"`
+	Tier        int            `json:"tier"`
+	GroupUUID   string         `json:"groupUuid"`
+	Name        string         `json:"name"`
+	Fits        bool           `json:"fits"`
+	CPUNum      int64          `json:"cpuNum"`
+	MemorySize  int64          `json:"memorySize"`
+	HostUUID    string         `json:"hostUuid,omitempty"`
+	ClusterUUID string         `json:"clusterUuid,omitempty"`
+	Volumes     []DryRunVolume `json:"volumes,omitempty"`
+	NICs        []DryRunNIC    `json:"nics,omitempty"`
+	ErrorCode   string         `json:"errorCode,omitempty"`
+	Error       string         `json:"error,omitempty"`
+}
+
+// DryRunVolume is where a volume would be written.
+type DryRunVolume struct {
+	VolumeBackupUUID   string `json:"volumeBackupUuid"`
+	Type               string `json:"type"`
+	Size               int64  `json:"size"`
+	PrimaryStorageUUID string `json:"primaryStorageUuid"`
+}
+
+// DryRunNIC is the address a NIC would get. For L3 networks with the random strategy the
+// actual address is chosen at restore time; the one shown is free now.
+type DryRunNIC struct {
+	L3NetworkUUID string `json:"l3NetworkUuid"`
+	IP            string `json:"ip"`
+	Static        bool   `json:"static"`
+	Random        bool   `json:"random,omitempty"`
+}
+
+// overlay is placement's view of capacity during a dry run: what Redis holds now, plus
+// what the items simulated so far would take.
+type overlay struct {
+	st    *store.Store
+	base  map[string]store.FieldUsage
+	delta map[string]int64
+}
+
+func (o *overlay) Usage(ctx context.Context, fields []string) ([]store.FieldUsage, error) {
+	var missing []string
+	for _, f := range fields {
+		if _, ok := o.base[f]; !ok {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		u, err := o.st.Usage(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for i, f := range missing {
+			o.base[f] = u[i]
+		}
+	}
+	out := make([]store.FieldUsage, len(fields))
+	for i, f := range fields {
+		out[i] = o.base[f]
+		out[i].Used += o.delta[f]
+	}
+	return out, nil
+}
+
+func (o *overlay) Reserve(ctx context.Context, _ string, cands []store.Candidate) (store.ReserveResult, error) {
+	last := ""
+	for i, c := range cands {
+		fits := true
+		for _, cl := range c.Claims {
+			if cl.Counter {
+				continue
+			}
+			u := o.base[cl.Field]
+			if u.Limit < 0 || u.Used+o.delta[cl.Field]+cl.Amount > u.Limit {
+				fits, last = false, cl.Field
+				break
+			}
+		}
+		if fits {
+			for _, cl := range c.Claims {
+				o.delta[cl.Field] += cl.Amount
+			}
+			return store.ReserveResult{Index: i}, nil
+		}
+	}
+	return store.ReserveResult{Index: -1, FullField: last}, nil
+}
+
+// addresses simulates address allocation per L3: what Redis holds plus what the items so
+// far would take, handed out first-available per range.
+type addresses struct {
+	st     *store.Store
+	used   map[string]map[int64]bool
+	cursor map[string]int64
+}
+
+func (a *addresses) usedOn(ctx context.Context, l3 string) (map[int64]bool, error) {
+	if u, ok := a.used[l3]; ok {
+		return u, nil
+	}
+	raw, err := a.st.UsedIPs(ctx, l3)
+	if err != nil {
+		return nil, err
+	}
+	u := make(map[int64]bool, len(raw))
+	for k := range raw {
+		if v, err := strconv.ParseInt(k, 10, 64); err == nil {
+			u[v] = true
+		}
+	}
+	a.used[l3] = u
+	return u, nil
+}
+
+func (a *addresses) take(ctx context.Context, ranges []catalog.Range, l3 string, static int64) (int64, error) {
+	used, err := a.usedOn(ctx, l3)
+	if err != nil {
+		return 0, err
+	}
+	if static != 0 {
+		for _, r := range ranges {
+			if r.Contains(static) && static != r.GatewayLong() && !used[static] {
+				used[static] = true
+				return static, nil
+			}
+		}
+		return 0, fmt.Errorf("IP[%s] is not available on l3 network[uuid:%s]", catalog.LongToIP(static), l3)
+	}
+	for _, r := range ranges {
+		key := l3 + "/" + r.UUID
+		for ip := max(r.Start, a.cursor[key]); ip <= r.End; ip++ {
+			if ip != r.GatewayLong() && !used[ip] {
+				used[ip] = true
+				a.cursor[key] = ip + 1
+				return ip, nil
+			}
+		}
+		a.cursor[key] = r.End + 1
+	}
+	return 0, fmt.Errorf("no ip is available in this l3Network[uuid:%s]", l3)
+}
+
+// DryRun simulates a plan's items, in tier order, against the capacity and addresses free
+// right now.
+func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[string]store.IndexedGroup, items []store.PlanItem) (*DryRunReport, error) {
+	rep := &DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]DryRunItem, 0, len(items))}
+	if err := freeNow(ctx, ix, st, &rep.Free); err != nil {
+		return nil, err
+	}
+	ov := &overlay{st: st, base: map[string]store.FieldUsage{}, delta: map[string]int64{}}
+	addr := &addresses{st: st, used: map[string]map[int64]bool{}, cursor: map[string]int64{}}
+	order := append([]store.PlanItem(nil), items...)
+	sortByTier(order)
+	for _, it := range order {
+		out := DryRunItem{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name}
+		refuse := func(code, details string) {
+			out.ErrorCode, out.Error = code, details
+			rep.Refused++
+			rep.Refusals[code]++
+		}
+		g := groups[it.GroupUUID]
+		bs := ""
+		for _, b := range g.BackupStorageUUIDs {
+			if it.Request.BackupStorageUUID == "" || b == it.Request.BackupStorageUUID {
+				bs = b
+				break
+			}
+		}
+		r, err := pipeline.Resolve(ix, it.Request, &g.Group, bs)
+		if err != nil {
+			ec, _ := zstack.AsErrorCode(err)
+			refuse(ec.Root().Code, ec.Root().Details)
+			rep.Items = append(rep.Items, out)
+			continue
+		}
+		out.CPUNum, out.MemorySize = r.CPUNum, r.MemorySize
+		rep.Needed.CPU += r.CPUNum
+		rep.Needed.Memory += r.MemorySize
+		for _, v := range r.Volumes {
+			rep.Needed.Storage += v.Size
+		}
+		if bs == "" {
+			refuse(zstack.CodeNotFound, fmt.Sprintf("Volume backup group[uuid:%s] not found on any backup storage", it.GroupUUID))
+			rep.Items = append(rep.Items, out)
+			continue
+		}
+		if it.Request.Strategy == zstack.StrategyJustCreate {
+			out.Fits = true
+			rep.Fits++
+			rep.Items = append(rep.Items, out)
+			continue
+		}
+		res, err := placement.Place(ctx, ix, ov, "dry-run", pipeline.PlacementRequest(it.Request, r))
+		var ref *placement.Refusal
+		switch {
+		case errors.As(err, &ref):
+			refuse(zstack.CodeHostAllocation, fmt.Sprintf("filter[%s]: %s", ref.Filter, ref.Details))
+			rep.Items = append(rep.Items, out)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		out.HostUUID, out.ClusterUUID = res.HostUUID, res.ClusterUUID
+		for _, v := range r.Volumes {
+			out.Volumes = append(out.Volumes, DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size,
+				PrimaryStorageUUID: res.VolumeStorage[v.UUID]})
+		}
+		nicErr := ""
+		for _, n := range r.NICs {
+			var static int64
+			if n.StaticIP != "" {
+				static, _ = catalog.IPToLong(n.StaticIP)
+			}
+			ip, err := addr.take(ctx, ix.Ranges[n.L3NetworkUUID], n.L3NetworkUUID, static)
+			if err != nil {
+				nicErr = err.Error()
+				break
+			}
+			l3 := ix.L3Networks[n.L3NetworkUUID]
+			out.NICs = append(out.NICs, DryRunNIC{L3NetworkUUID: n.L3NetworkUUID, IP: catalog.LongToIP(ip), Static: static != 0,
+				Random: static == 0 && l3 != nil && l3.IPAllocatorStrategy == catalog.IPRandom})
+		}
+		if nicErr != "" {
+			refuse(zstack.CodeIPAllocation, nicErr)
+		} else {
+			out.Fits = true
+			rep.Fits++
+		}
+		rep.Items = append(rep.Items, out)
+	}
+	sortByIndex(rep.Items)
+	return rep, nil
+}
+
+// freeNow adds up the CPU, memory and primary storage free on usable hosts and storages.
+func freeNow(ctx context.Context, ix *catalog.Index, st *store.Store, free *Resources) error {
+	var fields []string
+	for _, h := range ix.Site.Hosts {
+		if ix.HostUsable(&h) {
+			fields = append(fields, store.FieldHostCPU(h.UUID), store.FieldHostMemory(h.UUID))
+		}
+	}
+	seen := map[string]bool{}
+	for _, ps := range ix.Site.PrimaryStorages {
+		if ps.Type != catalog.PSLocalStorage {
+			fields = append(fields, store.FieldStorageBytes(ps.UUID, ""))
+			continue
+		}
+		for _, c := range ix.ClustersByStorage[ps.UUID] {
+			for _, h := range ix.HostsByCluster[c.UUID] {
+				if f := store.FieldStorageBytes(ps.UUID, h.UUID); !seen[f] {
+					seen[f] = true
+					fields = append(fields, f)
+				}
+			}
+		}
+	}
+	u, err := st.Usage(ctx, fields)
+	if err != nil {
+		return err
+	}
+	for i, f := range fields {
+		if u[i].Limit < 0 {
+			continue
+		}
+		v := max(u[i].Limit-u[i].Used, 0)
+		switch {
+		case len(f) > 4 && f[len(f)-4:] == ":cpu":
+			free.CPU += v
+		case len(f) > 4 && f[len(f)-4:] == ":mem":
+			free.Memory += v
+		default:
+			free.Storage += v
+		}
+	}
+	return nil
+}

@@ -1,0 +1,142 @@
+package plan
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/store"
+)
+
+// Report is a plan's progress: counts by state, bytes, throughput and ETA, per tier and per
+// item, as GET /api/v1/plans/{uuid} answers it.
+type Report struct {
+	UUID                     string         `json:"uuid"`
+	Name                     string         `json:"name"`
+	State                    string         `json:"state"`
+	Reason                   string         `json:"reason,omitempty"`
+	CreatedAt                time.Time      `json:"createdAt"`
+	FinishedAt               *time.Time     `json:"finishedAt,omitempty"`
+	Concurrency              int            `json:"concurrency"`
+	ItemCount                int            `json:"itemCount"`
+	Counts                   map[string]int `json:"counts"`
+	BytesDone                int64          `json:"bytesDone"`
+	BytesTotal               int64          `json:"bytesTotal"`
+	ThroughputBytesPerSecond float64        `json:"throughputBytesPerSecond"`
+	EtaSeconds               *float64       `json:"etaSeconds,omitempty"`
+	Tiers                    []TierReport   `json:"tiers"`
+	Items                    []ItemReport   `json:"items,omitempty"`
+}
+
+// TierReport is one tier's progress.
+type TierReport struct {
+	Tier       int            `json:"tier"`
+	Counts     map[string]int `json:"counts"`
+	BytesDone  int64          `json:"bytesDone"`
+	BytesTotal int64          `json:"bytesTotal"`
+}
+
+// ItemReport is one item: which group, where it is, and why it failed.
+type ItemReport struct {
+	Index      int    `json:"index"`
+	Tier       int    `json:"tier"`
+	GroupUUID  string `json:"groupUuid"`
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Stage      string `json:"stage,omitempty"`
+	JobUUID    string `json:"jobUuid,omitempty"`
+	VMUUID     string `json:"vmUuid,omitempty"`
+	Attempt    int    `json:"attempt,omitempty"`
+	BytesDone  int64  `json:"bytesDone"`
+	BytesTotal int64  `json:"bytesTotal"`
+	ErrorCode  string `json:"errorCode,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// throughputWindow is how far back throughput looks.
+const throughputWindow = 60 * time.Second
+
+// Progress builds a plan's report. With items false only the totals are read (no per-item
+// work); filter keeps only items in one state ("" keeps all).
+func Progress(ctx context.Context, st *store.Store, uuid string, items bool, filter string) (*Report, error) {
+	meta, ps, err := st.GetPlan(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{UUID: meta.UUID, Name: meta.Name, State: ps.State, Reason: ps.Reason, CreatedAt: meta.CreatedAt,
+		Concurrency: meta.Concurrency, ItemCount: meta.ItemCount, Counts: ps.Counts, BytesDone: ps.BytesDone,
+		BytesTotal: meta.BytesTotal}
+	if !ps.FinishedAt.IsZero() {
+		f := ps.FinishedAt
+		r.FinishedAt = &f
+	}
+	samples, err := st.PlanSamples(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	r.ThroughputBytesPerSecond = throughput(samples, ps.BytesDone, time.Now())
+
+	listing, err := st.PlanIndex(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	statuses, err := st.PlanStatuses(ctx, uuid)
+	if err != nil {
+		return nil, err
+	}
+	tiers := map[int]*TierReport{}
+	var remaining int64
+	if items {
+		r.Items = make([]ItemReport, 0, len(listing))
+	}
+	for _, it := range listing {
+		s, started := statuses[it.Index]
+		if !started {
+			s = store.ItemStatus{State: store.ItemPending}
+		}
+		t := tiers[it.Tier]
+		if t == nil {
+			t = &TierReport{Tier: it.Tier, Counts: map[string]int{}}
+			tiers[it.Tier] = t
+		}
+		t.Counts[s.State]++
+		t.BytesDone += s.BytesDone
+		t.BytesTotal += it.BytesTotal
+		if s.State == store.ItemPending || s.State == store.ItemRunning {
+			remaining += it.BytesTotal - s.BytesDone
+		}
+		if items && (filter == "" || filter == s.State) {
+			r.Items = append(r.Items, ItemReport{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name,
+				State: s.State, Stage: s.Stage, JobUUID: s.Job, VMUUID: s.VM, Attempt: s.Attempt, BytesDone: s.BytesDone,
+				BytesTotal: it.BytesTotal, ErrorCode: s.Code, Error: s.Details})
+		}
+	}
+	for _, t := range tiers {
+		r.Tiers = append(r.Tiers, *t)
+	}
+	sort.Slice(r.Tiers, func(a, b int) bool { return r.Tiers[a].Tier < r.Tiers[b].Tier })
+	if r.ThroughputBytesPerSecond > 0 && !store.PlanEnded(r.State) {
+		eta := float64(remaining) / r.ThroughputBytesPerSecond
+		r.EtaSeconds = &eta
+	}
+	return r, nil
+}
+
+// throughput is the rate of bytes done over the last minute of samples (newest first).
+func throughput(samples []store.PlanSample, done int64, now time.Time) float64 {
+	if len(samples) == 0 {
+		return 0
+	}
+	oldest := samples[0]
+	for _, s := range samples {
+		if now.Sub(s.At) > throughputWindow {
+			break
+		}
+		oldest = s
+	}
+	dt := now.Sub(oldest.At).Seconds()
+	if dt < 1 || done <= oldest.BytesDone {
+		return 0
+	}
+	return float64(done-oldest.BytesDone) / dt
+}

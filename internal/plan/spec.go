@@ -1,0 +1,511 @@
+// Package plan runs bulk restore plans: many backup groups restored in one operation, in
+// tiers, with a network mapping from the lost site to the recovery site, a concurrency cap,
+// progress to the byte, cancel, pause, resume and retry of failed items, and dry runs that
+// prove before a disaster that the recovery site is big enough.
+//
+// Every item of a plan becomes an ordinary restore job, built from the same ZStack request
+// the single API takes and validated by the same rules. Tiers are strict: no item of tier
+// N+1 starts before every item of tiers ≤ N has ended, because the point of a tier is that
+// what comes later (the web tier) needs what came before (the databases) running; a
+// priority alone would let a free worker start a web server next to a half-restored database.
+package plan
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/backup"
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/pipeline"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// Limits of a plan.
+const (
+	MaxItems           = 50000
+	DefaultConcurrency = 20
+	MaxConcurrency     = 2000
+	maxProblems        = 25
+)
+
+// Spec is a restore plan as the operator writes it (JSON, or YAML through restorectl).
+type Spec struct {
+	Name           string              `json:"name" yaml:"name"`
+	ClientToken    string              `json:"clientToken,omitempty" yaml:"clientToken,omitempty"`
+	Groups         []string            `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Selector       *Selector           `json:"selector,omitempty" yaml:"selector,omitempty"`
+	Defaults       Defaults            `json:"defaults" yaml:"defaults"`
+	NetworkMapping []NetworkMap        `json:"networkMapping,omitempty" yaml:"networkMapping,omitempty"`
+	Tiers          []TierRule          `json:"tiers,omitempty" yaml:"tiers,omitempty"`
+	Overrides      map[string]Override `json:"overrides,omitempty" yaml:"overrides,omitempty"`
+	Concurrency    int                 `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
+	HaltOnFailure  bool                `json:"haltOnFailure,omitempty" yaml:"haltOnFailure,omitempty"`
+	WebHook        string              `json:"webHook,omitempty" yaml:"webHook,omitempty"`
+}
+
+// Selector picks groups from the backup index instead of listing them.
+type Selector struct {
+	BackupStorageUUID string `json:"backupStorageUuid,omitempty" yaml:"backupStorageUuid,omitempty"`
+	// SourceVMName is a glob (*, ?, [..]) on the source VM's name.
+	SourceVMName string `json:"sourceVmName,omitempty" yaml:"sourceVmName,omitempty"`
+	// NewestPerSourceVM keeps only the newest group of each source VM.
+	NewestPerSourceVM bool `json:"newestPerSourceVm,omitempty" yaml:"newestPerSourceVm,omitempty"`
+}
+
+// Defaults apply to every item unless an override says otherwise.
+type Defaults struct {
+	ZoneUUID             string `json:"zoneUuid,omitempty" yaml:"zoneUuid,omitempty"`
+	ClusterUUID          string `json:"clusterUuid,omitempty" yaml:"clusterUuid,omitempty"`
+	InstanceOfferingUUID string `json:"instanceOfferingUuid,omitempty" yaml:"instanceOfferingUuid,omitempty"`
+	// KeepSourceSize gives each VM the CPU and memory of its source VM.
+	KeepSourceSize bool   `json:"keepSourceSize,omitempty" yaml:"keepSourceSize,omitempty"`
+	Strategy       string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+	// NameTemplate is a Go template over .SourceName, .SourceUUID, .GroupName, .GroupUUID,
+	// .Tier and .Index; the default is "{{.SourceName}}".
+	NameTemplate                    string `json:"nameTemplate,omitempty" yaml:"nameTemplate,omitempty"`
+	PrimaryStorageUUIDForRootVolume string `json:"primaryStorageUuidForRootVolume,omitempty" yaml:"primaryStorageUuidForRootVolume,omitempty"`
+	PrimaryStorageUUIDForDataVolume string `json:"primaryStorageUuidForDataVolume,omitempty" yaml:"primaryStorageUuidForDataVolume,omitempty"`
+}
+
+// NetworkMap maps a source L3 network to a recovery-site one.
+type NetworkMap struct {
+	SourceL3NetworkUUID string `json:"sourceL3NetworkUuid" yaml:"sourceL3NetworkUuid"`
+	TargetL3NetworkUUID string `json:"targetL3NetworkUuid" yaml:"targetL3NetworkUuid"`
+	// IP is "keep" (the source address, which must be in the target's ranges) or
+	// "allocate" (the default).
+	IP string `json:"ip,omitempty" yaml:"ip,omitempty"`
+	// Mac is "keep" (the source MAC) or "regenerate" (the default).
+	Mac string `json:"mac,omitempty" yaml:"mac,omitempty"`
+}
+
+// TierRule puts the groups whose source VM name matches into a tier.
+type TierRule struct {
+	Tier         int    `json:"tier" yaml:"tier"`
+	SourceVMName string `json:"sourceVmName" yaml:"sourceVmName"`
+}
+
+// Override changes one group's item.
+type Override struct {
+	Name                 string `json:"name,omitempty" yaml:"name,omitempty"`
+	Tier                 int    `json:"tier,omitempty" yaml:"tier,omitempty"`
+	InstanceOfferingUUID string `json:"instanceOfferingUuid,omitempty" yaml:"instanceOfferingUuid,omitempty"`
+	CPUNum               int64  `json:"cpuNum,omitempty" yaml:"cpuNum,omitempty"`
+	MemorySize           int64  `json:"memorySize,omitempty" yaml:"memorySize,omitempty"`
+	ZoneUUID             string `json:"zoneUuid,omitempty" yaml:"zoneUuid,omitempty"`
+	ClusterUUID          string `json:"clusterUuid,omitempty" yaml:"clusterUuid,omitempty"`
+	HostUUID             string `json:"hostUuid,omitempty" yaml:"hostUuid,omitempty"`
+	Strategy             string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+}
+
+// nameData is what a name template sees.
+type nameData struct {
+	SourceName, SourceUUID, GroupName, GroupUUID string
+	Tier, Index                                  int
+}
+
+// problems collects item-level refusals.
+type problems struct {
+	list  []string
+	count int
+}
+
+func (p *problems) addf(format string, args ...any) {
+	p.count++
+	if len(p.list) < maxProblems {
+		p.list = append(p.list, fmt.Sprintf(format, args...))
+	}
+}
+
+func (p *problems) err() *zstack.ErrorCode {
+	if p.count == 0 {
+		return nil
+	}
+	more := ""
+	if p.count > len(p.list) {
+		more = fmt.Sprintf("; and %d more", p.count-len(p.list))
+	}
+	return zstack.InvalidArgument("the plan has %d problem(s): %s%s", p.count, strings.Join(p.list, "; "), more)
+}
+
+// Input is what Build needs besides the spec.
+type Input struct {
+	Catalog *catalog.Index
+	Groups  []store.IndexedGroup
+	Account string
+	Admin   bool
+	// UsedMacs and UsedIPs (per L3, ipInLong → owner) detect conflicts of kept addresses.
+	UsedMacs map[string]string
+	UsedIPs  func(l3 string) (map[string]string, error)
+}
+
+// Build validates a spec and turns it into items, each with the job request it will run.
+// Every problem found is reported at once, in one SYS.1007 error.
+func Build(spec *Spec, in Input) ([]store.PlanItem, *zstack.ErrorCode) {
+	var p problems
+	if err := checkSpec(spec, in.Catalog); err != nil {
+		return nil, err
+	}
+	tmplText := spec.Defaults.NameTemplate
+	if tmplText == "" {
+		tmplText = "{{.SourceName}}"
+	}
+	tmpl, err := template.New("name").Option("missingkey=error").Parse(tmplText)
+	if err != nil {
+		return nil, zstack.InvalidArgument("defaults.nameTemplate %q does not parse: %v", tmplText, err)
+	}
+	groups, ec := selectGroups(spec, in)
+	if ec != nil {
+		return nil, ec
+	}
+	mapping := map[string]NetworkMap{}
+	for _, m := range spec.NetworkMapping {
+		mapping[m.SourceL3NetworkUUID] = m
+	}
+
+	items := make([]store.PlanItem, 0, len(groups))
+	keptIPs := map[string]string{} // l3/ip → item
+	keptMacs := map[string]string{}
+	usedIPs := map[string]map[string]string{}
+	for i, g := range groups {
+		ov := spec.Overrides[g.GroupUUID]
+		tier := tierOf(spec, g, ov)
+		var name bytes.Buffer
+		if err := tmpl.Execute(&name, nameData{SourceName: g.VM.Name, SourceUUID: g.VM.UUID, GroupName: g.Name,
+			GroupUUID: g.GroupUUID, Tier: tier, Index: i}); err != nil {
+			p.addf("item %d (group %s): the name template fails: %v", i, g.GroupUUID, err)
+			continue
+		}
+		where := fmt.Sprintf("item %d (group %s, vm %q)", i, g.GroupUUID, g.VM.Name)
+		body, err := request(spec, g, ov, name.String(), mapping)
+		if err != "" {
+			p.addf("%s: %s", where, err)
+			continue
+		}
+		req, ec := job.FromZStack(g.GroupUUID, body)
+		if ec != nil {
+			p.addf("%s: %s", where, ec.Details)
+			continue
+		}
+		if err := pipeline.CheckRequest(in.Catalog, req); err != nil {
+			if e, ok := zstack.AsErrorCode(err); ok {
+				p.addf("%s: %s", where, e.Root().Details)
+			} else {
+				p.addf("%s: %v", where, err)
+			}
+			continue
+		}
+		for _, n := range req.NICs {
+			if n.StaticIP != "" {
+				k := n.L3NetworkUUID + "/" + n.StaticIP
+				if other, dup := keptIPs[k]; dup {
+					p.addf("%s: keeps IP %s on l3 network[uuid:%s], as %s does", where, n.StaticIP, n.L3NetworkUUID, other)
+				}
+				keptIPs[k] = where
+				if in.UsedIPs != nil {
+					used, ok := usedIPs[n.L3NetworkUUID]
+					if !ok {
+						used, _ = in.UsedIPs(n.L3NetworkUUID)
+						usedIPs[n.L3NetworkUUID] = used
+					}
+					ip, _ := catalog.IPToLong(n.StaticIP)
+					if _, taken := used[fmt.Sprint(ip)]; taken {
+						p.addf("%s: IP %s on l3 network[uuid:%s] is already in use on the recovery site", where, n.StaticIP, n.L3NetworkUUID)
+					}
+				}
+			}
+			if n.Mac != "" {
+				if other, dup := keptMacs[n.Mac]; dup {
+					p.addf("%s: keeps MAC %s, as %s does", where, n.Mac, other)
+				}
+				keptMacs[n.Mac] = where
+				if _, taken := in.UsedMacs[n.Mac]; taken {
+					p.addf("%s: MAC %s is already in use on the recovery site", where, n.Mac)
+				}
+			}
+		}
+		var size int64
+		for _, v := range g.Volumes {
+			size += v.Size
+		}
+		items = append(items, store.PlanItem{Index: i, Tier: tier, GroupUUID: g.GroupUUID, Name: req.Name, BytesTotal: size, Request: req})
+	}
+	if ec := p.err(); ec != nil {
+		return nil, ec
+	}
+	return items, nil
+}
+
+func checkSpec(spec *Spec, ix *catalog.Index) *zstack.ErrorCode {
+	switch {
+	case strings.TrimSpace(spec.Name) == "" || len(spec.Name) > 255:
+		return zstack.InvalidArgument("name is required (at most 255 characters)")
+	case len(spec.ClientToken) > 128:
+		return zstack.InvalidArgument("clientToken is longer than 128 characters")
+	case len(spec.Groups) == 0 && spec.Selector == nil:
+		return zstack.InvalidArgument("the plan names no group: give groups (a list of group uuids) or a selector")
+	case len(spec.Groups) > 0 && spec.Selector != nil:
+		return zstack.InvalidArgument("give either groups or a selector, not both")
+	case len(spec.Groups) > MaxItems:
+		return zstack.InvalidArgument("the plan lists %d groups, more than %d", len(spec.Groups), MaxItems)
+	case spec.Concurrency < 0 || spec.Concurrency > MaxConcurrency:
+		return zstack.InvalidArgument("concurrency %d must be between 1 and %d", spec.Concurrency, MaxConcurrency)
+	case spec.Defaults.KeepSourceSize && spec.Defaults.InstanceOfferingUUID != "":
+		return zstack.InvalidArgument("defaults: give instanceOfferingUuid or keepSourceSize, not both")
+	}
+	if spec.WebHook != "" {
+		u, err := url.Parse(spec.WebHook)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return zstack.InvalidArgument("webHook %q must be an absolute http or https URL", spec.WebHook)
+		}
+	}
+	seen := map[string]bool{}
+	for _, g := range spec.Groups {
+		if !zstack.IsUUID(g) {
+			return zstack.InvalidArgument("groups: %q is not a valid uuid", g)
+		}
+		if seen[g] {
+			return zstack.InvalidArgument("groups lists group %s twice", g)
+		}
+		seen[g] = true
+	}
+	for g := range spec.Overrides {
+		if !zstack.IsUUID(g) {
+			return zstack.InvalidArgument("overrides: key %q is not a group uuid", g)
+		}
+	}
+	if s := spec.Selector; s != nil && s.SourceVMName != "" {
+		if _, err := path.Match(s.SourceVMName, ""); err != nil {
+			return zstack.InvalidArgument("selector.sourceVmName %q is not a valid pattern", s.SourceVMName)
+		}
+	}
+	for i, t := range spec.Tiers {
+		if t.Tier < 1 || t.Tier > 1000 {
+			return zstack.InvalidArgument("tiers[%d].tier %d must be between 1 and 1000", i, t.Tier)
+		}
+		if _, err := path.Match(t.SourceVMName, ""); err != nil || t.SourceVMName == "" {
+			return zstack.InvalidArgument("tiers[%d].sourceVmName %q is not a valid pattern", i, t.SourceVMName)
+		}
+	}
+	sources := map[string]bool{}
+	for i, m := range spec.NetworkMapping {
+		where := fmt.Sprintf("networkMapping[%d]", i)
+		switch {
+		case !zstack.IsUUID(m.SourceL3NetworkUUID):
+			return zstack.InvalidArgument("%s.sourceL3NetworkUuid %q is not a valid uuid", where, m.SourceL3NetworkUUID)
+		case sources[m.SourceL3NetworkUUID]:
+			return zstack.InvalidArgument("%s maps source l3 network %s a second time", where, m.SourceL3NetworkUUID)
+		case ix.L3Networks[m.TargetL3NetworkUUID] == nil:
+			return zstack.InvalidArgument("%s.targetL3NetworkUuid %q is not an l3 network of the recovery site", where, m.TargetL3NetworkUUID)
+		case m.IP != "" && m.IP != "keep" && m.IP != "allocate":
+			return zstack.InvalidArgument("%s.ip %q must be keep or allocate", where, m.IP)
+		case m.Mac != "" && m.Mac != "keep" && m.Mac != "regenerate":
+			return zstack.InvalidArgument("%s.mac %q must be keep or regenerate", where, m.Mac)
+		}
+		sources[m.SourceL3NetworkUUID] = true
+	}
+	return nil
+}
+
+// selectGroups resolves the explicit list or the selector against the backup index, keeping
+// only groups the account may restore.
+func selectGroups(spec *Spec, in Input) ([]store.IndexedGroup, *zstack.ErrorCode) {
+	byUUID := make(map[string]*store.IndexedGroup, len(in.Groups))
+	for i := range in.Groups {
+		byUUID[in.Groups[i].GroupUUID] = &in.Groups[i]
+	}
+	visible := func(g *store.IndexedGroup) bool {
+		return in.Admin || g.AccountUUID == in.Account
+	}
+	var out []store.IndexedGroup
+	if len(spec.Groups) > 0 {
+		var missing []string
+		for _, u := range spec.Groups {
+			g := byUUID[u]
+			if g == nil || !visible(g) {
+				missing = append(missing, u)
+				continue
+			}
+			out = append(out, *g)
+		}
+		if len(missing) > 0 {
+			if len(missing) > maxProblems {
+				missing = append(missing[:maxProblems], fmt.Sprintf("and %d more", len(missing)-maxProblems))
+			}
+			return nil, zstack.Errorf(zstack.CodeNotFound, "No volume backups found with group uuid: %s (groups are indexed from the backup storages every 30 s)", strings.Join(missing, ", "))
+		}
+		return out, nil
+	}
+	s := spec.Selector
+	newest := map[string]int{}
+	for i := range in.Groups {
+		g := &in.Groups[i]
+		if !visible(g) {
+			continue
+		}
+		if s.BackupStorageUUID != "" && !contains(g.BackupStorageUUIDs, s.BackupStorageUUID) {
+			continue
+		}
+		if s.SourceVMName != "" {
+			if ok, _ := path.Match(s.SourceVMName, g.VM.Name); !ok {
+				continue
+			}
+		}
+		if s.NewestPerSourceVM {
+			key := g.VM.UUID
+			if key == "" {
+				key = "name:" + g.VM.Name
+			}
+			if j, seen := newest[key]; seen {
+				if g.CreateDate.After(out[j].CreateDate) {
+					out[j] = *g
+				}
+				continue
+			}
+			newest[key] = len(out)
+		}
+		out = append(out, *g)
+	}
+	if len(out) == 0 {
+		return nil, zstack.Errorf(zstack.CodeNotFound, "the selector matches no backup group")
+	}
+	if len(out) > MaxItems {
+		return nil, zstack.InvalidArgument("the selector matches %d groups, more than %d", len(out), MaxItems)
+	}
+	sort.SliceStable(out, func(a, b int) bool {
+		if out[a].VM.Name != out[b].VM.Name {
+			return out[a].VM.Name < out[b].VM.Name
+		}
+		return out[a].CreateDate.Before(out[b].CreateDate)
+	})
+	return out, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// tierOf is the override's tier, else the first matching rule's, else one past the highest
+// rule (so that "databases in tier 1" puts everything else after them), else 1.
+func tierOf(spec *Spec, g store.IndexedGroup, ov Override) int {
+	if ov.Tier > 0 {
+		return ov.Tier
+	}
+	top := 0
+	for _, r := range spec.Tiers {
+		if ok, _ := path.Match(r.SourceVMName, g.VM.Name); ok {
+			return r.Tier
+		}
+		top = max(top, r.Tier)
+	}
+	return top + 1
+}
+
+// request builds the ZStack request of one item. It returns a problem text, or "".
+func request(spec *Spec, g store.IndexedGroup, ov Override, name string, mapping map[string]NetworkMap) (*zstack.CreateVmFromVmBackupRequest, string) {
+	d := spec.Defaults
+	p := zstack.CreateVmFromVmBackupParams{
+		Name: name, Strategy: d.Strategy, ZoneUUID: d.ZoneUUID, ClusterUUID: d.ClusterUUID,
+		InstanceOfferingUUID:            d.InstanceOfferingUUID,
+		PrimaryStorageUUIDForRootVolume: d.PrimaryStorageUUIDForRootVolume,
+		PrimaryStorageUUIDForDataVolume: d.PrimaryStorageUUIDForDataVolume,
+		Description:                     fmt.Sprintf("restored from group %s (%s) by plan %q", g.GroupUUID, g.Name, spec.Name),
+	}
+	if spec.Selector != nil {
+		p.BackupStorageUUID = spec.Selector.BackupStorageUUID
+	}
+	if ov.Name != "" {
+		p.Name = ov.Name
+	}
+	if ov.Strategy != "" {
+		p.Strategy = ov.Strategy
+	}
+	if ov.ZoneUUID != "" || ov.ClusterUUID != "" || ov.HostUUID != "" {
+		p.ZoneUUID, p.ClusterUUID, p.HostUUID = ov.ZoneUUID, ov.ClusterUUID, ov.HostUUID
+	}
+	keep := d.KeepSourceSize
+	if ov.InstanceOfferingUUID != "" {
+		p.InstanceOfferingUUID, keep = ov.InstanceOfferingUUID, false
+	}
+	if ov.CPUNum > 0 || ov.MemorySize > 0 {
+		cpu, mem := ov.CPUNum, ov.MemorySize
+		p.CPUNum, p.MemorySize, p.InstanceOfferingUUID, keep = &cpu, &mem, "", false
+	}
+	if keep {
+		if g.VM.CPUNum <= 0 || g.VM.MemorySize <= 0 {
+			return nil, "keepSourceSize, but group.json gives no cpuNum and memorySize of the source VM"
+		}
+		cpu, mem := g.VM.CPUNum, g.VM.MemorySize
+		p.CPUNum, p.MemorySize, p.InstanceOfferingUUID = &cpu, &mem, ""
+	}
+
+	body := &zstack.CreateVmFromVmBackupRequest{}
+	for _, n := range sortedNics(g) {
+		m, ok := mapping[n.L3NetworkUUID]
+		if !ok {
+			return nil, fmt.Sprintf("its NIC %d is on source l3 network %s, which networkMapping does not map", n.DeviceID, n.L3NetworkUUID)
+		}
+		p.L3NetworkUUIDs = append(p.L3NetworkUUIDs, m.TargetL3NetworkUUID)
+		if m.IP == "keep" {
+			if n.IP == "" {
+				return nil, fmt.Sprintf("networkMapping keeps the IP of source l3 network %s, but NIC %d has none in group.json", n.L3NetworkUUID, n.DeviceID)
+			}
+			body.SystemTags = append(body.SystemTags, "staticIp::"+m.TargetL3NetworkUUID+"::"+n.IP)
+		}
+		if m.Mac == "keep" {
+			if n.Mac == "" {
+				return nil, fmt.Sprintf("networkMapping keeps the MAC of source l3 network %s, but NIC %d has none in group.json", n.L3NetworkUUID, n.DeviceID)
+			}
+			body.SystemTags = append(body.SystemTags, "customMac::"+m.TargetL3NetworkUUID+"::"+n.Mac)
+		}
+	}
+	if len(p.L3NetworkUUIDs) > 0 {
+		p.DefaultL3NetworkUUID = p.L3NetworkUUIDs[0]
+	}
+	body.Params = p
+	return body, ""
+}
+
+// sortedNics returns the source VM's NICs in deviceId order.
+func sortedNics(g store.IndexedGroup) []backup.SourceNic {
+	out := append([]backup.SourceNic(nil), g.VM.Nics...)
+	sort.SliceStable(out, func(a, b int) bool { return out[a].DeviceID < out[b].DeviceID })
+	return out
+}
+
+// Meta builds the plan's metadata.
+func Meta(uuid string, spec *Spec, account string, items []store.PlanItem) (*store.PlanMeta, error) {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	m := &store.PlanMeta{UUID: uuid, Name: spec.Name, AccountUUID: account, ClientToken: spec.ClientToken,
+		CreatedAt: time.Now(), Concurrency: spec.Concurrency, HaltOnFailure: spec.HaltOnFailure,
+		WebHook: spec.WebHook, ItemCount: len(items), Spec: raw}
+	if m.Concurrency == 0 {
+		m.Concurrency = DefaultConcurrency
+	}
+	tiers := map[int]bool{}
+	for _, it := range items {
+		m.BytesTotal += it.BytesTotal
+		tiers[it.Tier] = true
+	}
+	for t := range tiers {
+		m.Tiers = append(m.Tiers, t)
+	}
+	sort.Ints(m.Tiers)
+	return m, nil
+}
