@@ -88,19 +88,43 @@ type PlanItem struct {
 	Request    *job.Request `json:"request,omitempty"`
 }
 
-// ItemStatus is where an item that has started is.
+// ItemStatus is where an item that has started is. It is stored as one line of fields
+// separated by '|' (details last, as they may contain anything), which progress queries of
+// 10,000 items parse an order of magnitude faster than JSON.
 type ItemStatus struct {
-	State      string `json:"s"`
-	Stage      string `json:"st,omitempty"`
-	Job        string `json:"j,omitempty"`
-	VM         string `json:"vm,omitempty"`
-	BytesDone  int64  `json:"bd,omitempty"`
-	Attempt    int    `json:"a,omitempty"`
-	Code       string `json:"c,omitempty"`
-	Details    string `json:"d,omitempty"`
-	StartedAt  int64  `json:"t0,omitempty"`
-	FinishedAt int64  `json:"t1,omitempty"`
-	CancelSent bool   `json:"x,omitempty"`
+	State      string
+	Stage      string
+	Job        string
+	VM         string
+	BytesDone  int64
+	Attempt    int
+	Code       string
+	Details    string
+	StartedAt  int64
+	FinishedAt int64
+	CancelSent bool
+}
+
+func (st ItemStatus) encode() string {
+	x := "0"
+	if st.CancelSent {
+		x = "1"
+	}
+	return strings.Join([]string{st.State, st.Stage, st.Job, st.VM, strconv.FormatInt(st.BytesDone, 10),
+		strconv.Itoa(st.Attempt), st.Code, strconv.FormatInt(st.StartedAt, 10), strconv.FormatInt(st.FinishedAt, 10), x, st.Details}, "|")
+}
+
+func decodeItemStatus(s string) (ItemStatus, error) {
+	f := strings.SplitN(s, "|", 11)
+	if len(f) != 11 {
+		return ItemStatus{}, fmt.Errorf("malformed item status %q", s)
+	}
+	st := ItemStatus{State: f[0], Stage: f[1], Job: f[2], VM: f[3], Code: f[6], CancelSent: f[9] == "1", Details: f[10]}
+	st.BytesDone, _ = strconv.ParseInt(f[4], 10, 64)
+	st.Attempt, _ = strconv.Atoi(f[5])
+	st.StartedAt, _ = strconv.ParseInt(f[7], 10, 64)
+	st.FinishedAt, _ = strconv.ParseInt(f[8], 10, 64)
+	return st, nil
 }
 
 // PlanState is the mutable part of a plan.
@@ -357,9 +381,9 @@ func decodeStatuses(m map[string]string) (map[int]ItemStatus, error) {
 		if err != nil {
 			continue
 		}
-		var st ItemStatus
-		if err := json.Unmarshal([]byte(v), &st); err != nil {
-			return nil, fmt.Errorf("decode item %d status: %w", i, err)
+		st, err := decodeItemStatus(v)
+		if err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
 		out[i] = st
 	}
@@ -448,8 +472,7 @@ func NewPlanChange(plan string) *PlanChange {
 // Item records an item's new status; from is its previous state (for the counts) and
 // bytesDelta the change of its bytes done.
 func (c *PlanChange) Item(index int, from string, st ItemStatus, bytesDelta int64) {
-	b, _ := json.Marshal(st)
-	c.status[strconv.Itoa(index)] = b
+	c.status[strconv.Itoa(index)] = st.encode()
 	if from != st.State {
 		c.counts[from]--
 		c.counts[st.State]++
