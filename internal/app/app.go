@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -45,17 +47,50 @@ func NewLogger(c Config, w io.Writer) *slog.Logger {
 
 // redisClient connects to the configured Redis. Timeouts are short so that a Redis outage
 // turns into a quick error instead of hung requests.
-func redisClient(c Config) redis.UniversalClient {
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:        []string{c.RedisAddr},
-		Username:     c.RedisUsername,
-		Password:     c.RedisPassword,
-		DB:           c.RedisDB,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  3 * time.Second,
-		WriteTimeout: 3 * time.Second,
-		PoolSize:     max(4*c.Concurrency, 40),
-	})
+//
+// The same client serves vmrestore's keys and asynq, so Sentinel failover, Cluster routing,
+// ACL users and TLS apply to both.
+func redisClient(c Config) (redis.UniversalClient, error) {
+	opt := &redis.UniversalOptions{
+		Addrs:            strings.Split(c.RedisAddr, ","),
+		Username:         c.RedisUsername,
+		Password:         c.RedisPassword,
+		DB:               c.RedisDB,
+		MasterName:       c.RedisMasterName,
+		SentinelPassword: c.RedisSentinelPass,
+		IsClusterMode:    c.RedisCluster,
+		DialTimeout:      time.Second,
+		ReadTimeout:      time.Second,
+		WriteTimeout:     time.Second,
+		PoolSize:         max(4*c.Concurrency, 40),
+	}
+	for i := range opt.Addrs {
+		opt.Addrs[i] = strings.TrimSpace(opt.Addrs[i])
+	}
+	if c.RedisCluster && c.RedisMasterName != "" {
+		return nil, errors.New("REDIS_CLUSTER and REDIS_MASTER_NAME exclude each other")
+	}
+	if c.RedisCluster && c.RedisDB != 0 {
+		return nil, errors.New("Redis Cluster has only database 0; unset REDIS_DB")
+	}
+	if c.RedisTLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.RedisTLSServerName}
+		if tc.ServerName == "" {
+			tc.ServerName, _, _ = net.SplitHostPort(opt.Addrs[0])
+		}
+		if c.RedisTLSCAFile != "" {
+			pem, err := os.ReadFile(c.RedisTLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("REDIS_TLS_CA_FILE: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("REDIS_TLS_CA_FILE %s holds no PEM certificate", c.RedisTLSCAFile)
+			}
+		}
+		opt.TLSConfig = tc
+	}
+	return redis.NewUniversalClient(opt), nil
 }
 
 // waitForRedis pings until Redis answers or ctx ends, logging while it waits.
@@ -143,7 +178,13 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		return fail(err)
 	}
 
-	rdb := redisClient(c)
+	rdb, err := redisClient(c)
+	if err != nil {
+		if mini != nil {
+			mini.Close()
+		}
+		return fail(err)
+	}
 	st := store.New(rdb)
 	a.Store = st
 	cleanup := func() {
@@ -385,7 +426,11 @@ func StartWorker(parent context.Context, c Config, log *slog.Logger) (*Worker, e
 	ctx, cancel := context.WithCancel(parent)
 	g, gctx := errgroup.WithContext(ctx)
 	wk := &Worker{group: g, cancel: cancel}
-	rdb := redisClient(c)
+	rdb, err := redisClient(c)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	st := store.New(rdb)
 	if err := waitForRedis(ctx, st, log, c.RedisAddr); err != nil {
 		cancel()

@@ -21,6 +21,12 @@ type Config struct {
 	RedisUsername      string
 	RedisPassword      string
 	RedisDB            int
+	RedisMasterName    string
+	RedisCluster       bool
+	RedisSentinelPass  string
+	RedisTLS           bool
+	RedisTLSCAFile     string
+	RedisTLSServerName string
 	SiteFile           string
 	DataDir            string
 	AdminPassword      string
@@ -64,6 +70,17 @@ func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
 	}
 }
 
+func boolean(dst func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
 func num(dst func(*Config) *int, lo, hi int) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -90,6 +107,12 @@ var Settings = []setting{
 	{"REDIS_USERNAME", "redis-username", "", "Redis ACL user", str(func(c *Config) *string { return &c.RedisUsername })},
 	{"REDIS_PASSWORD", "redis-password", "", "Redis password (never logged)", str(func(c *Config) *string { return &c.RedisPassword })},
 	{"REDIS_DB", "redis-db", "0", "Redis database number", num(func(c *Config) *int { return &c.RedisDB }, 0, 15)},
+	{"REDIS_MASTER_NAME", "redis-master-name", "", "Sentinel: the master's name; REDIS_ADDR then lists the sentinels (host:port,host:port,...)", str(func(c *Config) *string { return &c.RedisMasterName })},
+	{"REDIS_SENTINEL_PASSWORD", "redis-sentinel-password", "", "Sentinel: the sentinels' password (never logged)", str(func(c *Config) *string { return &c.RedisSentinelPass })},
+	{"REDIS_CLUSTER", "redis-cluster", "false", "Redis Cluster: REDIS_ADDR lists seed nodes", boolean(func(c *Config) *bool { return &c.RedisCluster })},
+	{"REDIS_TLS", "redis-tls", "false", "connect to Redis over TLS (asynq's connections too)", boolean(func(c *Config) *bool { return &c.RedisTLS })},
+	{"REDIS_TLS_CA_FILE", "redis-tls-ca-file", "", "PEM file of the CA that signed Redis's certificate (default: the system's)", str(func(c *Config) *string { return &c.RedisTLSCAFile })},
+	{"REDIS_TLS_SERVER_NAME", "redis-tls-server-name", "", "name to verify in Redis's certificate (default: the host of REDIS_ADDR)", str(func(c *Config) *string { return &c.RedisTLSServerName })},
 	{"VMRESTORE_SITE", "site", "", "site catalog YAML loaded into Redis by the api (reloaded when the file changes); the embedded mode generates one", str(func(c *Config) *string { return &c.SiteFile })},
 	{"VMRESTORE_DATA_DIR", "data-dir", DefaultDataDir(), "where the embedded mode writes its demo site, backups and primary storages", str(func(c *Config) *string { return &c.DataDir })},
 	{"VMRESTORE_ADMIN_PASSWORD", "", "", "admin password; otherwise one is generated on first start and printed once", str(func(c *Config) *string { return &c.AdminPassword })},

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"strings"
+
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 )
@@ -14,7 +16,13 @@ func (s *Server) routes(e *echo.Echo) {
 
 	// Route-level (not group-level) middleware, so that a known path with another method
 	// answers 405 rather than the group's catch-all 404.
-	z := e.Group("/zstack/v1", middleware.BodyLimit(s.Config.BodyLimit))
+	// Body limits are global middleware chosen by path: group-level middleware would add
+	// catch-all routes that turn a wrong method into 404 instead of 405.
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: s.Config.BodyLimit,
+		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/zstack/") }}))
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: nativeBodyLimit,
+		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/api/") }}))
+	z := e.Group("/zstack/v1")
 	auth := s.requireSession
 	z.PUT("/accounts/login", s.login())
 	z.DELETE("/accounts/sessions/:uuid", s.logout(), auth)
@@ -36,7 +44,7 @@ func (s *Server) routes(e *echo.Echo) {
 	}
 
 	// vmrestore's native API (see openapi.yaml): plans, jobs.
-	a := e.Group("/api/v1", middleware.BodyLimit(nativeBodyLimit))
+	a := e.Group("/api/v1")
 	a.GET("/openapi.yaml", s.openAPI())
 	a.POST("/plans", s.submitPlan(), auth)
 	a.GET("/plans", s.listPlans(), auth)

@@ -22,14 +22,17 @@ import (
 // set of running items. Only the worker holding the plan's lock changes a plan's items; the
 // api only writes what the operator asks (pause, resume, cancel, retry) into the plan hash.
 
-func keyPlan(p string) string         { return prefix + "plan:" + p }
-func keyPlanReqs(p string) string     { return prefix + "plan:" + p + ":reqs" }
-func keyPlanIndex(p string) string    { return prefix + "plan:" + p + ":index" }
-func keyPlanStatus(p string) string   { return prefix + "plan:" + p + ":items" }
-func keyPlanQueue(p string) string    { return prefix + "plan:" + p + ":queue" }
-func keyPlanRunning(p string) string  { return prefix + "plan:" + p + ":running" }
-func keyPlanLock(p string) string     { return prefix + "plan:" + p + ":lock" }
-func keyPlanSamples(p string) string  { return prefix + "plan:" + p + ":samples" }
+// A plan's own keys share the hash tag {plan:<uuid>}, so a batch of changes to them is one
+// MULTI/EXEC even on Redis Cluster; the global lists of plans are updated separately.
+func planTag(p string) string         { return prefix + "{plan:" + p + "}" }
+func keyPlan(p string) string         { return planTag(p) }
+func keyPlanReqs(p string) string     { return planTag(p) + ":reqs" }
+func keyPlanIndex(p string) string    { return planTag(p) + ":index" }
+func keyPlanStatus(p string) string   { return planTag(p) + ":items" }
+func keyPlanQueue(p string) string    { return planTag(p) + ":queue" }
+func keyPlanRunning(p string) string  { return planTag(p) + ":running" }
+func keyPlanLock(p string) string     { return planTag(p) + ":lock" }
+func keyPlanSamples(p string) string  { return planTag(p) + ":samples" }
 func keyPlans() string                { return prefix + "plans" }
 func keyPlansAccount(a string) string { return prefix + "plans:acct:" + a }
 func keyPlansActive() string          { return prefix + "plans:active" }
@@ -210,10 +213,13 @@ func (s *Store) CreatePlan(ctx context.Context, m *PlanMeta, items []PlanItem) e
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("store plan items: %w", err)
 	}
-	// The plan hash last: a plan is visible only once all its items are stored.
-	pipe = s.rdb.TxPipeline()
-	pipe.HSet(ctx, keyPlan(m.UUID), "meta", meta, "state", PlanRunning, "n:"+ItemPending, len(items),
-		"bytesDone", 0, "updatedAt", time.Now().UnixMilli())
+	// The plan hash last: a plan is visible only once all its items are stored. The lists
+	// of plans are other slots: a plain pipeline, each command atomic on its own.
+	if err := s.rdb.HSet(ctx, keyPlan(m.UUID), "meta", meta, "state", PlanRunning, "n:"+ItemPending, len(items),
+		"bytesDone", 0, "updatedAt", time.Now().UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("store plan: %w", err)
+	}
+	pipe = s.rdb.Pipeline()
 	pipe.ZAdd(ctx, keyPlans(), redis.Z{Score: float64(m.CreatedAt.UnixMilli()), Member: m.UUID})
 	pipe.ZAdd(ctx, keyPlansAccount(m.AccountUUID), redis.Z{Score: float64(m.CreatedAt.UnixMilli()), Member: m.UUID})
 	pipe.SAdd(ctx, keyPlansActive(), m.UUID)
@@ -263,7 +269,7 @@ func (s *Store) ActivePlans(ctx context.Context) ([]string, error) {
 // SetPlanState records an operator's request (pause, resume, cancel) or the plan's end; the
 // plan becomes active again unless the state is final.
 func (s *Store) SetPlanState(ctx context.Context, uuid, state, reason string) error {
-	pipe := s.rdb.TxPipeline()
+	pipe := s.rdb.Pipeline()
 	pipe.HSet(ctx, keyPlan(uuid), "state", state, "reason", reason, "updatedAt", time.Now().UnixMilli())
 	if PlanEnded(state) {
 		pipe.HSet(ctx, keyPlan(uuid), "finishedAt", time.Now().UnixMilli())
