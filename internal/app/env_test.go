@@ -75,6 +75,9 @@ type envOptions struct {
 	config func(*app.Config)
 	// noWorker starts no in-process worker.
 	noWorker bool
+	// redis points the env at a Redis deployment of its own (Sentinel, Cluster) instead of
+	// a private single redis-server; e.redis is then nil.
+	redis func(*app.Config)
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -90,7 +93,10 @@ func newEnv(tb testing.TB, opts ...envOptions) *env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	r := redistest.Start(tb)
+	var r *redistest.Server
+	if o.redis == nil {
+		r = redistest.Start(tb)
+	}
 	paths := demosite.PathsIn(tb.TempDir())
 	paths.Backup = sharedBackups(tb)
 	if err := demosite.WriteSite(paths); err != nil {
@@ -110,7 +116,10 @@ func newEnv(tb testing.TB, opts ...envOptions) *env {
 	cfg, err := app.LoadConfig("test", nil, func(k string) string {
 		switch k {
 		case "REDIS_ADDR":
-			return r.Addr
+			if r != nil {
+				return r.Addr
+			}
+			return "set-by-options"
 		case "VMRESTORE_SITE":
 			return paths.SiteFile
 		case "VMRESTORE_HTTP_ADDR", "VMRESTORE_METRICS_ADDR":
@@ -124,6 +133,9 @@ func newEnv(tb testing.TB, opts ...envOptions) *env {
 	}, io.Discard)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if o.redis != nil {
+		o.redis(&cfg)
 	}
 	if o.config != nil {
 		o.config(&cfg)

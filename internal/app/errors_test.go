@@ -11,6 +11,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/store"
 )
 
 func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
@@ -84,10 +85,13 @@ func checkNothingAllocated(tb testing.TB, e *env) {
 	tb.Helper()
 	ctx := context.Background()
 	e.checkInvariants()
-	used, err := e.redis.Client().HGetAll(ctx, "vmr:{cap}:used").Result()
-	mustf(tb, err == nil, "%v", err)
-	for f, v := range used {
-		mustf(tb, v == "0", "capacity %s still in use: %s", f, v)
+	for _, h := range []string{"e18cf66eedb3306686a1d4685bbb63af", "2a3b4c5d6e7f48091a2b3c4d5e6f7081", "3b4c5d6e7f8049102b3c4d5e6f708192",
+		"4c5d6e7f80914a213c4d5e6f708192a3", "5d6e7f8091a24b324d5e6f708192a3b4"} {
+		u, err := e.store.Usage(ctx, []string{store.FieldHostCPU(h), store.FieldHostMemory(h), store.FieldHostVMs(h)})
+		mustf(tb, err == nil, "%v", err)
+		for _, x := range u {
+			mustf(tb, x.Used == 0, "host %s still has capacity in use: %+v", h, u)
+		}
 	}
 	for _, l3 := range []string{demosite.L3ProdUUID, demosite.L3MgmtUUID} {
 		n, err := e.store.CountUsedIPs(ctx, l3)
