@@ -114,6 +114,7 @@ func waitForRedis(ctx context.Context, st *store.Store, log *slog.Logger, addr s
 // API is a running api process.
 type API struct {
 	Addr     string // the address actually listened on
+	TLS      bool   // the api serves HTTPS
 	Password string // the generated admin password, when one was generated
 	Site     string // the site file in use
 	Embedded bool
@@ -237,6 +238,18 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      c.WaitLimit + time.Minute,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if c.TLSCertFile != "" || c.TLSKeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			cleanup()
+			return fail(fmt.Errorf("VMRESTORE_TLS_CERT_FILE/VMRESTORE_TLS_KEY_FILE: %w", err))
+		}
+		// Modern settings: TLS 1.2 at least, Go's default AEAD suites and curves.
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+		a.TLS = true
 	}
 
 	var worker *workerParts
@@ -487,6 +500,9 @@ func Banner(a *API, c Config) string {
 		host = "127.0.0.1:" + host[strings.LastIndex(host, ":")+1:]
 	}
 	base := "http://" + host
+	if a.TLS {
+		base = "https://" + host
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "vmrestore api listening on %s\n", base)
 	if a.Embedded {

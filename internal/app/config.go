@@ -40,6 +40,8 @@ type Config struct {
 	BackupScanInterval time.Duration
 	MetricsAddr        string
 	MetricsToken       string
+	TLSCertFile        string
+	TLSKeyFile         string
 	LogFormat          string
 	LogLevel           string
 }
@@ -125,6 +127,8 @@ var Settings = []setting{
 	{"VMRESTORE_SESSION_TTL", "session-ttl", "2h", "login session lifetime", dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
 	{"VMRESTORE_BACKUP_SCAN_INTERVAL", "backup-scan-interval", "30s", "how often workers re-index the backup storages", dur(func(c *Config) *time.Duration { return &c.BackupScanInterval })},
 	{"VMRESTORE_METRICS_ADDR", "metrics-addr", ":9091", "worker: address of /metrics, /healthz and /readyz", str(func(c *Config) *string { return &c.MetricsAddr })},
+	{"VMRESTORE_TLS_CERT_FILE", "tls-cert-file", "", "api: PEM certificate (chain) to serve HTTPS with; with VMRESTORE_TLS_KEY_FILE", str(func(c *Config) *string { return &c.TLSCertFile })},
+	{"VMRESTORE_TLS_KEY_FILE", "tls-key-file", "", "api: PEM private key of VMRESTORE_TLS_CERT_FILE", str(func(c *Config) *string { return &c.TLSKeyFile })},
 	{"VMRESTORE_METRICS_TOKEN", "metrics-token", "", "when set, /metrics needs 'Authorization: Bearer <token>'", str(func(c *Config) *string { return &c.MetricsToken })},
 	{"VMRESTORE_LOG_FORMAT", "log-format", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"VMRESTORE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},

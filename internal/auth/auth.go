@@ -34,6 +34,23 @@ const (
 	DefaultMaxSessions = 500
 )
 
+// Login abuse limits: at most this many failed logins per account name, and per client
+// address, within FailureWindow; past them, logins answer ID.1000 with Retry-After until
+// the window ends.
+const (
+	AccountFailureLimit = 10
+	AddressFailureLimit = 50
+	FailureWindow       = 15 * time.Minute
+)
+
+// Throttled is a refused login whose account or address must wait.
+type Throttled struct {
+	*zstack.ErrorCode
+	RetryAfter time.Duration
+}
+
+func (t *Throttled) Unwrap() error { return t.ErrorCode }
+
 // hashParams follow OWASP's argon2id recommendation (19 MiB, 2 iterations, 1 lane): about
 // 30 ms per login on one core, and a memory cost that makes offline guessing expensive.
 var hashParams = &argon2id.Params{Memory: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLength: 16, KeyLength: 32}
@@ -143,9 +160,19 @@ func errBadLogin() *zstack.ErrorCode {
 	return zstack.Errorf(zstack.CodeAuthFailed, "wrong account name or password")
 }
 
-// Login checks an account name and SHA-512 hex password and opens a session. Unknown names
-// cost the same hash computation as known ones.
-func (s *Service) Login(ctx context.Context, name, sha512Hex string) (*store.Session, error) {
+// Login checks an account name and SHA-512 hex password, from a client address, and opens a
+// session. Unknown names cost the same hash computation as known ones and count against
+// the same limits, so neither answers nor timings tell which names exist.
+func (s *Service) Login(ctx context.Context, name, sha512Hex, addr string) (*store.Session, error) {
+	wait, err := s.Store.LoginBlocked(ctx, name, addr, AccountFailureLimit, AddressFailureLimit)
+	if err != nil {
+		return nil, err
+	}
+	if wait > 0 {
+		secs := int(wait.Round(time.Second) / time.Second)
+		return nil, &Throttled{RetryAfter: wait, ErrorCode: zstack.Errorf(zstack.CodeAuthFailed,
+			"too many failed logins for this account or from this address; retry in %d s", max(secs, 1))}
+	}
 	a, err := s.Store.GetAccount(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
@@ -156,7 +183,13 @@ func (s *Service) Login(ctx context.Context, name, sha512Hex string) (*store.Ses
 	}
 	ok, err := argon2id.ComparePasswordAndHash(strings.ToLower(sha512Hex), hash)
 	if err != nil || !ok || a == nil {
+		if err := s.Store.RecordLoginFailure(ctx, name, addr, FailureWindow); err != nil {
+			return nil, err
+		}
 		return nil, errBadLogin()
+	}
+	if err := s.Store.ClearLoginFailures(ctx, name); err != nil {
+		return nil, err
 	}
 	now := time.Now()
 	sess := &store.Session{
@@ -198,3 +231,91 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 
 // IsAdmin reports whether a session belongs to a SystemAdmin account.
 func IsAdmin(sess *store.Session) bool { return sess.AccountType == catalog.AccountSystemAdmin }
+
+// ValidAccountName reports whether a name may be an account name: 1 to 128 letters, digits,
+// '-', '_' or '.'.
+func ValidAccountName(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// CreateAccount adds an account with a password (plain text, hashed here as a ZStack client
+// would send it). It refuses a name already used.
+func (s *Service) CreateAccount(ctx context.Context, name, password, typ string) (*catalog.Account, error) {
+	switch {
+	case !ValidAccountName(name):
+		return nil, zstack.InvalidArgument("account name %q must be 1 to 128 letters, digits, '-', '_' or '.'", name)
+	case len(password) < 8 || len(password) > 1024:
+		return nil, zstack.InvalidArgument("the password must be 8 to 1024 characters")
+	case typ != catalog.AccountNormal && typ != catalog.AccountSystemAdmin:
+		return nil, zstack.InvalidArgument("type %q must be Normal or SystemAdmin", typ)
+	}
+	if _, err := s.Store.GetAccount(ctx, name); err == nil {
+		return nil, zstack.Errorf(zstack.CodeOperation, "account %q already exists", name)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	h, err := HashPassword(SHA512Hex(password))
+	if err != nil {
+		return nil, err
+	}
+	a := catalog.Account{UUID: zstack.NewUUID(), Name: name, Type: typ, PasswordHash: h}
+	return &a, s.Store.PutAccount(ctx, a)
+}
+
+// SetPassword changes an account's password and ends all its sessions.
+func (s *Service) SetPassword(ctx context.Context, name, password string) error {
+	if len(password) < 8 || len(password) > 1024 {
+		return zstack.InvalidArgument("the password must be 8 to 1024 characters")
+	}
+	a, err := s.Store.GetAccount(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return zstack.Errorf(zstack.CodeNotFound, "account %q does not exist", name)
+	}
+	if err != nil {
+		return err
+	}
+	if a.PasswordHash, err = HashPassword(SHA512Hex(password)); err != nil {
+		return err
+	}
+	if err := s.Store.PutAccount(ctx, *a); err != nil {
+		return err
+	}
+	return s.Store.RevokeSessions(ctx, a.UUID)
+}
+
+// CheckPassword reports whether password (plain text) is an account's.
+func (s *Service) CheckPassword(ctx context.Context, name, password string) bool {
+	a, err := s.Store.GetAccount(ctx, name)
+	hash := s.dummy
+	if err == nil {
+		hash = a.PasswordHash
+	}
+	ok, _ := argon2id.ComparePasswordAndHash(SHA512Hex(password), hash)
+	return ok && err == nil
+}
+
+// DeleteAccount removes an account and ends its sessions. The admin account stays.
+func (s *Service) DeleteAccount(ctx context.Context, name string) error {
+	if name == AdminName {
+		return zstack.Errorf(zstack.CodeOperation, "the admin account cannot be deleted")
+	}
+	a, err := s.Store.GetAccount(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return zstack.Errorf(zstack.CodeNotFound, "account %q does not exist", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.Store.DeleteAccount(ctx, name); err != nil {
+		return err
+	}
+	return s.Store.RevokeSessions(ctx, a.UUID)
+}

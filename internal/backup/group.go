@@ -142,7 +142,15 @@ func Read(storageURL, groupUUID string) (*Group, error) {
 	if !zstack.IsUUID(groupUUID) {
 		return nil, ErrNoGroup
 	}
-	f, err := os.Open(filepath.Join(GroupDir(storageURL, groupUUID), "group.json"))
+	root, err := openGroupRoot(storageURL, groupUUID)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoGroup
+	}
+	if err != nil {
+		return nil, zstack.Errorf(zstack.CodeBackupStorage, "cannot open the folder of group[uuid:%s] on backup storage: %v", groupUUID, err)
+	}
+	defer root.Close()
+	f, err := root.Open("group.json")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoGroup
 	}
@@ -298,8 +306,11 @@ func checkDigest(d Checksum) error {
 	return nil
 }
 
-// digestHexLen lists the checksum algorithms group.json may name, with their hex lengths.
-var digestHexLen = map[string]int{"sha256": 64}
+// digestHexLen lists the checksum algorithms group.json may name, with their hex lengths:
+// the whole-file "sha256" and "blake3", and the chunked "xxh3-chunked-64k" and
+// "blake3-chunked-64k", which verify a sparse file in time proportional to its data (defined
+// in package clone and in the README).
+var digestHexLen = map[string]int{"sha256": 64, "blake3": 64, "xxh3-chunked-64k": 32, "blake3-chunked-64k": 64}
 
 // SupportedDigests lists the checksum algorithms group.json may name.
 func SupportedDigests() []string {
@@ -311,13 +322,29 @@ func SupportedDigests() []string {
 	return out
 }
 
+// openGroupRoot opens a group's folder as an os.Root reached through the storage's
+// vm-backups folder, itself a Root: neither the group folder nor anything in it can lead
+// outside vm-backups (a group folder that is a symlink elsewhere is refused), and nothing
+// opened through the returned Root can leave the group folder.
+func openGroupRoot(storageURL, groupUUID string) (*os.Root, error) {
+	if !zstack.IsUUID(groupUUID) {
+		return nil, fs.ErrNotExist
+	}
+	groups, err := os.OpenRoot(GroupsDir(storageURL))
+	if err != nil {
+		return nil, err
+	}
+	defer groups.Close()
+	return groups.OpenRoot(groupUUID)
+}
+
 // OpenVolume opens a volume's file through an os.Root on the group folder, so neither ".."
 // nor a symlink can lead outside it.
 func OpenVolume(storageURL, groupUUID string, v *Volume) (*os.File, error) {
 	if err := CheckFileName(v.File); err != nil {
 		return nil, zstack.Errorf(zstack.CodeVolumeBackup, "volume backup[uuid:%s] file %v", v.UUID, err)
 	}
-	root, err := os.OpenRoot(GroupDir(storageURL, groupUUID))
+	root, err := openGroupRoot(storageURL, groupUUID)
 	if err != nil {
 		return nil, zstack.Errorf(zstack.CodeBackupStorage, "cannot open the folder of group[uuid:%s]: %v", groupUUID, err)
 	}
@@ -340,7 +367,7 @@ func OpenVolume(storageURL, groupUUID string, v *Volume) (*os.File, error) {
 // HasFiles reports whether every volume file of the group is present (and inside its folder)
 // on the storage; missing names the first absent volume backup.
 func HasFiles(storageURL string, g *Group) (ok bool, missing string) {
-	root, err := os.OpenRoot(GroupDir(storageURL, g.GroupUUID))
+	root, err := openGroupRoot(storageURL, g.GroupUUID)
 	if err != nil {
 		return false, g.Volumes[0].UUID
 	}

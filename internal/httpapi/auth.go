@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -75,7 +78,12 @@ func (s *Server) login() echo.HandlerFunc {
 		case len(l.Password) != 128:
 			return zstack.InvalidArgument("field[password] must be the SHA-512 hex (128 characters) of the password")
 		}
-		sess, err := s.Auth.Login(c.Request().Context(), l.AccountName, l.Password)
+		sess, err := s.Auth.Login(c.Request().Context(), l.AccountName, l.Password, c.RealIP())
+		var th *auth.Throttled
+		if errors.As(err, &th) {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(max(int(th.RetryAfter/time.Second), 1)))
+			return th.ErrorCode
+		}
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/query"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -455,8 +456,8 @@ func (s *Server) listVolumeBackups() echo.HandlerFunc {
 		sort.Slice(groups, func(a, b int) bool { return groups[a].CreateDate.Before(groups[b].CreateDate) })
 		var out []VolumeBackupInventory
 		for _, g := range groups {
-			if g.AccountUUID != "" && !canSee(sess, g.AccountUUID) {
-				continue
+			if !auth.IsAdmin(sess) && g.AccountUUID != sess.AccountUUID {
+				continue // a group without an owner belongs to admin
 			}
 			for _, v := range g.Volumes {
 				inv := VolumeBackupInventory{UUID: v.UUID, Name: g.Name, VolumeUUID: v.VolumeUUID, Type: v.Type, Size: v.Size,

@@ -56,6 +56,10 @@ func (s *Server) routes(e *echo.Echo) {
 	a.POST("/plans/:uuid/retry", s.operatePlan("retry"), auth)
 	a.GET("/jobs/:uuid", s.getJob(), auth)
 	a.POST("/jobs/:uuid/cancel", s.cancelJob(), auth)
+	a.GET("/accounts", s.listAccounts(), auth)
+	a.POST("/accounts", s.createAccount(), auth)
+	a.PUT("/accounts/:name/password", s.setPassword(), auth)
+	a.DELETE("/accounts/:name", s.deleteAccount(), auth)
 }
 
 // OpsHandler serves only /healthz, /readyz and /metrics: the worker's listener.

@@ -289,9 +289,11 @@ func findGroup(ix *catalog.Index, req *job.Request) (*backup.Group, *catalog.Bac
 	return nil, nil, zstack.Errorf(zstack.CodeNotFound, "No volume backups found with group uuid: %s", req.GroupUUID)
 }
 
-// checkOwnership lets an account restore only the groups it owns; admin may restore any.
+// checkOwnership lets an account restore only the groups it owns (accountUuid in
+// group.json); a group without an owner belongs to admin. SystemAdmin accounts may restore
+// any group.
 func (p *Pipeline) checkOwnership(ctx context.Context, rec *job.Record, g *backup.Group) error {
-	if g.AccountUUID == "" || g.AccountUUID == rec.AccountUUID {
+	if g.AccountUUID != "" && g.AccountUUID == rec.AccountUUID {
 		return nil
 	}
 	accounts, err := p.Store.ListAccounts(ctx)

@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// AccountView is an account as the native API shows it (never its password hash).
+type AccountView struct {
+	UUID string `json:"uuid"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+type accountBody struct {
+	Name            string `json:"name"`
+	Password        string `json:"password"`
+	Type            string `json:"type"`
+	CurrentPassword string `json:"currentPassword"`
+}
+
+func requireAdmin(c echo.Context) error {
+	if !auth.IsAdmin(session(c)) {
+		return zstack.Errorf(zstack.CodePermission, "only a SystemAdmin account may manage accounts")
+	}
+	return nil
+}
+
+// listAccounts is GET /api/v1/accounts (admin).
+func (s *Server) listAccounts() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := requireAdmin(c); err != nil {
+			return err
+		}
+		accts, err := s.Store.ListAccounts(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		out := make([]AccountView, 0, len(accts))
+		for _, a := range accts {
+			out = append(out, AccountView{UUID: a.UUID, Name: a.Name, Type: a.Type})
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return writeJSON(c, http.StatusOK, map[string]any{"accounts": out})
+	}
+}
+
+// createAccount is POST /api/v1/accounts (admin): {"name", "password", "type"}.
+func (s *Server) createAccount() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := requireAdmin(c); err != nil {
+			return err
+		}
+		var b accountBody
+		if err := decodeJSON(c, &b); err != nil {
+			return err
+		}
+		if b.Type == "" {
+			b.Type = catalog.AccountNormal
+		}
+		a, err := s.Auth.CreateAccount(c.Request().Context(), b.Name, b.Password, b.Type)
+		if err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusCreated, AccountView{UUID: a.UUID, Name: a.Name, Type: a.Type})
+	}
+}
+
+// setPassword is PUT /api/v1/accounts/{name}/password: admin sets any password; an account
+// may change its own with its current password. Every session of the account ends.
+func (s *Server) setPassword() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		name := c.Param("name")
+		sess := session(c)
+		var b accountBody
+		if err := decodeJSON(c, &b); err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		if !auth.IsAdmin(sess) {
+			if sess.AccountName != name {
+				return zstack.Errorf(zstack.CodePermission, "an account may only change its own password")
+			}
+			if !s.Auth.CheckPassword(ctx, name, b.CurrentPassword) {
+				return zstack.Errorf(zstack.CodeAuthFailed, "currentPassword is wrong")
+			}
+		}
+		if err := s.Auth.SetPassword(ctx, name, b.Password); err != nil {
+			return err
+		}
+		return writeJSON(c, http.StatusOK, map[string]any{"name": name, "sessionsRevoked": true})
+	}
+}
+
+// deleteAccount is DELETE /api/v1/accounts/{name} (admin).
+func (s *Server) deleteAccount() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := requireAdmin(c); err != nil {
+			return err
+		}
+		if err := s.Auth.DeleteAccount(c.Request().Context(), c.Param("name")); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
