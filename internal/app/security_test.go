@@ -275,7 +275,7 @@ func TestPathEscapesAreRefused(t *testing.T) {
 	secret := filepath.Join(outside, "secret.raw")
 	os.WriteFile(secret, bytes.Repeat([]byte("S"), 4096), 0o600)
 	cases := map[string]func(dir string){
-		"dotdot": func(dir string) { rewriteFile(dir, "../../../"+filepath.Base(outside)+"/secret.raw") },
+		"dotdot":   func(dir string) { rewriteFile(dir, "../../../"+filepath.Base(outside)+"/secret.raw") },
 		"absolute": func(dir string) { rewriteFile(dir, secret) },
 		"nul":      func(dir string) { rewriteFile(dir, "35cafdc7a0234be7c4eeaafbe07e3993.raw\x00.txt") },
 		"symlink out": func(dir string) {
