@@ -64,3 +64,19 @@ func TestCancelARunningJobStopsAndCompensates(t *testing.T) {
 func removeGroup(e *env, group string) {
 	_ = os.RemoveAll(filepath.Join(e.paths.Backup, "vm-backups", group))
 }
+
+func TestAPITimeoutFailsTheJobWithSYS1001(t *testing.T) {
+	const group = "c0ffee22c0ffee22c0ffee22c0ffee22"
+	e := newEnv(t, envOptions{site: func(s *catalog.Site) { s.BackupStorages[0].BandwidthBytesPerSecond = 4 << 20 }})
+	writeBigGroup(t, e.paths.Backup, group, 64<<20) // 16 s of copying at 4 MiB/s
+	t.Cleanup(func() { removeGroup(e, group) })
+	start := time.Now()
+	r := e.restore(group, map[string]any{"name": "slow", "cpuNum": 1, "memorySize": 1 << 30,
+		"l3NetworkUuids": []string{demosite.L3ProdUUID}}, map[string]string{"X-API-Timeout": "2"})
+	ec := r.errorCode()
+	mustf(t, str(ec, "code") == "SYS.1001" && strings.Contains(str(ec, "details"), "timeout after 2s"), "a job past X-API-Timeout: %s", r.body)
+	mustf(t, time.Since(start) < 6*time.Second, "the timeout answered after %v", time.Since(start))
+	checkNothingAllocated(t, e)
+	bad := e.restore(group, webParams("x"), map[string]string{"X-API-Timeout": "soon"})
+	mustf(t, bad.status == 400 && strings.HasPrefix(string(bad.body), "Invalid header[X-API-Timeout]"), "malformed X-API-Timeout: %d %s", bad.status, bad.body)
+}

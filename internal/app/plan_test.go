@@ -59,7 +59,7 @@ func writePlanGroups(tb testing.TB, dir string, db, app, web int) []planGroup {
 				nics = append(nics, backup.SourceNic{L3NetworkUUID: srcMgmtL3, IP: fmt.Sprintf("192.168.100.%d", 50+i), DeviceID: 1})
 			}
 			grp := backup.Group{GroupUUID: g.uuid, Name: g.vm + "-2026-11-26", CreateDate: time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC),
-				VM: backup.SourceVM{UUID: fmt.Sprintf(planGroupFmt, 0xc0+tier, n), Name: g.vm, CPUNum: 1, MemorySize: 1 << 30, Nics: nics},
+				VM:      backup.SourceVM{UUID: fmt.Sprintf(planGroupFmt, 0xc0+tier, n), Name: g.vm, CPUNum: 1, MemorySize: 1 << 30, Nics: nics},
 				Volumes: []backup.Volume{{UUID: vol, Type: "Root", Format: "qcow2", Size: 1 << 30, File: g.file, SHA256: hex.EncodeToString(sum[:])}}}
 			j, _ := json.Marshal(grp)
 			if err := os.WriteFile(filepath.Join(gdir, "group.json"), j, 0o640); err != nil {
