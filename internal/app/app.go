@@ -35,14 +35,26 @@ import (
 )
 
 // NewLogger builds the process logger on stderr.
+//
+// go-redis's own messages (reconnects) are routed to it too, so that a JSON log stays JSON.
 func NewLogger(c Config, w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	h := slog.Handler(slog.NewTextHandler(w, opts))
 	if c.LogFormat == "json" {
-		return slog.New(dedupe(slog.NewJSONHandler(w, opts)))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(dedupe(slog.NewTextHandler(w, opts)))
+	log := slog.New(dedupe(h))
+	redis.SetLogger(redisLog{log})
+	return log
+}
+
+// redisLog adapts slog to go-redis's logger.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // redisClient connects to the configured Redis. Timeouts are short so that a Redis outage
