@@ -6,11 +6,8 @@
 package demosite
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,6 +16,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/clone"
 )
 
 // Fixed uuids, so that README examples and printed commands stay valid from run to run.
@@ -227,7 +225,8 @@ func writeGroup(storage string, g demoGroup) error {
 			return err
 		}
 		grp.Volumes = append(grp.Volumes, backup.Volume{UUID: v.uuid, VolumeUUID: v.volumeUUID, Type: v.typ, DeviceID: v.deviceID,
-			Format: v.format, Size: v.size, ActualSize: actual, File: file, SHA256: sum})
+			Format: v.format, Size: v.size, ActualSize: actual, File: file,
+			Checksum: &backup.Checksum{Algorithm: clone.XXH3Chunked, Value: sum}})
 	}
 	b, err := json.MarshalIndent(grp, "", "  ")
 	if err != nil {
@@ -239,16 +238,17 @@ func writeGroup(storage string, g demoGroup) error {
 	return os.Rename(tmp, dir)
 }
 
-// fileDigest returns a file's sha256 and its allocated size.
+// fileDigest returns a file's checksum (clone.XXH3Chunked, which reads only the data of a
+// sparse file) and its allocated size.
 func fileDigest(path string) (string, int64, error) {
+	sum, err := clone.SumFile(path, clone.XXH3Chunked)
+	if err != nil {
+		return "", 0, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), allocated(f), nil
+	return sum, allocated(f), nil
 }

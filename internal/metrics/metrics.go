@@ -21,6 +21,8 @@ type Metrics struct {
 	PlacementRefusals *prometheus.CounterVec
 	CloneBytes        *prometheus.CounterVec
 	ClonesInFlight    *prometheus.GaugeVec
+	CloneThroughput   *prometheus.HistogramVec
+	CloneDuration     *prometheus.HistogramVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
 }
@@ -61,6 +63,14 @@ func New() *Metrics {
 		ClonesInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vmrestore_clones_in_flight", Help: "Volume copies running in this process, by backup storage.",
 		}, []string{"backup_storage"}),
+		CloneThroughput: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vmrestore_clone_throughput_bytes_per_second", Help: "Data bytes per second of each finished volume copy (holes excluded), by backup storage.",
+			Buckets: prometheus.ExponentialBuckets(1<<20, 2, 14), // 1 MiB/s to 8 GiB/s
+		}, []string{"backup_storage"}),
+		CloneDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "vmrestore_clone_duration_seconds", Help: "Time each volume copy took, slot wait excluded, by backup storage and outcome (ok, failed, cancelled).",
+			Buckets: stageBuckets,
+		}, []string{"backup_storage", "outcome"}),
 		JobsSubmitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmrestore_jobs_submitted_total", Help: "Restore jobs accepted by the API.",
 		}),
@@ -69,6 +79,6 @@ func New() *Metrics {
 		}, []string{"state"}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
-		m.CloneBytes, m.ClonesInFlight, m.JobsSubmitted, m.SimulatedVMs)
+		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs)
 	return m
 }

@@ -34,16 +34,37 @@ func InstallPath(psURL, account string, v job.PlannedVolume) string {
 // progressEvery is how often clone progress is written to the job record.
 const progressEvery = time.Second
 
-// A volume copy holds one of its backup storage's clone slots, as a lease renewed while it
-// runs. A volume that finds no free slot within slotWait makes its job yield the worker slot
-// (queue.ErrBusy) so that restores from other storages are not held up by a busy one.
+// A volume copy holds one of its backup storage's clone slots, as a lease renewed every
+// slotLease/3 while it runs. A volume that finds no free slot within slotWait makes its job
+// yield the worker slot (queue.ErrBusy) so that restores from other storages are not held up
+// by a busy one. A copy whose lease could not be renewed (Redis unreachable for a whole
+// lease, or the slot taken over) stops and yields too: going on would exceed the limit.
 const (
 	slotLease = 15 * time.Second
 	slotWait  = 3 * time.Second
 )
 
+// errSlotLost ends a copy whose clone slot lease was lost.
+var errSlotLost = errors.New("the clone slot lease was lost")
+
+// Volume copy states in the job's progress.
+const (
+	volWaiting = "waiting"
+	volCopying = "copying"
+	volDone    = "done"
+	volFailed  = "failed"
+)
+
+// volProgress is one volume's live progress, shared by its copy and the progress writer.
+type volProgress struct {
+	uuid, backupUUID  string
+	done, total, data atomic.Int64
+	state             atomic.Value // string
+}
+
 // clone copies every volume backup to its install path, several at once, skipping volumes a
-// previous run finished.
+// previous run finished. Progress (per volume and for the job) is written to the job record
+// every progressEvery while it runs, and once more at the end.
 func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	if justCreate(rec) {
 		return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageClone, "", nil)
@@ -54,113 +75,208 @@ func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record
 		return zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage, "backup storage[uuid:%s] was removed from the site during the restore", r.BackupStorageUUID))
 	}
 
-	var total int64
-	for _, v := range r.Volumes {
-		total += v.Size
+	type work struct {
+		v    job.PlannedVolume
+		ps   *catalog.PrimaryStorage
+		path string
+		prog *volProgress
 	}
-	done := make([]atomic.Int64, len(r.Volumes))
-	var mu sync.Mutex
-	last := time.Time{}
-	report := func(force bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !force && time.Since(last) < progressEvery {
-			return
-		}
-		last = time.Now()
-		var sum int64
-		for i := range done {
-			sum += done[i].Load()
-		}
-		_ = p.Store.SetProgress(ctx, rec.UUID, job.Progress{BytesDone: sum, BytesTotal: total})
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(p.CloneParallelism, 1))
+	var todo []work
+	vols := make([]*volProgress, len(r.Volumes))
 	for i, v := range r.Volumes {
 		ps := ix.PrimaryStorages[pl.VolumeStorage[v.UUID]]
 		if ps == nil {
 			return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage, "primary storage[uuid:%s] was removed from the site during the restore", pl.VolumeStorage[v.UUID]))
 		}
+		vp := &volProgress{uuid: v.UUID, backupUUID: v.BackupUUID}
+		vp.state.Store(volWaiting)
+		vols[i] = vp
 		path := InstallPath(ps.URL, rec.AccountUUID, v)
 		// A volume is checkpointed only after its verified file was renamed into place.
 		if f, ok := rec.Checkpoints.Volumes[v.UUID]; ok && f.InstallPath == path {
-			if _, err := os.Stat(path); err == nil {
-				done[i].Store(v.Size)
+			if st, err := os.Stat(path); err == nil {
+				vp.total.Store(st.Size())
+				vp.done.Store(st.Size())
+				vp.state.Store(volDone)
 				continue
 			}
 		}
+		// The backup file's length is the progress total; a missing file fails here, before
+		// any copy starts.
+		n, err := p.sourceLength(bs, rec, v)
+		if err != nil {
+			return err
+		}
+		vp.total.Store(n)
+		todo = append(todo, work{v: v, ps: ps, path: path, prog: vp})
+	}
+
+	stopProgress := p.writeProgress(ctx, rec.UUID, vols)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(p.CloneParallelism, 1))
+	var mu sync.Mutex
+	for _, w := range todo {
 		g.Go(func() error {
-			f, err := p.cloneVolume(gctx, rec, bs, ps, v, path, func(n int64) {
-				done[i].Store(n)
-				report(false)
-			})
+			f, err := p.cloneVolume(gctx, rec, bs, w.ps, w.v, w.path, w.prog)
 			if err != nil {
+				w.prog.state.Store(volFailed)
 				return err
 			}
-			done[i].Store(v.Size)
-			if err := p.Store.SaveClonedVolume(ctx, rec.UUID, v.UUID, f); err != nil {
+			w.prog.done.Store(w.prog.total.Load())
+			w.prog.state.Store(volDone)
+			if err := p.Store.SaveClonedVolume(ctx, rec.UUID, w.v.UUID, f); err != nil {
 				return err
 			}
 			mu.Lock()
 			if rec.Checkpoints.Volumes == nil {
 				rec.Checkpoints.Volumes = map[string]job.ClonedFile{}
 			}
-			rec.Checkpoints.Volumes[v.UUID] = f
+			rec.Checkpoints.Volumes[w.v.UUID] = f
 			mu.Unlock()
 			return nil
 		})
 	}
 	err := g.Wait()
-	report(true)
+	stopProgress()
 	if err != nil {
 		return err
 	}
 	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageClone, "", nil)
 }
 
-func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog.BackupStorage, ps *catalog.PrimaryStorage, v job.PlannedVolume, path string, progress func(int64)) (job.ClonedFile, error) {
-	what := fmt.Sprintf("volume backup[uuid:%s] (%s volume, deviceId %d)", v.BackupUUID, v.Type, v.DeviceID)
+// writeProgress writes the clone progress to the job record every progressEvery until the
+// returned stop is called, which writes it a last time.
+func (p *Pipeline) writeProgress(ctx context.Context, jobUUID string, vols []*volProgress) (stop func()) {
+	var lastData int64
+	lastAt := time.Now()
+	write := func() {
+		now := time.Now()
+		pr := job.Progress{UpdatedAt: now, Volumes: make([]job.VolumeProgress, len(vols))}
+		for i, v := range vols {
+			vp := job.VolumeProgress{UUID: v.uuid, BackupUUID: v.backupUUID, BytesDone: v.done.Load(),
+				BytesTotal: v.total.Load(), DataBytes: v.data.Load(), State: v.state.Load().(string)}
+			pr.Volumes[i] = vp
+			pr.BytesDone += vp.BytesDone
+			pr.BytesTotal += vp.BytesTotal
+			pr.DataBytes += vp.DataBytes
+		}
+		if dt := now.Sub(lastAt).Seconds(); dt > 0 {
+			pr.BytesPerSecond = int64(float64(pr.DataBytes-lastData) / dt)
+		}
+		lastData, lastAt = pr.DataBytes, now
+		if err := p.Store.SetProgress(context.WithoutCancel(ctx), jobUUID, pr); err != nil {
+			p.Log.Debug("clone progress not recorded", "job", jobUUID, "err", err)
+		}
+	}
+	write()
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				write()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-exited
+		write()
+	}
+}
+
+// sourceLength opens a volume's backup file to learn its length.
+func (p *Pipeline) sourceLength(bs *catalog.BackupStorage, rec *job.Record, v job.PlannedVolume) (int64, error) {
+	src, err := p.openSource(bs, rec, v)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	st, err := src.Stat()
+	if err != nil {
+		return 0, zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage,
+			"cannot read volume backup[uuid:%s] from backup storage[uuid:%s]: %v", v.BackupUUID, bs.UUID, err))
+	}
+	return st.Size(), nil
+}
+
+func (p *Pipeline) openSource(bs *catalog.BackupStorage, rec *job.Record, v job.PlannedVolume) (*os.File, error) {
 	src, err := backup.OpenVolume(bs.URL, rec.Request.GroupUUID, &backup.Volume{UUID: v.BackupUUID, File: v.File})
 	if err != nil {
 		if ec, ok := zstack.AsErrorCode(err); ok {
-			return job.ClonedFile{}, zstack.Operation(ec)
+			return nil, zstack.Operation(ec)
 		}
+		return nil, err
+	}
+	return src, nil
+}
+
+func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog.BackupStorage, ps *catalog.PrimaryStorage, v job.PlannedVolume, path string, vp *volProgress) (job.ClonedFile, error) {
+	what := fmt.Sprintf("volume backup[uuid:%s] (%s volume, deviceId %d)", v.BackupUUID, v.Type, v.DeviceID)
+	src, err := p.openSource(bs, rec, v)
+	if err != nil {
 		return job.ClonedFile{}, err
 	}
 	defer src.Close()
 
-	release, err := p.acquireSlot(ctx, bs, rec.UUID+"/"+v.UUID)
+	slotCtx, release, err := p.acquireSlot(ctx, bs, rec.UUID+"/"+v.UUID)
 	if err != nil {
 		return job.ClonedFile{}, err
 	}
 	defer release()
+	vp.state.Store(volCopying)
 	inflight := p.Metrics.ClonesInFlight.WithLabelValues(bs.UUID)
 	inflight.Inc()
 	defer inflight.Dec()
-	var copied int64
-	res, err := clone.Copy(ctx, src, path, clone.Options{
+	cloneBytes := p.Metrics.CloneBytes.WithLabelValues(bs.UUID)
+	rate := int64(bs.BandwidthBytesPerSecond)
+	start := time.Now()
+	var lastData int64
+	res, err := clone.Copy(slotCtx, src, path, clone.Options{
 		Digest: clone.Digest{Algorithm: v.ChecksumAlgo, Value: v.Checksum},
 		Format: v.Format, VirtualSize: v.Size,
-		Progress: func(n int64) {
-			p.Metrics.CloneBytes.WithLabelValues(bs.UUID).Add(float64(n - copied))
-			copied = n
-			progress(n)
+		Progress: func(pr clone.Progress) {
+			cloneBytes.Add(float64(pr.Data - lastData))
+			lastData = pr.Data
+			vp.done.Store(pr.Done)
+			vp.data.Store(pr.Data)
 		},
 		Throttle: p.throttle(bs),
+		// A limited copy reserves about an eighth of a second of bandwidth per read, so its
+		// progress moves several times a second.
+		ChunkSize: int(min(rate/8, 1<<30)),
 	})
+	elapsed := time.Since(start)
+	outcome := "failed"
+	defer func() { p.Metrics.CloneDuration.WithLabelValues(bs.UUID, outcome).Observe(elapsed.Seconds()) }()
 	var srcErr *clone.SourceError
 	var dstErr *clone.DestError
 	switch {
 	case err == nil:
+		outcome = "ok"
+		if s := elapsed.Seconds(); s > 0 && res.DataBytes > 0 {
+			p.Metrics.CloneThroughput.WithLabelValues(bs.UUID).Observe(float64(res.DataBytes) / s)
+		}
 		return job.ClonedFile{InstallPath: path, ActualSize: res.ActualSize}, nil
 	case ctx.Err() != nil:
+		outcome = "cancelled"
 		return job.ClonedFile{}, ctx.Err()
+	case errors.Is(context.Cause(slotCtx), errSlotLost):
+		outcome = "cancelled"
+		return job.ClonedFile{}, fmt.Errorf("copy of %s stopped: %w: %w", what, errSlotLost, queue.ErrBusy)
 	case errors.Is(err, clone.ErrChecksum), errors.Is(err, clone.ErrFormat):
 		return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodeVolumeBackup, "%s: %v", what, err))
 	case errors.As(err, &srcErr):
 		return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage,
-			"cannot read %s from backup storage[uuid:%s]: %v", what, bs.UUID, srcErr.Err))
+			"cannot read %s from backup storage[uuid:%s]: %v; check that the backup storage is mounted and readable", what, bs.UUID, srcErr.Err))
 	case errors.As(err, &dstErr) && clone.NoSpace(err):
 		return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
 			"primary storage[uuid:%s] at %s is full while writing %s; free space or choose another primary storage", ps.UUID, ps.URL, what))
@@ -172,28 +288,33 @@ func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog
 }
 
 // acquireSlot takes one of the backup storage's clone slots for holder and keeps its lease
-// renewed until the returned release is called. It gives up after slotWait with queue.ErrBusy.
-func (p *Pipeline) acquireSlot(ctx context.Context, bs *catalog.BackupStorage, holder string) (release func(), err error) {
+// renewed until release is called. It gives up after slotWait with queue.ErrBusy. The
+// returned context is ctx, cancelled with errSlotLost if the lease cannot be kept.
+func (p *Pipeline) acquireSlot(ctx context.Context, bs *catalog.BackupStorage, holder string) (context.Context, func(), error) {
 	deadline := time.Now().Add(slotWait)
 	for {
 		ok, err := p.Store.AcquireCloneSlot(ctx, bs.UUID, holder, bs.MaxConcurrentClones, slotLease)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("backup storage %s has all %d clone slots in use: %w", bs.UUID, bs.MaxConcurrentClones, queue.ErrBusy)
+			return nil, nil, fmt.Errorf("backup storage %s has all %d clone slots in use: %w", bs.UUID, bs.MaxConcurrentClones, queue.ErrBusy)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(100*time.Millisecond + rand.N(200*time.Millisecond)):
 		}
 	}
+	held := time.Now()
+	slotCtx, lose := context.WithCancelCause(ctx)
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	renewed := make(chan struct{})
 	go func() {
+		defer close(renewed)
 		t := time.NewTicker(slotLease / 3)
 		defer t.Stop()
 		for {
@@ -201,12 +322,22 @@ func (p *Pipeline) acquireSlot(ctx context.Context, bs *catalog.BackupStorage, h
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				_, _ = p.Store.AcquireCloneSlot(rctx, bs.UUID, holder, bs.MaxConcurrentClones, slotLease)
+				ok, err := p.Store.AcquireCloneSlot(rctx, bs.UUID, holder, bs.MaxConcurrentClones, slotLease)
+				switch {
+				case err == nil && ok:
+					held = time.Now()
+				case err == nil && !ok, time.Since(held) >= slotLease:
+					p.Log.Warn("clone slot lease lost; the copy stops and will be retried", "backup_storage", bs.UUID, "holder", holder, "err", err)
+					lose(errSlotLost)
+					return
+				}
 			}
 		}
 	}()
-	return func() {
+	return slotCtx, func() {
 		stop()
+		<-renewed
+		lose(nil)
 		_ = p.Store.ReleaseCloneSlot(context.WithoutCancel(ctx), bs.UUID, holder)
 	}, nil
 }
@@ -223,10 +354,12 @@ func (p *Pipeline) throttle(bs *catalog.BackupStorage) func(context.Context, int
 		if err != nil || wait <= 0 {
 			return err
 		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-t.C:
 			return nil
 		}
 	}
