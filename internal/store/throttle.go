@@ -11,7 +11,12 @@ import (
 // Backup storage limits are shared by every worker process through Redis: a concurrency
 // semaphore whose slots are leases (a dead worker's slot comes back when its lease runs
 // out), and a bandwidth limiter (GCRA, one reservation per chunk copied). Both use Redis's
-// clock, so worker clocks do not matter.
+// clock only, so worker clocks do not matter.
+//
+// A holder keeps its slot by calling AcquireCloneSlot again well within the lease (renewal
+// and acquisition are the same operation). A renewal that reports false means the lease ran
+// out and the slot was taken by someone else: the holder must stop using it, or the limit
+// would be exceeded.
 
 func keyBSSlots(bs string) string     { return prefix + "{bs:" + bs + "}:slots" }
 func keyBSBandwidth(bs string) string { return prefix + "{bs:" + bs + "}:bw" }
@@ -46,13 +51,23 @@ func (s *Store) ReleaseCloneSlot(ctx context.Context, bs, holder string) error {
 	return s.rdb.ZRem(ctx, keyBSSlots(bs), holder).Err()
 }
 
+// slotsInUseScript counts live leases by Redis's clock. KEYS: slots zset.
+var slotsInUseScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+`)
+
 // CloneSlotsInUse returns how many live leases a backup storage has.
 func (s *Store) CloneSlotsInUse(ctx context.Context, bs string) (int64, error) {
-	return s.rdb.ZCount(ctx, keyBSSlots(bs), fmt.Sprint(time.Now().UnixMilli()), "+inf").Result()
+	return slotsInUseScript.Run(ctx, s.rdb, []string{keyBSSlots(bs)}).Int64()
 }
 
 // reserveBandwidthScript is GCRA: it reserves n bytes at rate bytes/s with a burst of burst
-// bytes and returns how long (µs) the caller must wait before using them.
+// bytes and returns how long (µs) the caller must wait before using them. The reservation
+// is made even when the caller has to wait, so callers are served in arrival order and the
+// rate holds however many processes share it: over any interval T the bytes granted are at
+// most rate*T + burst + one reservation.
 // KEYS: bandwidth key. ARGV: rate, burst, n.
 var reserveBandwidthScript = redis.NewScript(`
 local t = redis.call('TIME')
