@@ -1,0 +1,140 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vmrestore/vmrestore/internal/client"
+)
+
+func (a *cli) vmCommand() *cobra.Command {
+	cmd := group(&cobra.Command{Use: "vm", Short: "Restored VM instances"})
+	var qy client.VMQuery
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List VM instances (ZStack query conditions with --q)",
+		Long: `List VM instances, as GET /zstack/v1/vm-instances answers them. Each --q is a ZStack query
+condition passed as q=: name=web01-dr, state=Running, vmNics.ip=10.10.0.21, name~=web%,
+state?=Running,Stopped, hostUuid!=<uuid>, description not null. An unknown field is an error.`,
+		Args: args(0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			vms, raw, err := c.ListVMs(a.ctx, qy)
+			if err != nil {
+				return err
+			}
+			return a.print(raw, func(w io.Writer) error {
+				if len(vms) == 0 {
+					fmt.Fprintln(w, "No VM instances match.")
+					return nil
+				}
+				fmt.Fprintln(w, "UUID\tNAME\tSTATE\tCPU\tMEMORY\tHOST\tIPS\tCREATED")
+				for _, vm := range vms {
+					var ips []string
+					for _, n := range vm.VMNics {
+						if n.IP != "" {
+							ips = append(ips, n.IP)
+						}
+					}
+					host := vm.HostUUID
+					if host == "" {
+						host = vm.LastHostUUID
+					}
+					created := "-"
+					if !vm.CreateDate.IsZero() {
+						created = vm.CreateDate.String()
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", vm.UUID, vm.Name, vm.State, vm.CPUNum, bytesText(vm.MemorySize),
+						dash(host), dash(strings.Join(ips, ",")), created)
+				}
+				return nil
+			})
+		},
+	}
+	list.Flags().StringArrayVar(&qy.Conditions, "q", nil, "a query condition, like name=web01-dr (repeatable)")
+	list.Flags().IntVar(&qy.Limit, "limit", 0, "at most this many (the api's default is 1000)")
+	list.Flags().IntVar(&qy.Start, "start", 0, "skip this many")
+	list.Flags().StringVar(&qy.Sort, "sort", "", "sort by a field: +name or -createDate")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func (a *cli) jobCommand() *cobra.Command {
+	cmd := group(&cobra.Command{Use: "job", Short: "Restore jobs"})
+	get := &cobra.Command{
+		Use:   "get <job uuid>",
+		Short: "Show a restore job: state, stage, bytes, error",
+		Args:  args(1, "a job uuid"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			j, raw, err := c.GetJob(a.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(raw, func(w io.Writer) error { return jobTable(w, j) })
+		},
+	}
+	cancel := &cobra.Command{
+		Use:   "cancel <job uuid>",
+		Short: "Cancel a restore job: a pending job never starts, a running one stops and gives back what it took",
+		Args:  args(1, "a job uuid"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			j, raw, err := c.CancelJob(a.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return a.print(raw, func(w io.Writer) error {
+				fmt.Fprintf(w, "job %s: cancel requested (it was %s); it stops within seconds\n", j.UUID, j.State)
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(get, cancel)
+	return cmd
+}
+
+func jobTable(w io.Writer, j *client.Job) error {
+	fmt.Fprintf(w, "Job:\t%s\n", j.UUID)
+	fmt.Fprintf(w, "State:\t%s\n", j.State)
+	fmt.Fprintf(w, "Stage:\t%s\n", dash(j.Stage))
+	fmt.Fprintf(w, "Name:\t%s\n", j.Name)
+	fmt.Fprintf(w, "Group:\t%s\n", j.GroupUUID)
+	fmt.Fprintf(w, "VM:\t%s\n", dash(j.VMUUID))
+	if j.PlanUUID != "" {
+		item := "-"
+		if j.PlanItem != nil {
+			item = fmt.Sprint(*j.PlanItem)
+		}
+		fmt.Fprintf(w, "Plan:\t%s (item %s)\n", j.PlanUUID, item)
+	}
+	fmt.Fprintf(w, "Attempts:\t%d\n", j.Attempts)
+	fmt.Fprintf(w, "Created:\t%s\n", timeText(&j.CreatedAt))
+	fmt.Fprintf(w, "Started:\t%s\n", timeText(j.StartedAt))
+	fmt.Fprintf(w, "Finished:\t%s\n", timeText(j.FinishedAt))
+	if j.Progress != nil {
+		fmt.Fprintf(w, "Bytes:\t%s/%s\n", bytesText(j.Progress.BytesDone), bytesText(j.Progress.BytesTotal))
+	}
+	if j.Cancel {
+		fmt.Fprintf(w, "Cancel:\trequested\n")
+	}
+	if j.Error != nil {
+		fmt.Fprintf(w, "Error:\t%s\n", oneLine(codeText(j.Error)))
+		for c, n := j.Error.Cause, 0; c != nil && n < 10; c, n = c.Cause, n+1 {
+			fmt.Fprintf(w, "Cause:\t%s\n", oneLine(codeText(c)))
+		}
+	}
+	return nil
+}
