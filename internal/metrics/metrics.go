@@ -7,6 +7,9 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // Metrics holds the collectors the api and the worker update.
@@ -25,6 +28,8 @@ type Metrics struct {
 	CloneDuration     *prometheus.HistogramVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
+
+	stages *stageTracker
 }
 
 // stageBuckets span 1 ms (a re-run stage that finds its checkpoint) to ~2 h (a large clone).
@@ -80,5 +85,33 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
 		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs)
+	m.stages = newStageTracker(job.Stages)
+	r.MustRegister(m.stages)
+	// Series that exist from the start, so that dashboards and alerts read 0, not "no data".
+	for _, s := range job.Stages {
+		m.StageDuration.WithLabelValues(s)
+		m.JobsInFlight.WithLabelValues(s)
+	}
+	m.Jobs.WithLabelValues(string(job.Succeeded), "")
+	for _, code := range failureCodes {
+		m.Jobs.WithLabelValues(string(job.Failed), code)
+	}
+	m.Jobs.WithLabelValues(string(job.Cancelled), zstack.CodeCancelled)
+	for _, o := range []job.State{job.Succeeded, job.Failed, job.Cancelled} {
+		m.JobDuration.WithLabelValues(string(o))
+	}
 	return m
 }
+
+// failureCodes are the root ZStack error codes a failed job ends with. Their series exist
+// from the start: a counter series born at 1 shows no increase to rate(), so without them a
+// deployment's first failure of each kind would be invisible to the failure-ratio alert.
+var failureCodes = []string{
+	zstack.CodeInternal, zstack.CodeTimeout, zstack.CodeNotFound, zstack.CodeOperation, zstack.CodeInvalidArgument,
+	zstack.CodeHostAllocation, zstack.CodePrimaryStorage, zstack.CodeIPAllocation, zstack.CodeMACAllocation,
+	zstack.CodeBackupStorage, zstack.CodeVolumeBackup,
+}
+
+// HTTPDurationBuckets are the buckets of vmrestore_http_request_duration_seconds: from 1 ms
+// to past the synchronous CreateVmFromVmBackup wait (VMRESTORE_WAIT_LIMIT, 60 s by default).
+var HTTPDurationBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60, 90, 120}

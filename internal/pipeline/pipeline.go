@@ -60,6 +60,7 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("restore task with payload %q is not a job uuid: %w", jobUUID, asynq.SkipRetry)
 	}
 	log := p.Log.With("job", jobUUID)
+	p = p.forJob(log) // every line this job's stages log carries its uuid
 
 	token := zstack.NewUUID()
 	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
@@ -179,18 +180,14 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 		if err := p.Store.SetStage(ctx, rec.UUID, stage); err != nil {
 			return err
 		}
-		start := time.Now()
-		gauge := p.Metrics.JobsInFlight.WithLabelValues(stage)
-		gauge.Inc()
+		end := p.Metrics.StartStage(stage, rec.UUID)
 		err := p.stage(ctx, ix, rec, stage)
-		gauge.Dec()
-		p.Metrics.StageDuration.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+		end()
 		if err != nil {
 			return err
 		}
 	}
-	p.Metrics.Jobs.WithLabelValues(string(job.Succeeded), "").Inc()
-	p.Metrics.JobDuration.WithLabelValues(string(job.Succeeded)).Observe(time.Since(rec.CreatedAt).Seconds())
+	p.Metrics.JobEnded(string(job.Succeeded), "", rec.UUID, time.Since(rec.CreatedAt))
 	return nil
 }
 
@@ -227,8 +224,7 @@ func (p *Pipeline) fail(parent context.Context, rec *job.Record, state job.State
 	if err := p.notify(ctx, rec); err != nil {
 		return err
 	}
-	p.Metrics.Jobs.WithLabelValues(string(state), e.Root().Code).Inc()
-	p.Metrics.JobDuration.WithLabelValues(string(state)).Observe(time.Since(rec.CreatedAt).Seconds())
+	p.Metrics.JobEnded(string(state), e.Root().Code, rec.UUID, time.Since(rec.CreatedAt))
 	p.Log.Info("restore ended without a VM", "job", rec.UUID, "state", state, "code", e.Code, "cause", e.Root().Code, "details", e.Root().Details)
 	return fmt.Errorf("%s: %w", e.Error(), asynq.SkipRetry)
 }
