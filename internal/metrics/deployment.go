@@ -38,6 +38,8 @@ type Deployment struct {
 	log       *slog.Logger
 	leader    atomic.Bool // holds the lease
 	redisUp   atomic.Bool // the last PING answered
+	// leaseEvery is how often the lease is taken or renewed (LeaseTTL/3; tests shorten it).
+	leaseEvery time.Duration
 
 	exporter, redisUpDesc                   *prometheus.Desc
 	clusterCPU, clusterCPUFree              *prometheus.Desc
@@ -53,7 +55,7 @@ type Deployment struct {
 // They report nothing deployment-wide until Run wins the lease.
 func (m *Metrics) RegisterDeployment(st *store.Store, cache *store.CatalogCache, inspector *asynq.Inspector, log *slog.Logger) *Deployment {
 	d := &Deployment{
-		store: st, catalog: cache, inspector: inspector, log: log,
+		store: st, catalog: cache, inspector: inspector, log: log, leaseEvery: LeaseTTL / 3,
 		exporter: prometheus.NewDesc("vmrestore_deployment_metrics_exporter",
 			"1 when this process holds the Redis lease and exports the deployment-wide metrics (queue, capacity, workers), else 0.", nil, nil),
 		redisUpDesc: prometheus.NewDesc("vmrestore_redis_up",
@@ -106,7 +108,7 @@ func (d *Deployment) Run(ctx context.Context, holder string) {
 		if !up {
 			tried = time.Time{} // cannot prove we hold it: stop exporting rather than export twice
 			d.setLeader(false, holder)
-		} else if time.Since(tried) >= LeaseTTL/3 {
+		} else if time.Since(tried) >= d.leaseEvery {
 			tried = time.Now()
 			hctx, cancel := context.WithTimeout(ctx, collectTimeout)
 			ok, err := d.store.HoldLease(hctx, LeaseName, holder, LeaseTTL)
