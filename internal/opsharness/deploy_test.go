@@ -716,7 +716,13 @@ func TestDashboardsWellFormed(t *testing.T) {
 			t.Errorf("%s: the first variable must be the Prometheus data source", name)
 		}
 		ids := map[int]bool{}
-		for _, p := range d.Panels {
+		for i, p := range d.Panels {
+			for _, q := range d.Panels[:i] {
+				if p.GridPos != nil && q.GridPos != nil && p.GridPos.X < q.GridPos.X+q.GridPos.W && q.GridPos.X < p.GridPos.X+p.GridPos.W &&
+					p.GridPos.Y < q.GridPos.Y+q.GridPos.H && q.GridPos.Y < p.GridPos.Y+p.GridPos.H {
+					t.Errorf("%s: panels %q and %q overlap", name, p.Title, q.Title)
+				}
+			}
 			if ids[p.ID] {
 				t.Errorf("%s: panel id %d repeated", name, p.ID)
 			}
