@@ -84,6 +84,9 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
 		return nil
 	}
+	// Watch for a cancel before reading the record, whose flag covers an earlier one.
+	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
+	defer unwatch()
 	rec, err := p.Store.GetJob(ctx, jobUUID)
 	if err != nil {
 		return err
@@ -93,9 +96,6 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		// web hook is on its way, nothing else is left to do.
 		return p.notify(ctx, rec)
 	}
-
-	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
-	defer unwatch()
 	go func() {
 		select {
 		case <-cancelled:
@@ -103,9 +103,7 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		case <-work.Done():
 		}
 	}()
-	if asked, err := p.Store.CancelRequested(ctx, jobUUID); err != nil {
-		return err
-	} else if asked {
+	if rec.CancelAsked {
 		stop(errCancelled)
 	}
 	run, cancelDeadline := context.WithDeadlineCause(work, rec.Deadline(), errTimedOut)
@@ -169,6 +167,7 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 	if err != nil {
 		return err
 	}
+	first := true
 	for _, stage := range job.Stages {
 		if rec.Checkpoints.StageDone(stage) {
 			continue
@@ -177,8 +176,13 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 			return err
 		}
 		rec.Stage = stage
-		if err := p.Store.SetStage(ctx, rec.UUID, stage); err != nil {
-			return err
+		// A stage's checkpoint also records the next stage as current (one write per stage);
+		// only the first stage of an attempt is recorded on its own.
+		if first {
+			if err := p.Store.SetStage(ctx, rec.UUID, stage); err != nil {
+				return err
+			}
+			first = false
 		}
 		end := p.Metrics.StartStage(stage, rec.UUID)
 		err := p.stage(ctx, ix, rec, stage)

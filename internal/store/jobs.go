@@ -241,9 +241,15 @@ const (
 	CheckpointNICs      = jfNICs
 )
 
-// SaveCheckpoint records a stage's result and marks the stage done, in one write.
+// SaveCheckpoint records a stage's result, marks the stage done and the next one current,
+// in one write.
 func (s *Store) SaveCheckpoint(ctx context.Context, uuid, stage, kind string, v any) error {
 	fields := []any{jfDone + stage, "1"}
+	for i, st := range job.Stages {
+		if st == stage && i+1 < len(job.Stages) {
+			fields = append(fields, jfStage, job.Stages[i+1])
+		}
+	}
 	if kind != "" {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -311,15 +317,6 @@ func (s *Store) RequestCancel(ctx context.Context, uuid string) (bool, error) {
 		return false, err
 	}
 	return true, s.rdb.Publish(ctx, ChannelJobCancel, uuid).Err()
-}
-
-// CancelRequested reports whether a job was flagged for cancellation.
-func (s *Store) CancelRequested(ctx context.Context, uuid string) (bool, error) {
-	v, err := s.rdb.HGet(ctx, keyJob(uuid), jfCancel).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	return v == "1", err
 }
 
 // lockScript takes or renews a job's execution lock for a token. KEYS: lock. ARGV: token, ms.

@@ -1,0 +1,181 @@
+// Package bench measures the figures vmrestore competes on, each beside a reference measured
+// in the same run on the same machine (absolute times on a shared machine are noise):
+// orchestration throughput against asynq's own ceiling, synchronous-wait overhead, clone
+// throughput against cp, placement latency on a 10,000-host site, plan submission and
+// progress at 10,000 groups, and memory with 10,000 jobs queued. cmd/vmrestore-bench runs it
+// (make bench, make bench-quick).
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"text/tabwriter"
+	"time"
+)
+
+// Figure is one measured value, with the side-by-side reference when there is one.
+type Figure struct {
+	Name      string   `json:"name"`
+	Value     *float64 `json:"value"`
+	Unit      string   `json:"unit"`
+	Reference *float64 `json:"reference"`
+	Ratio     *float64 `json:"ratio"`
+	Target    string   `json:"target"`
+	Met       *bool    `json:"met"`
+	// Note says what was measured, or why the figure is n/a.
+	Note string `json:"note,omitempty"`
+}
+
+func num(v float64) *float64 { return &v }
+
+// figure builds a Figure; ref may be nil. met, when not nil, decides against the target.
+func figure(name string, value float64, unit string, ref *float64, target string, met func(v, ratio float64) bool, note string) Figure {
+	f := Figure{Name: name, Value: num(round(value)), Unit: unit, Reference: ref, Target: target, Note: note}
+	ratio := math.NaN()
+	if ref != nil && *ref != 0 {
+		ratio = value / *ref
+		f.Ratio = num(round(ratio))
+	}
+	if met != nil {
+		m := met(value, ratio)
+		f.Met = &m
+	}
+	return f
+}
+
+// unavailable is a figure that could not be measured, with the reason.
+func unavailable(name, unit, target, why string) Figure {
+	return Figure{Name: name, Unit: unit, Target: target, Note: "n/a: " + why}
+}
+
+func round(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	p := math.Pow(10, 3-math.Ceil(math.Log10(math.Abs(v)+1e-12)))
+	if p < 1 {
+		p = 1
+	}
+	return math.Round(v*p) / p
+}
+
+// Config sizes a run.
+type Config struct {
+	Quick bool
+	// Dir is where files are written (a real disk, not tmpfs, for the clone figures).
+	Dir string
+	// Log receives progress lines.
+	Log io.Writer
+}
+
+func (c Config) pick(full, quick int) int {
+	if c.Quick {
+		return quick
+	}
+	return full
+}
+
+func (c Config) logf(format string, args ...any) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+// Run measures every figure. A figure that fails is reported n/a with the error, the others
+// still run.
+func Run(ctx context.Context, c Config) []Figure {
+	var out []Figure
+	steps := []struct {
+		name string
+		fn   func(context.Context, Config) ([]Figure, error)
+	}{
+		{"orchestration", orchestration},
+		{"synchronous overhead", syncOverhead},
+		{"clone", cloneThroughput},
+		{"placement", placementLatency},
+		{"plans", plans},
+		{"memory", memory},
+	}
+	for _, s := range steps {
+		c.logf("measuring %s", s.name)
+		figs, err := s.fn(ctx, c)
+		if err != nil {
+			c.logf("%s failed: %v", s.name, err)
+			out = append(out, unavailable(s.name, "", "", err.Error()))
+			continue
+		}
+		out = append(out, figs...)
+	}
+	return out
+}
+
+// PrintTable writes the figures as an aligned table.
+func PrintTable(w io.Writer, figs []Figure) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tREFERENCE\tRATIO\tTARGET\tMET\tNOTE")
+	for _, f := range figs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, fmtNum(f.Value), f.Unit, fmtNum(f.Reference),
+			fmtNum(f.Ratio), f.Target, fmtMet(f.Met), f.Note)
+	}
+	tw.Flush()
+}
+
+func fmtNum(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
+}
+
+func fmtMet(m *bool) string {
+	switch {
+	case m == nil:
+		return "n/a"
+	case *m:
+		return "yes"
+	}
+	return "NO"
+}
+
+// WriteJSON writes the figures as a JSON list to path.
+func WriteJSON(path string, figs []Figure) error {
+	b, err := json.MarshalIndent(figs, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// percentile of sorted durations, in milliseconds.
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return math.NaN()
+	}
+	return float64(sorted[int(p*float64(len(sorted)-1))].Microseconds()) / 1000
+}
+
+func sortDurations(d []time.Duration) []time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return math.NaN()
+	}
+	return s[len(s)/2]
+}
+
+func quickNote(c Config, full, quick string) string {
+	if c.Quick {
+		return quick
+	}
+	return full
+}

@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// concurrency is the worker concurrency of the orchestration figures, for restores and for
+// asynq's no-op reference alike.
+const concurrency = 50
+
+// orchestration: restores per second end to end (tiny volumes, simulator hypervisor) versus
+// asynq's own ceiling, no-op tasks through the same Redis at the same concurrency.
+func orchestration(ctx context.Context, c Config) ([]Figure, error) {
+	n := c.pick(2000, 300)
+	r, err := newRig(ctx, c, concurrency, true)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+
+	// Reference: asynq alone, no-op handler, same Redis, same concurrency and poll interval.
+	noop, err := asynqCeiling(ctx, r, n)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	jobs := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				status, body, err := r.restore(fmt.Sprintf("orch-%d", i), true)
+				if err != nil || status != 202 {
+					failed.Store(fmt.Sprintf("submit %d: %d %s %v", i, status, body, err))
+					return
+				}
+				jobs[i] = jobOf(body)
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f != nil {
+		return nil, fmt.Errorf("%v", f)
+	}
+	end, err := r.waitJobs(ctx, jobs, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	rate := float64(n) / end.Sub(start).Seconds()
+	c.logf("%d restores in %v (%.0f/s); asynq no-op %.0f/s", n, end.Sub(start).Round(time.Millisecond), rate, noop)
+	return []Figure{figure("orchestration throughput", rate, "restores/s", num(round(noop)), "ratio ≥ 0.20",
+		func(_, ratio float64) bool { return ratio >= 0.20 },
+		fmt.Sprintf("%d restores, concurrency %d, one worker; reference: asynq no-op tasks, same Redis and concurrency", n, concurrency))}, nil
+}
+
+// asynqCeiling runs n no-op tasks through an asynq server of the same concurrency and poll
+// interval as vmrestore's workers and returns tasks per second.
+func asynqCeiling(ctx context.Context, r *rig, n int) (float64, error) {
+	rdb := r.redis.Client()
+	defer rdb.Close()
+	var done atomic.Int64
+	finished := make(chan struct{})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: concurrency, Queues: map[string]int{"bench-noop": 1},
+		TaskCheckInterval: r.cfg.TaskCheckInterval, LogLevel: asynq.ErrorLevel})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc("noop", func(context.Context, *asynq.Task) error {
+		if done.Add(1) == int64(n) {
+			close(finished)
+		}
+		return nil
+	})
+	if err := srv.Start(mux); err != nil {
+		return 0, err
+	}
+	defer srv.Shutdown()
+	client := asynq.NewClientFromRedisClient(rdb)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	errs := make(chan error, 16)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if _, err := client.EnqueueContext(ctx, asynq.NewTask("noop", nil), asynq.Queue("bench-noop")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Minute):
+		return 0, fmt.Errorf("asynq processed %d of %d no-op tasks", done.Load(), n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}

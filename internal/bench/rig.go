@@ -1,0 +1,236 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/vmrestore/vmrestore/internal/app"
+	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/backup"
+	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/clone"
+	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/store"
+)
+
+// Identities of the benchmark site.
+const (
+	benchGroup    = "be0c4000be0c4000be0c4000be0c4000"
+	benchL3       = "be0c4003be0c4003be0c4003be0c4003"
+	benchPassword = "bench-admin-password"
+)
+
+// rig is a vmrestore on a private redis-server: api and worker in this process, restoring a
+// tiny group onto a site large enough for thousands of VMs.
+type rig struct {
+	c       Config
+	redis   *redistest.Server
+	dir     string
+	cfg     app.Config
+	api     *app.API
+	worker  *app.Worker
+	base    string
+	session string
+}
+
+func benchSite(dir string) *catalog.Site {
+	zone, cl, l2, ps := "be0c4001be0c4001be0c4001be0c4001", "be0c4002be0c4002be0c4002be0c4002", "be0c4004be0c4004be0c4004be0c4004", "be0c4005be0c4005be0c4005be0c4005"
+	s := &catalog.Site{
+		Zones:    []catalog.Zone{{UUID: zone, Name: "bench"}},
+		Clusters: []catalog.Cluster{{UUID: cl, Name: "bench", ZoneUUID: zone, L2NetworkUUIDs: []string{l2}, PrimaryStorageUUIDs: []string{ps}}},
+		PrimaryStorages: []catalog.PrimaryStorage{{UUID: ps, Name: "bench-nfs", ZoneUUID: zone, Type: catalog.PSNFS,
+			URL: filepath.Join(dir, "primary"), TotalCapacity: 1 << 50}},
+		BackupStorages: []catalog.BackupStorage{{UUID: "be0c4006be0c4006be0c4006be0c4006", Name: "bench-bs", URL: filepath.Join(dir, "backup"), MaxConcurrentClones: 1000}},
+		L2Networks:     []catalog.L2Network{{UUID: l2, Name: "bench", ZoneUUID: zone}},
+		L3Networks: []catalog.L3Network{{UUID: benchL3, Name: "bench", L2NetworkUUID: l2, IPRanges: []catalog.IPRange{{
+			UUID: "be0c4007be0c4007be0c4007be0c4007", StartIP: "10.200.0.10", EndIP: "10.200.255.250", Netmask: "255.255.0.0", Gateway: "10.200.0.1"}}}},
+	}
+	for i := 0; i < 20; i++ {
+		s.Hosts = append(s.Hosts, catalog.Host{UUID: fmt.Sprintf("be0c40%026x", i), Name: fmt.Sprintf("bench-%d", i), ClusterUUID: cl, CPUNum: 64, MemorySize: 4 << 40})
+	}
+	return s
+}
+
+// writeBenchGroup writes a group with a 1 GiB (virtual) qcow2 root of a few clusters.
+func writeBenchGroup(storage string) error {
+	dir := backup.GroupDir(storage, benchGroup)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	file := "be0c4008be0c4008be0c4008be0c4008.qcow2"
+	if err := demosite.WriteQcow2(filepath.Join(dir, file), 1<<30, 2, benchGroup); err != nil {
+		return err
+	}
+	sum, err := clone.SumFile(filepath.Join(dir, file), clone.XXH3Chunked)
+	if err != nil {
+		return err
+	}
+	g := backup.Group{GroupUUID: benchGroup, Name: "bench", VM: backup.SourceVM{Name: "bench", CPUNum: 1, MemorySize: 1 << 30},
+		Volumes: []backup.Volume{{UUID: "be0c4008be0c4008be0c4008be0c4008", Type: "Root", Format: "qcow2", Size: 1 << 30, File: file,
+			Checksum: &backup.Checksum{Algorithm: clone.XXH3Chunked, Value: sum}}}}
+	b, _ := json.Marshal(g)
+	return os.WriteFile(filepath.Join(dir, "group.json"), b, 0o640)
+}
+
+// newRig starts redis, writes the site, and starts the api (and a worker of the given
+// concurrency unless workers is 0).
+func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig, error) {
+	r := &rig{c: c}
+	var err error
+	if r.dir, err = os.MkdirTemp(c.Dir, "vmrestore-bench-"); err != nil {
+		return nil, err
+	}
+	if r.redis, err = redistest.StartShared(); err != nil {
+		return nil, err
+	}
+	site := benchSite(r.dir)
+	os.MkdirAll(filepath.Join(r.dir, "primary"), 0o750)
+	if err := writeBenchGroup(filepath.Join(r.dir, "backup")); err != nil {
+		r.close()
+		return nil, err
+	}
+	b, _ := yaml.Marshal(site)
+	siteFile := filepath.Join(r.dir, "site.yaml")
+	if err := os.WriteFile(siteFile, b, 0o640); err != nil {
+		r.close()
+		return nil, err
+	}
+	r.cfg, err = app.LoadConfig("bench", nil, func(k string) string {
+		return map[string]string{"REDIS_ADDR": r.redis.Addr, "VMRESTORE_SITE": siteFile, "VMRESTORE_HTTP_ADDR": "127.0.0.1:0",
+			"VMRESTORE_METRICS_ADDR": "127.0.0.1:0", "VMRESTORE_ADMIN_PASSWORD": benchPassword,
+			"VMRESTORE_CONCURRENCY": fmt.Sprint(concurrency), "VMRESTORE_LOG_LEVEL": "error"}[k]
+	}, io.Discard)
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if r.api, err = app.StartAPI(ctx, r.cfg, io.Discard, log); err != nil {
+		r.close()
+		return nil, err
+	}
+	r.base = "http://" + r.api.Addr
+	if workers {
+		if err := r.startWorker(ctx); err != nil {
+			r.close()
+			return nil, err
+		}
+	}
+	if r.session, err = r.login(); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *rig) startWorker(ctx context.Context) error {
+	w, err := app.StartWorker(ctx, r.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return err
+	}
+	r.worker = w
+	// The worker indexes the backup storage at start; restores read group.json directly.
+	return nil
+}
+
+func (r *rig) close() {
+	if r.worker != nil {
+		r.worker.Stop()
+	}
+	if r.api != nil {
+		r.api.Stop()
+	}
+	if r.redis != nil {
+		r.redis.Kill()
+	}
+	if r.dir != "" {
+		os.RemoveAll(r.dir)
+	}
+}
+
+func (r *rig) store() *store.Store { return r.api.Store }
+
+func (r *rig) login() (string, error) {
+	body := fmt.Sprintf(`{"logInByAccount":{"accountName":"admin","password":%q}}`, auth.SHA512Hex(benchPassword))
+	req, _ := http.NewRequest("PUT", r.base+"/zstack/v1/accounts/login", bytes.NewReader([]byte(body)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct{ Inventory struct{ UUID string } }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Inventory.UUID == "" {
+		return "", fmt.Errorf("login: %d %v", resp.StatusCode, err)
+	}
+	return out.Inventory.UUID, nil
+}
+
+// restore submits one restore of the bench group; async asks for an immediate 202.
+func (r *rig) restore(name string, async bool) (int, []byte, error) {
+	body := fmt.Sprintf(`{"params":{"name":%q,"cpuNum":1,"memorySize":1073741824,"l3NetworkUuids":[%q]}}`, name, benchL3)
+	req, _ := http.NewRequest("POST", r.base+"/zstack/v1/vm-instances/from/vm-backups/"+benchGroup, bytes.NewReader([]byte(body)))
+	req.Header.Set("Authorization", "OAuth "+r.session)
+	req.Header.Set("Content-Type", "application/json")
+	if async {
+		req.Header.Set("Prefer", "respond-async")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// jobOf extracts the job uuid of a 202 answer.
+func jobOf(body []byte) string {
+	var a struct{ Location string }
+	json.Unmarshal(body, &a)
+	if len(a.Location) < 32 {
+		return ""
+	}
+	return a.Location[len(a.Location)-32:]
+}
+
+// waitJobs waits until every job has ended, and returns when the last ended.
+func (r *rig) waitJobs(ctx context.Context, jobs []string, within time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(within)
+	pending := append([]string(nil), jobs...)
+	var last time.Time
+	for len(pending) > 0 {
+		if time.Now().After(deadline) {
+			return last, fmt.Errorf("%d of %d jobs did not end within %v", len(pending), len(jobs), within)
+		}
+		next := pending[:0]
+		for _, j := range pending {
+			st, err := r.store().GetJobStatus(ctx, j)
+			if err != nil || !st.State.Terminal() {
+				next = append(next, j)
+				continue
+			}
+			if st.State != "succeeded" {
+				return last, fmt.Errorf("job %s ended %s: %v", j, st.State, st.Error)
+			}
+		}
+		if len(next) < len(pending) {
+			last = time.Now()
+		}
+		pending = next
+		if len(pending) > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return last, nil
+}
