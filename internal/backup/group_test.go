@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/backup"
+	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -259,9 +260,10 @@ func TestCheckFileName(t *testing.T) {
 	}
 }
 
-func TestSupportedDigests(t *testing.T) {
-	if got := backup.SupportedDigests(); !reflect.DeepEqual(got, []string{"sha256"}) {
-		t.Fatalf("SupportedDigests() = %v", got)
+// group.json may name exactly the algorithms the clone engine verifies.
+func TestSupportedDigestsAreTheCloneEngines(t *testing.T) {
+	if got, want := backup.SupportedDigests(), clone.Algorithms(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("SupportedDigests() = %v, clone.Algorithms() = %v", got, want)
 	}
 }
 
