@@ -153,7 +153,7 @@ func TestParseRejects(t *testing.T) {
 		{"upper-case checksum", func(g *backup.Group) { g.Volumes[0].SHA256 = strings.ToUpper(sum) }, "volumes[0]: sha256 checksum \"" + strings.ToUpper(sum) + "\" is not lowercase hex"},
 		{"non-hex checksum", func(g *backup.Group) { g.Volumes[0].SHA256 = strings.Repeat("g", 64) }, "is not lowercase hex"},
 		{"unsupported algorithm", func(g *backup.Group) { g.Volumes[2].Checksum.Algorithm = "md5" },
-			`volumes[2]: checksum algorithm "md5" is not supported (use sha256)`},
+			`volumes[2]: checksum algorithm "md5" is not supported (use blake3, blake3-chunked-64k, sha256, xxh3-chunked-64k)`},
 		{"checksum object with bad value", func(g *backup.Group) { g.Volumes[2].Checksum.Value = sum + "00" },
 			"volumes[2]: sha256 checksum must be 64 hex characters, got 66"},
 		{"empty checksum object", func(g *backup.Group) { g.Volumes[2].Checksum = &backup.Checksum{} }, `checksum algorithm "" is not supported`},
