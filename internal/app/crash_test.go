@@ -141,6 +141,8 @@ func TestWorkerKilledMidCloneFinishesOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for asynq to recover the task (about a minute)")
 	}
+	// Most of its time is spent waiting for asynq to recover a task: let it overlap with other tests.
+	t.Parallel()
 	worker := binary(t, "worker")
 	const group = "c0ffee00c0ffee00c0ffee00c0ffee00"
 	e := newEnv(t, envOptions{noWorker: true, site: func(s *catalog.Site) {

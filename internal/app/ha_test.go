@@ -54,6 +54,8 @@ func TestSentinelFailoverMidRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a Sentinel failover")
 	}
+	// Most of its time is spent waiting for asynq to recover a task: let it overlap with other tests.
+	t.Parallel()
 	sen := redistest.StartSentinel(t)
 	e := newEnv(t, envOptions{
 		redis: func(c *app.Config) { c.RedisAddr, c.RedisMasterName = sen.Sentinel.Addr, sen.MasterName },
