@@ -72,9 +72,12 @@ func redisClient(c Config) (redis.UniversalClient, error) {
 		SentinelPassword: c.RedisSentinelPass,
 		IsClusterMode:    c.RedisCluster,
 		DialTimeout:      time.Second,
-		ReadTimeout:      time.Second,
-		WriteTimeout:     time.Second,
-		PoolSize:         max(4*c.Concurrency, 40),
+		// One dial attempt per command try: go-redis's default of five, with back-off,
+		// keeps a caller waiting almost two seconds for a Redis that refuses connections.
+		DialerRetries: 1,
+		ReadTimeout:   time.Second,
+		WriteTimeout:  time.Second,
+		PoolSize:      max(4*c.Concurrency, 40),
 	}
 	for i := range opt.Addrs {
 		opt.Addrs[i] = strings.TrimSpace(opt.Addrs[i])
@@ -374,6 +377,10 @@ type workerParts struct {
 	cache    *store.CatalogCache
 	srv      *asynq.Server
 	stopOnce sync.Once
+	// running counts handlers that have not returned: asynq's Shutdown hands their tasks
+	// back and cancels them without waiting, and their last Redis writes (the job lock's
+	// release) must happen before Redis is closed.
+	running sync.WaitGroup
 }
 
 func newWorker(c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
@@ -396,6 +403,13 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		CloneParallelism: w.c.CloneParallelism,
 	}
 	mux := asynq.NewServeMux()
+	mux.Use(func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			w.running.Add(1)
+			defer w.running.Done()
+			return next.ProcessTask(ctx, t)
+		})
+	})
 	mux.HandleFunc(queue.TypeRestore, p.Handle)
 	mux.HandleFunc(queue.TypeWebHook, p.DeliverWebHook)
 	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log}
@@ -418,9 +432,22 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	return nil
 }
 
-// stop hands running jobs back within the shutdown timeout.
+// handlersWait bounds how long a stopping worker waits for cancelled handlers to return.
+const handlersWait = 3 * time.Second
+
+// stop hands running jobs back within the shutdown timeout, then waits (bounded) for their
+// handlers to release what they hold, so that another worker can take the jobs at once.
 func (w *workerParts) stop() {
-	w.stopOnce.Do(func() { w.srv.Shutdown() })
+	w.stopOnce.Do(func() {
+		w.srv.Shutdown()
+		done := make(chan struct{})
+		go func() { w.running.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(handlersWait):
+			w.log.Warn("some restores did not stop in time; their jobs wait for their locks to expire", "waited", handlersWait.String())
+		}
+	})
 }
 
 // Worker is a running worker process.

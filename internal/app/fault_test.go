@@ -1121,7 +1121,17 @@ func TestRedisDownAnswers503Fast(t *testing.T) {
 	var slowest time.Duration
 	for _, l := range locs {
 		p := e.poll(l, 3*time.Minute)
-		mustf(t, p.status == 200, "job acknowledged before the outage: %d %s", p.status, p.body)
+		if p.status != 200 {
+			j := l[strings.LastIndex(l, "/")+1:]
+			rec, _ := e.store.GetJob(ctx, j)
+			info, ierr := queue.Inspector(e.redis.Client()).GetTaskInfo(queue.QueueRestore, j)
+			task := fmt.Sprint(ierr)
+			if info != nil {
+				task = fmt.Sprintf("state %v, retried %d, last error %q, next %v", info.State, info.Retried, info.LastErr, info.NextProcessAt)
+			}
+			t.Fatalf("job %s acknowledged before the outage: %d %s\n  job record: %+v\n  asynq task: %s\nworker output:\n%s",
+				j, p.status, p.body, rec, task, w.output())
+		}
 		inv := p.json()["inventory"].(map[string]any)
 		checkRestoredFiles(t, e, tinyGroup, inv)
 		addVolumes(inv)

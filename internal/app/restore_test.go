@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/queue"
 )
 
 // checkRestoredFiles compares every restored volume with its backup, byte for byte.
@@ -113,6 +115,34 @@ func TestAsyncRestoreAnswers202ThenPollsTo200(t *testing.T) {
 	mustf(t, nf.status == 404 && string(nf.body) == "the job has been expired", "unknown job: %d %q", nf.status, nf.body)
 	m := e.do("DELETE", "/zstack/v1/api-jobs/"+loc[strings.LastIndex(loc, "/")+1:], e.session, nil, nil)
 	mustf(t, m.status == 405, "DELETE on api-jobs: %d %s", m.status, m.body)
+}
+
+// TestAttemptStoppedBeforeTheFinishEndsTheJob runs a restore, then puts its record back the
+// way an attempt leaves it when Redis goes away between the commit's writes and the job's end
+// (every stage marked done, the commit included, the job still running), and runs the task
+// again: the job must end with its VM, not be dropped as having nothing left to do.
+func TestAttemptStoppedBeforeTheFinishEndsTheJob(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-refinish"), map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "want 202, got %d: %s", r.status, r.body)
+	loc := str(r.json(), "location")
+	first := e.poll(loc, 30*time.Second)
+	mustf(t, first.status == 200, "first run: %d %s", first.status, first.body)
+	vm := str(first.json()["inventory"].(map[string]any), "uuid")
+
+	ctx := context.Background()
+	jobUUID := loc[strings.LastIndex(loc, "/")+1:]
+	rdb := e.redis.Client()
+	key := "vmr:job:" + jobUUID
+	mustf(t, rdb.HSet(ctx, key, "state", "running", "cp:done:commit", "1").Err() == nil, "rewind the record")
+	mustf(t, rdb.HDel(ctx, key, "result", "finished").Err() == nil, "rewind the record")
+	mustf(t, e.poll(loc, 0).status == 202, "the rewound job must poll as running")
+	mustf(t, queue.NewClient(rdb, 3).EnqueueRestore(ctx, jobUUID, time.Now().Add(time.Hour)) == nil, "enqueue the task again")
+
+	again := e.poll(loc, 30*time.Second)
+	mustf(t, again.status == 200, "the interrupted job did not end: %d %s", again.status, again.body)
+	mustf(t, str(again.json()["inventory"].(map[string]any), "uuid") == vm, "the job ended with another VM: %s", again.body)
+	e.checkInvariants()
 }
 
 func TestPreferWaitDegradesTo202(t *testing.T) {

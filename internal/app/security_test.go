@@ -187,6 +187,9 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 	mustf(t, len(e.do("GET", "/zstack/v1/vm-instances", b.session, nil, nil).json()["inventories"].([]any)) == 0, "bob lists alice's VMs")
 	mustf(t, len(e.do("GET", "/api/v1/plans", b.session, nil, nil).json()["plans"].([]any)) == 0, "bob lists alice's plans")
 	mustf(t, len(e.do("GET", "/zstack/v1/volume-backups?q=groupUuid="+group, b.session, nil, nil).json()["inventories"].([]any)) == 0, "bob lists alice's backups")
+	// Alice's second restore ran in the background; under load it may still be going.
+	done := e.poll(str(jr.json(), "location"), 2*time.Minute)
+	mustf(t, done.status == 200, "alice's async restore: %d %s", done.status, done.body)
 	mustf(t, len(e.do("GET", "/zstack/v1/vm-instances", e.session, nil, nil).json()["inventories"].([]any)) >= 2, "admin sees every VM")
 	for _, op := range []string{"cancel", "pause", "resume", "retry"} {
 		r := e.do("POST", "/api/v1/plans/"+planUUID+"/"+op, b.session, nil, nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/queue"
+	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -283,6 +284,10 @@ func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog
 	case errors.As(err, &dstErr):
 		return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
 			"cannot write %s to primary storage[uuid:%s]: %v", what, ps.UUID, dstErr.Err))
+	case store.Unavailable(err):
+		// The bandwidth reservation could not reach Redis: the copy pauses, not fails.
+		outcome = "cancelled"
+		return job.ClonedFile{}, fmt.Errorf("copy of %s paused: %w", what, err)
 	}
 	return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodeVolumeBackup, "%s: %v", what, err))
 }

@@ -34,9 +34,8 @@ func (p *Pipeline) commit(ctx context.Context, ix *catalog.Index, rec *job.Recor
 	if err != nil {
 		return err
 	}
-	if err := p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageCommit, "", nil); err != nil {
-		return err
-	}
+	// No checkpoint of its own: finishing the job is the commit's checkpoint. (One written
+	// before FinishJob would make an attempt interrupted in between skip the finish.)
 	if _, err = p.Store.FinishJob(ctx, rec.UUID, job.Succeeded, b, nil); err != nil {
 		return err
 	}

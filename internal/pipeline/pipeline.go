@@ -54,7 +54,7 @@ var (
 )
 
 // Handle is the asynq handler for restore tasks.
-func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
+func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	jobUUID := string(t.Payload())
 	if !zstack.IsUUID(jobUUID) {
 		return fmt.Errorf("restore task with payload %q is not a job uuid: %w", jobUUID, asynq.SkipRetry)
@@ -65,12 +65,17 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 	token := zstack.NewUUID()
 	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
 	if err != nil {
-		return err
+		return p.outage(ctx, log, err)
 	}
 	if !ok {
 		return fmt.Errorf("job %s runs on another worker: %w", jobUUID, queue.ErrBusy)
 	}
-	defer p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
+	defer func() {
+		// After an outage, wait for Redis first, or the unlock would fail too and the
+		// job would wait out the lock's TTL.
+		err = p.outage(ctx, log, err)
+		p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
+	}()
 
 	work, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -125,6 +130,9 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 		log.Warn("restore interrupted; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
 		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
 	}
+	if store.Unavailable(err) {
+		return err // handed back by the deferred outage, not counted as a failure
+	}
 	if ec, ok := zstack.AsErrorCode(err); ok {
 		return p.fail(ctx, rec, job.Failed, ec)
 	}
@@ -138,6 +146,25 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) error {
 	}
 	return p.fail(ctx, rec, job.Failed, zstack.Operation(zstack.Errorf(zstack.CodeInternal,
 		"the %s stage kept failing and its retries are exhausted: %v", rec.Stage, err)))
+}
+
+// outageWait bounds how long a handler whose stage lost Redis waits for it to come back.
+const outageWait = 30 * time.Second
+
+// outage turns an error that says Redis is unreachable into a busy hand-back, after waiting
+// (bounded) for Redis to answer again; other errors pass unchanged. Waiting matters: asynq
+// schedules the retry with a Redis write, and when that write fails the task is left to
+// asynq's lease recovery, minutes later. An outage is nobody's fault, so it does not count
+// against the job's retries; the job resumes from its last checkpoint.
+func (p *Pipeline) outage(ctx context.Context, log *slog.Logger, err error) error {
+	if !store.Unavailable(err) || errors.Is(err, queue.ErrBusy) {
+		return err
+	}
+	log.Warn("Redis is unreachable; the restore resumes from its last checkpoint when it is back", "err", err)
+	if !p.Store.WaitReachable(ctx, outageWait) && ctx.Err() == nil {
+		log.Warn("Redis is still unreachable; the job is left to the queue's recovery", "waited", outageWait.String())
+	}
+	return fmt.Errorf("%w: %w", err, queue.ErrBusy)
 }
 
 // keepLock renews the job lock until ctx ends; losing it stops the work.
@@ -169,7 +196,9 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 	}
 	first := true
 	for _, stage := range job.Stages {
-		if rec.Checkpoints.StageDone(stage) {
+		// The commit always runs: it ends the job, and a job that is not ended has not
+		// committed, whatever checkpoint an earlier version recorded.
+		if stage != job.StageCommit && rec.Checkpoints.StageDone(stage) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
