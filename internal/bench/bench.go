@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -71,6 +72,42 @@ type Config struct {
 	Dir string
 	// Log receives progress lines.
 	Log io.Writer
+	// Only, when not empty, names the steps to run (see Steps); the others are skipped.
+	Only []string
+}
+
+// steps are the measurements, in the order Run takes them.
+var steps = []struct {
+	name string
+	fn   func(context.Context, Config) ([]Figure, error)
+}{
+	{"orchestration", orchestration},
+	{"synchronous overhead", syncOverhead},
+	{"clone", cloneThroughput},
+	{"placement", placementLatency},
+	{"plans", plans},
+	{"memory", memory},
+}
+
+// Steps names the measurement steps in the order Run takes them.
+func Steps() []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.name
+	}
+	return out
+}
+
+func (c Config) runs(step string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	for _, o := range c.Only {
+		if strings.EqualFold(strings.TrimSpace(o), step) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c Config) pick(full, quick int) int {
@@ -90,18 +127,10 @@ func (c Config) logf(format string, args ...any) {
 // still run.
 func Run(ctx context.Context, c Config) []Figure {
 	var out []Figure
-	steps := []struct {
-		name string
-		fn   func(context.Context, Config) ([]Figure, error)
-	}{
-		{"orchestration", orchestration},
-		{"synchronous overhead", syncOverhead},
-		{"clone", cloneThroughput},
-		{"placement", placementLatency},
-		{"plans", plans},
-		{"memory", memory},
-	}
 	for _, s := range steps {
+		if !c.runs(s.name) {
+			continue
+		}
 		c.logf("measuring %s", s.name)
 		figs, err := s.fn(ctx, c)
 		if err != nil {
