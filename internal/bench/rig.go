@@ -20,6 +20,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
 )
@@ -204,33 +205,44 @@ func jobOf(body []byte) string {
 	return a.Location[len(a.Location)-32:]
 }
 
-// waitJobs waits until every job has ended, and returns when the last ended.
-func (r *rig) waitJobs(ctx context.Context, jobs []string, within time.Duration) (time.Time, error) {
+// jobTimes sums where the jobs' time went: waiting in the queue (created to started) and
+// running (started to finished).
+type jobTimes struct{ queued, running time.Duration }
+
+func (t jobTimes) String() string { return fmt.Sprintf("queued %v, running %v", t.queued, t.running) }
+
+// waitJobs waits until every job has ended and returns the moment the last one ended (the
+// latest FinishedAt of their records) and the jobs' mean times. It watches one job at a time, the oldest still
+// running, so that watching costs the workers one Redis round trip per poll, not one per job.
+func (r *rig) waitJobs(ctx context.Context, jobs []string, within time.Duration) (time.Time, jobTimes, error) {
 	deadline := time.Now().Add(within)
-	pending := append([]string(nil), jobs...)
-	var last time.Time
-	for len(pending) > 0 {
+	for i := 0; i < len(jobs); {
 		if time.Now().After(deadline) {
-			return last, fmt.Errorf("%d of %d jobs did not end within %v", len(pending), len(jobs), within)
+			return time.Time{}, jobTimes{}, fmt.Errorf("%d of %d jobs did not end within %v", len(jobs)-i, len(jobs), within)
 		}
-		next := pending[:0]
-		for _, j := range pending {
-			st, err := r.store().GetJobStatus(ctx, j)
-			if err != nil || !st.State.Terminal() {
-				next = append(next, j)
-				continue
-			}
-			if st.State != "succeeded" {
-				return last, fmt.Errorf("job %s ended %s: %v", j, st.State, st.Error)
-			}
+		st, err := r.store().GetJobStatus(ctx, jobs[i])
+		if err != nil || !st.State.Terminal() {
+			time.Sleep(5 * time.Millisecond)
+			continue
 		}
-		if len(next) < len(pending) {
-			last = time.Now()
-		}
-		pending = next
-		if len(pending) > 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
+		i++
 	}
-	return last, nil
+	var last time.Time
+	var sum jobTimes
+	for _, j := range jobs {
+		rec, err := r.store().GetJob(ctx, j)
+		if err != nil {
+			return last, sum, fmt.Errorf("job %s: %w", j, err)
+		}
+		if rec.State != job.Succeeded {
+			return last, sum, fmt.Errorf("job %s ended %s: %v", j, rec.State, rec.Error)
+		}
+		if rec.FinishedAt.After(last) {
+			last = rec.FinishedAt
+		}
+		sum.queued += rec.StartedAt.Sub(rec.CreatedAt)
+		sum.running += rec.FinishedAt.Sub(rec.StartedAt)
+	}
+	n := time.Duration(max(len(jobs), 1))
+	return last, jobTimes{queued: (sum.queued / n).Round(time.Millisecond / 10), running: (sum.running / n).Round(time.Millisecond / 10)}, nil
 }
