@@ -121,21 +121,22 @@ func (s *Server) createVMFromBackup() echo.HandlerFunc {
 				return s.answerRepeat(c, sess, req, prev, hook)
 			}
 		}
-		undoResource := func() {
-			if req.ResourceUUID != "" {
-				_ = s.Store.ReleaseResource(context.WithoutCancel(ctx), req.ResourceUUID, binding)
-			}
-		}
 		if err := s.Store.CreateJob(ctx, rec); err != nil {
-			undoResource()
+			if req.ResourceUUID != "" {
+				s.undo(ctx, "release resourceUuid "+req.ResourceUUID, func(ctx context.Context) error {
+					return s.Store.ReleaseResource(ctx, req.ResourceUUID, binding)
+				})
+			}
 			if errors.Is(err, store.ErrJobExists) {
 				return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", jobUUID)
 			}
 			return err
 		}
 		if err := s.Queue.EnqueueRestore(ctx, jobUUID, rec.Deadline()); err != nil {
-			_ = s.Store.DeleteJob(context.WithoutCancel(ctx), jobUUID)
-			undoResource()
+			s.undo(ctx, "abandon job "+jobUUID, func(ctx context.Context) error {
+				_, err := s.Store.AbandonJob(ctx, jobUUID, req.ResourceUUID, binding)
+				return err
+			})
 			if errors.Is(err, queue.ErrDuplicate) {
 				return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", jobUUID)
 			}
@@ -254,4 +255,34 @@ func (s *Server) pollJob() echo.HandlerFunc {
 		}
 		return answerStatus(c, st)
 	}
+}
+
+// undoRetryFor bounds how long an undo that could not reach Redis is retried in the background.
+const undoRetryFor = 10 * time.Minute
+
+// undo runs the undo of a submission that failed half-way. When Redis is unreachable (the
+// likely reason the submission failed) it is retried in the background, every second, until
+// Redis answers: a request answered with an error must leave no job behind to run later, nor
+// a resourceUuid bound to a job that never runs.
+func (s *Server) undo(ctx context.Context, what string, fn func(context.Context) error) {
+	ctx = context.WithoutCancel(ctx)
+	err := fn(ctx)
+	if err == nil || !store.Unavailable(err) {
+		if err != nil {
+			s.Log.Error("undo of a failed submission failed", "undo", what, "err", err)
+		}
+		return
+	}
+	s.Log.Warn("Redis is unreachable; the undo of a failed submission is retried until it answers", "undo", what, "err", err)
+	go func() {
+		deadline := time.Now().Add(undoRetryFor)
+		for time.Now().Before(deadline) {
+			time.Sleep(time.Second)
+			if err = fn(ctx); err == nil {
+				s.Log.Info("undo of a failed submission done", "undo", what)
+				return
+			}
+		}
+		s.Log.Error("undo of a failed submission gave up; check the job with GET /api/v1/jobs/{uuid}", "undo", what, "err", err, "tried", undoRetryFor.String())
+	}()
 }

@@ -79,9 +79,35 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 	return nil
 }
 
-// DeleteJob removes a job record (used when its task could not be enqueued).
-func (s *Store) DeleteJob(ctx context.Context, uuid string) error {
-	return s.rdb.Del(ctx, keyJob(uuid)).Err()
+// abandonJobScript deletes a job record that no attempt has started: 1 when it deleted it,
+// 0 when there was none, -1 when an attempt has started.
+var abandonJobScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'state') == 'pending' and redis.call('HGET', KEYS[1], 'attempts') == '0' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return -1
+`)
+
+// AbandonJob undoes a submission whose task could not be queued: it deletes the job record,
+// unless an attempt has started (the task was queued after all, and the job runs as usual),
+// and releases the resourceUuid binding (skipped when resource is empty) unless the job runs.
+// It reports whether the job was left running; repeating it is harmless.
+func (s *Store) AbandonJob(ctx context.Context, uuid, resource string, b ResourceBinding) (running bool, err error) {
+	n, err := abandonJobScript.Run(ctx, s.rdb, []string{keyJob(uuid)}).Int()
+	if err != nil {
+		return false, fmt.Errorf("abandon job %s: %w", uuid, err)
+	}
+	if n < 0 {
+		return true, nil
+	}
+	if resource != "" {
+		if err := s.ReleaseResource(ctx, resource, b); err != nil {
+			return false, fmt.Errorf("release resourceUuid %s: %w", resource, err)
+		}
+	}
+	return false, nil
 }
 
 // GetJob reads a job with its checkpoints. ErrNotFound if it does not exist or expired.
