@@ -121,7 +121,10 @@ terminal. As ZStack clients do, only its SHA-512 is sent.`,
 			if err != nil {
 				return err
 			}
-			c := &client.Client{BaseURL: base, Timeout: a.timeout, UserAgent: "restorectl"}
+			c, err := a.newClient(base, "")
+			if err != nil {
+				return err
+			}
 			inv, err := c.Login(a.ctx, account, password)
 			if err != nil {
 				return err
@@ -221,7 +224,10 @@ func (a *cli) logoutCommand() *cobra.Command {
 				fmt.Fprintf(a.stdout, "Not logged in to %s\n", base)
 				return nil
 			}
-			c := &client.Client{BaseURL: base, Session: session, Timeout: a.timeout, UserAgent: "restorectl"}
+			c, err := a.newClient(base, session)
+			if err != nil {
+				return err
+			}
 			remoteErr := c.Logout(a.ctx, session)
 			if client.HasCode(remoteErr, zstack.CodeInvalidSession) {
 				remoteErr = nil // already expired or logged out: forgetting it is all there is to do

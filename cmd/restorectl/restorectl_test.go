@@ -25,6 +25,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/tlstest"
 )
 
 const adminPassword = "test-admin-password"
@@ -38,8 +39,15 @@ type harness struct {
 	api     *app.API
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness starts the harness; settings, if given, override the api's environment.
+func newHarness(t *testing.T, settings ...map[string]string) *harness {
 	t.Helper()
+	extra := map[string]string{}
+	for _, m := range settings {
+		for k, v := range m {
+			extra[k] = v
+		}
+	}
 	r := redistest.Start(t)
 	paths := demosite.PathsIn(t.TempDir())
 	if err := demosite.WriteBackups(paths.Backup); err != nil {
@@ -49,6 +57,9 @@ func newHarness(t *testing.T) *harness {
 		t.Fatalf("write demo site: %v", err)
 	}
 	cfg, err := app.LoadConfig("test", nil, func(k string) string {
+		if v, ok := extra[k]; ok {
+			return v
+		}
 		switch k {
 		case "REDIS_ADDR":
 			return r.Addr
@@ -93,7 +104,11 @@ func newHarness(t *testing.T) *harness {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return &harness{t: t, base: "http://" + api.Addr, cfgFile: filepath.Join(t.TempDir(), "restorectl", "session.json"), api: api}
+	scheme := "http://"
+	if extra["VMRESTORE_TLS_CERT_FILE"] != "" {
+		scheme = "https://"
+	}
+	return &harness{t: t, base: scheme + api.Addr, cfgFile: filepath.Join(t.TempDir(), "restorectl", "session.json"), api: api}
 }
 
 type result struct {
@@ -490,4 +505,19 @@ func brokenStreamProxy(t *testing.T, target string) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestCAFileTrustsAnHTTPSAPI: against an api serving HTTPS with a certificate no system CA
+// signed, restorectl refuses to talk until --ca-file names the certificate's CA.
+func TestCAFileTrustsAnHTTPSAPI(t *testing.T) {
+	certFile, keyFile, _ := tlstest.SelfSigned(t, t.TempDir())
+	h := newHarness(t, map[string]string{"VMRESTORE_TLS_CERT_FILE": certFile, "VMRESTORE_TLS_KEY_FILE": keyFile})
+
+	r := h.must(1, adminPassword+"\n", "login", "--password-stdin")
+	mustContain(t, r, "stderr", "certificate is not trusted here", "--ca-file")
+	r = h.must(1, adminPassword+"\n", "login", "--password-stdin", "--ca-file", keyFile)
+	mustContain(t, r, "stderr", "holds no PEM certificate")
+	h.must(0, adminPassword+"\n", "login", "--password-stdin", "--ca-file", certFile)
+	r = h.must(0, "", "vm", "list", "--ca-file", certFile)
+	h.must(0, "", "logout", "--ca-file", certFile)
 }

@@ -3,18 +3,10 @@ package app_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,6 +21,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/httpapi"
 	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/tlstest"
 )
 
 // publicRoutes need no session.
@@ -327,27 +320,6 @@ func mustJSON(s string) []byte {
 	return b
 }
 
-func selfSigned(tb testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	tb.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vmrestore-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	c, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(c)
-	return certFile, keyFile, pool
-}
-
 // lockedBuffer collects logs written from several goroutines.
 type lockedBuffer struct {
 	mu sync.Mutex
@@ -367,7 +339,7 @@ func (l *lockedBuffer) String() string {
 }
 
 func TestTLSMetricsTokenAndNoSecretsInLogs(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	certFile, keyFile, pool := tlstest.SelfSigned(t, t.TempDir())
 	e := newEnv(t, envOptions{noWorker: true})
 	// The env's api is plain HTTP; start a TLS one beside it on the same Redis.
 	var logs lockedBuffer

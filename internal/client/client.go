@@ -97,6 +97,8 @@ func (e *NetworkError) Hint() string {
 		return "nothing listens at that address: start the api (go run ./cmd/api) or fix --url (or RESTORECTL_URL)"
 	case strings.Contains(msg, "HTTP response to HTTPS client"):
 		return "the api speaks plain HTTP: use an http:// URL"
+	case strings.Contains(msg, "x509:") && (strings.Contains(msg, "unknown authority") || strings.Contains(msg, "not valid for")):
+		return "the api's certificate is not trusted here (an unknown CA, or not issued for this address): give its CA with --ca-file (or RESTORECTL_CA_FILE), or fix the host in --url"
 	case strings.Contains(msg, "malformed HTTP response"), strings.Contains(msg, "tls:"), strings.Contains(msg, "x509:"):
 		return "the address does not answer as the api does: check the scheme (http or https) and port of --url"
 	case errors.As(e.Err, &opErr):
