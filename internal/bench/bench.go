@@ -13,8 +13,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -99,15 +99,7 @@ func Steps() []string {
 }
 
 func (c Config) runs(step string) bool {
-	if len(c.Only) == 0 {
-		return true
-	}
-	for _, o := range c.Only {
-		if strings.EqualFold(strings.TrimSpace(o), step) {
-			return true
-		}
-	}
-	return false
+	return len(c.Only) == 0 || slices.Contains(c.Only, step)
 }
 
 func (c Config) pick(full, quick int) int {

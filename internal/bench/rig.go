@@ -205,15 +205,16 @@ func jobOf(body []byte) string {
 	return a.Location[len(a.Location)-32:]
 }
 
-// jobTimes sums where the jobs' time went: waiting in the queue (created to started) and
-// running (started to finished).
+// jobTimes is where the jobs' time went, on average: waiting in the queue (created to
+// started) and running (started to finished).
 type jobTimes struct{ queued, running time.Duration }
 
 func (t jobTimes) String() string { return fmt.Sprintf("queued %v, running %v", t.queued, t.running) }
 
 // waitJobs waits until every job has ended and returns the moment the last one ended (the
-// latest FinishedAt of their records) and the jobs' mean times. It watches one job at a time, the oldest still
-// running, so that watching costs the workers one Redis round trip per poll, not one per job.
+// latest FinishedAt of their records) and the jobs' mean times. It watches one job at a time,
+// the oldest still running, so that watching costs one Redis round trip per poll, not one per
+// job.
 func (r *rig) waitJobs(ctx context.Context, jobs []string, within time.Duration) (time.Time, jobTimes, error) {
 	deadline := time.Now().Add(within)
 	for i := 0; i < len(jobs); {

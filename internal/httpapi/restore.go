@@ -134,8 +134,7 @@ func (s *Server) createVMFromBackup() echo.HandlerFunc {
 		}
 		if err := s.Queue.EnqueueRestore(ctx, jobUUID, rec.Deadline()); err != nil {
 			s.undo(ctx, "abandon job "+jobUUID, func(ctx context.Context) error {
-				_, err := s.Store.AbandonJob(ctx, jobUUID, req.ResourceUUID, binding)
-				return err
+				return s.Store.AbandonJob(ctx, jobUUID, req.ResourceUUID, binding)
 			})
 			if errors.Is(err, queue.ErrDuplicate) {
 				return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", jobUUID)

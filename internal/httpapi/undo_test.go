@@ -48,8 +48,7 @@ func TestUndoOfAFailedSubmissionWaitsForRedis(t *testing.T) {
 		b              store.ResourceBinding
 	}{{orphan, "res-orphan", bo}, {started, "res-started", bs}} {
 		s.undo(ctx, "abandon job "+j.uuid, func(ctx context.Context) error {
-			_, err := st.AbandonJob(ctx, j.uuid, j.resource, j.b)
-			return err
+			return st.AbandonJob(ctx, j.uuid, j.resource, j.b)
 		})
 	}
 	time.Sleep(1500 * time.Millisecond) // a few background tries meet a closed port

@@ -90,24 +90,22 @@ end
 return -1
 `)
 
-// AbandonJob undoes a submission whose task could not be queued: it deletes the job record,
-// unless an attempt has started (the task was queued after all, and the job runs as usual),
-// and releases the resourceUuid binding (skipped when resource is empty) unless the job runs.
-// It reports whether the job was left running; repeating it is harmless.
-func (s *Store) AbandonJob(ctx context.Context, uuid, resource string, b ResourceBinding) (running bool, err error) {
+// AbandonJob undoes a submission whose task could not be queued: it deletes the job record
+// and releases the resourceUuid binding (skipped when resource is empty), unless an attempt
+// has started (the task was queued after all, and the job runs as usual). Repeating it is
+// harmless.
+func (s *Store) AbandonJob(ctx context.Context, uuid, resource string, b ResourceBinding) error {
 	n, err := abandonJobScript.Run(ctx, s.rdb, []string{keyJob(uuid)}).Int()
 	if err != nil {
-		return false, fmt.Errorf("abandon job %s: %w", uuid, err)
+		return fmt.Errorf("abandon job %s: %w", uuid, err)
 	}
-	if n < 0 {
-		return true, nil
+	if n < 0 || resource == "" {
+		return nil
 	}
-	if resource != "" {
-		if err := s.ReleaseResource(ctx, resource, b); err != nil {
-			return false, fmt.Errorf("release resourceUuid %s: %w", resource, err)
-		}
+	if err := s.ReleaseResource(ctx, resource, b); err != nil {
+		return fmt.Errorf("release resourceUuid %s: %w", resource, err)
 	}
-	return false, nil
+	return nil
 }
 
 // GetJob reads a job with its checkpoints. ErrNotFound if it does not exist or expired.
