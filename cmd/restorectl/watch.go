@@ -233,7 +233,7 @@ func (a *cli) summary(c *client.Client, final *plan.Report, out io.Writer) error
 		}
 		rest = " (" + countsText(others) + ")"
 	}
-	fmt.Fprintf(out, "plan %s (%s) %s: %d/%d VM(s) succeeded%s; %s restored%s\n", final.UUID, final.Name, final.State,
+	fmt.Fprintf(out, "plan %s (%s) %s: %d/%d VM(s) succeeded%s; %s of volumes (virtual size) restored%s\n", final.UUID, final.Name, final.State,
 		final.Counts["succeeded"], final.ItemCount, rest, bytesText(final.BytesDone), took)
 	if final.Reason != "" && final.State != "succeeded" {
 		fmt.Fprintf(out, "reason: %s\n", final.Reason)
