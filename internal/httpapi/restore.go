@@ -277,8 +277,12 @@ func (s *Server) undo(ctx context.Context, what string, fn func(context.Context)
 		deadline := time.Now().Add(undoRetryFor)
 		for time.Now().Before(deadline) {
 			time.Sleep(time.Second)
-			if err = fn(ctx); err == nil {
+			switch err = fn(ctx); {
+			case err == nil:
 				s.Log.Info("undo of a failed submission done", "undo", what)
+				return
+			case !store.Unavailable(err):
+				s.Log.Error("undo of a failed submission failed", "undo", what, "err", err)
 				return
 			}
 		}
