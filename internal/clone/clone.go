@@ -164,14 +164,15 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 	}
 
 	dir := filepath.Dir(dst)
-	_, statErr := os.Stat(dir)
-	createdDir := errors.Is(statErr, fs.ErrNotExist)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	createdDir, err := makeDir(dir)
+	if err != nil {
 		return res, &DestError{err}
 	}
 	part := dst + PartSuffix
-	if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return res, &DestError{fmt.Errorf("remove the partial file of an earlier attempt: %w", err)}
+	if !createdDir {
+		if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return res, &DestError{fmt.Errorf("remove the partial file of an earlier attempt: %w", err)}
+		}
 	}
 	out, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
@@ -556,6 +557,25 @@ func checkFormat(src *os.File, size int64, opt Options) error {
 		}
 	}
 	return nil
+}
+
+// makeDir makes dir and any missing parent, reporting whether dir itself was created. The
+// common case, a new volume folder in an existing one, costs one system call.
+func makeDir(dir string) (created bool, err error) {
+	err = os.Mkdir(dir, 0o750)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
+			return false, err
+		}
+		err = os.Mkdir(dir, 0o750)
+	}
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrExist):
+		return false, nil
+	}
+	return false, err
 }
 
 func syncDir(dir string) error {

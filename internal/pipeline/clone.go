@@ -65,7 +65,7 @@ type volProgress struct {
 
 // clone copies every volume backup to its install path, several at once, skipping volumes a
 // previous run finished. Progress (per volume and for the job) is written to the job record
-// every progressEvery while it runs, and once more at the end.
+// every progressEvery while it runs, and once more at the end, with the stage's checkpoint.
 func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	if justCreate(rec) {
 		return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageClone, "", nil)
@@ -81,8 +81,14 @@ func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record
 		ps   *catalog.PrimaryStorage
 		path string
 		prog *volProgress
+		src  *os.File
 	}
 	var todo []work
+	defer func() {
+		for _, w := range todo {
+			w.src.Close()
+		}
+	}()
 	vols := make([]*volProgress, len(r.Volumes))
 	for i, v := range r.Volumes {
 		ps := ix.PrimaryStorages[pl.VolumeStorage[v.UUID]]
@@ -102,55 +108,70 @@ func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record
 				continue
 			}
 		}
-		// The backup file's length is the progress total; a missing file fails here, before
-		// any copy starts.
-		n, err := p.sourceLength(bs, rec, v)
+		// Every backup file is opened before any copy starts, so a missing one fails the
+		// stage at once; its length is the progress total.
+		src, err := p.openSource(bs, rec, v)
 		if err != nil {
 			return err
 		}
-		vp.total.Store(n)
-		todo = append(todo, work{v: v, ps: ps, path: path, prog: vp})
+		todo = append(todo, work{v: v, ps: ps, path: path, prog: vp, src: src})
+		st, err := src.Stat()
+		if err != nil {
+			return zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage,
+				"cannot read volume backup[uuid:%s] from backup storage[uuid:%s]: %v", v.BackupUUID, bs.UUID, err))
+		}
+		vp.total.Store(st.Size())
 	}
 
 	stopProgress := p.writeProgress(ctx, rec.UUID, vols)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(p.CloneParallelism, 1))
 	var mu sync.Mutex
+	left := len(todo)
 	for _, w := range todo {
 		g.Go(func() error {
-			f, err := p.cloneVolume(gctx, rec, bs, w.ps, w.v, w.path, w.prog)
+			f, err := p.cloneVolume(gctx, rec, bs, w.ps, w.v, w.path, w.prog, w.src)
 			if err != nil {
 				w.prog.state.Store(volFailed)
 				return err
 			}
 			w.prog.done.Store(w.prog.total.Load())
 			w.prog.state.Store(volDone)
-			if err := p.Store.SaveClonedVolume(ctx, rec.UUID, w.v.UUID, f); err != nil {
-				return err
-			}
 			mu.Lock()
 			if rec.Checkpoints.Volumes == nil {
 				rec.Checkpoints.Volumes = map[string]job.ClonedFile{}
 			}
 			rec.Checkpoints.Volumes[w.v.UUID] = f
+			left--
+			last := left == 0
 			mu.Unlock()
-			return nil
+			// A finished volume is recorded at once, so that a later attempt skips it; the
+			// last one is recorded with the stage's checkpoint, in the same write.
+			if last {
+				return nil
+			}
+			return p.Store.SaveClonedVolume(ctx, rec.UUID, w.v.UUID, f)
 		})
 	}
 	err := g.Wait()
-	stopProgress()
+	final := stopProgress()
 	if err != nil {
+		if werr := p.Store.SetProgress(context.WithoutCancel(ctx), rec.UUID, final); werr != nil {
+			p.Log.Debug("clone progress not recorded", "job", rec.UUID, "err", werr)
+		}
 		return err
 	}
-	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageClone, "", nil)
+	return p.Store.SaveCloneCheckpoint(ctx, rec.UUID, final, rec.Checkpoints.Volumes)
 }
 
 // writeProgress writes the clone progress to the job record every progressEvery until the
-// returned stop is called, which writes it a last time.
-func (p *Pipeline) writeProgress(ctx context.Context, jobUUID string, vols []*volProgress) (stop func()) {
+// returned stop is called, which returns the progress at that moment for the caller to
+// record: with the stage's checkpoint when the copies are done, in one write. A clone that
+// ends within progressEvery costs no progress write of its own.
+func (p *Pipeline) writeProgress(ctx context.Context, jobUUID string, vols []*volProgress) (stop func() job.Progress) {
 	var lastData int64
 	lastAt := time.Now()
-	write := func() {
+	measure := func() job.Progress {
 		now := time.Now()
 		pr := job.Progress{UpdatedAt: now, Volumes: make([]job.VolumeProgress, len(vols))}
 		for i, v := range vols {
@@ -165,11 +186,13 @@ func (p *Pipeline) writeProgress(ctx context.Context, jobUUID string, vols []*vo
 			pr.BytesPerSecond = int64(float64(pr.DataBytes-lastData) / dt)
 		}
 		lastData, lastAt = pr.DataBytes, now
+		return pr
+	}
+	write := func(pr job.Progress) {
 		if err := p.Store.SetProgress(context.WithoutCancel(ctx), jobUUID, pr); err != nil {
 			p.Log.Debug("clone progress not recorded", "job", jobUUID, "err", err)
 		}
 	}
-	write()
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
@@ -183,32 +206,18 @@ func (p *Pipeline) writeProgress(ctx context.Context, jobUUID string, vols []*vo
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				write()
+				write(measure())
 			}
 		}
 	}()
-	return func() {
+	return func() job.Progress {
 		close(done)
 		<-exited
-		write()
+		return measure()
 	}
 }
 
-// sourceLength opens a volume's backup file to learn its length.
-func (p *Pipeline) sourceLength(bs *catalog.BackupStorage, rec *job.Record, v job.PlannedVolume) (int64, error) {
-	src, err := p.openSource(bs, rec, v)
-	if err != nil {
-		return 0, err
-	}
-	defer src.Close()
-	st, err := src.Stat()
-	if err != nil {
-		return 0, zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage,
-			"cannot read volume backup[uuid:%s] from backup storage[uuid:%s]: %v", v.BackupUUID, bs.UUID, err))
-	}
-	return st.Size(), nil
-}
-
+// openSource opens a volume's backup file, safely inside its group folder.
 func (p *Pipeline) openSource(bs *catalog.BackupStorage, rec *job.Record, v job.PlannedVolume) (*os.File, error) {
 	src, err := backup.OpenVolume(bs.URL, rec.Request.GroupUUID, &backup.Volume{UUID: v.BackupUUID, File: v.File})
 	if err != nil {
@@ -220,14 +229,9 @@ func (p *Pipeline) openSource(bs *catalog.BackupStorage, rec *job.Record, v job.
 	return src, nil
 }
 
-func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog.BackupStorage, ps *catalog.PrimaryStorage, v job.PlannedVolume, path string, vp *volProgress) (job.ClonedFile, error) {
+// cloneVolume copies one volume from src, its opened backup file, to path.
+func (p *Pipeline) cloneVolume(ctx context.Context, rec *job.Record, bs *catalog.BackupStorage, ps *catalog.PrimaryStorage, v job.PlannedVolume, path string, vp *volProgress, src *os.File) (job.ClonedFile, error) {
 	what := fmt.Sprintf("volume backup[uuid:%s] (%s volume, deviceId %d)", v.BackupUUID, v.Type, v.DeviceID)
-	src, err := p.openSource(bs, rec, v)
-	if err != nil {
-		return job.ClonedFile{}, err
-	}
-	defer src.Close()
-
 	slotCtx, release, err := p.acquireSlot(ctx, bs, rec.UUID+"/"+v.UUID)
 	if err != nil {
 		return job.ClonedFile{}, err

@@ -90,6 +90,16 @@ func (e *cloneEnv) record(vols ...job.PlannedVolume) *job.Record {
 		}}
 }
 
+// cloneVolume opens v's backup file and copies it to path, as the clone stage does.
+func (e *cloneEnv) cloneVolume(ctx context.Context, rec *job.Record, v job.PlannedVolume, path string, vp *volProgress) (job.ClonedFile, error) {
+	src, err := e.p.openSource(e.bs, rec, v)
+	if err != nil {
+		return job.ClonedFile{}, err
+	}
+	defer src.Close()
+	return e.p.cloneVolume(ctx, rec, e.bs, e.ps, v, path, vp, src)
+}
+
 func (e *cloneEnv) index() *catalog.Index {
 	return &catalog.Index{BackupStorages: map[string]*catalog.BackupStorage{e.bs.UUID: e.bs},
 		PrimaryStorages: map[string]*catalog.PrimaryStorage{e.ps.UUID: e.ps}}
@@ -188,7 +198,7 @@ func TestCloneVolumeFailures(t *testing.T) {
 					during()
 				}()
 			}
-			_, err := e.p.cloneVolume(context.Background(), rec, e.bs, e.ps, v, path, vp)
+			_, err := e.cloneVolume(context.Background(), rec, v, path, vp)
 			root := rootCode(t, err)
 			if root.Code != c.code || !strings.Contains(root.Details, c.details) || !strings.Contains(root.Details, v.BackupUUID) && c.code != zstack.CodeBackupStorage {
 				t.Fatalf("got %s %q; want %s naming the volume backup and %q", root.Code, root.Details, c.code, c.details)
@@ -214,7 +224,7 @@ func TestCloneVolumeYieldsWhenSlotsAreBusy(t *testing.T) {
 		t.Fatal(ok, err)
 	}
 	start := time.Now()
-	_, err := e.p.cloneVolume(ctx, e.record(v), e.bs, e.ps, v, InstallPath(e.ps.URL, testAccount, v), &volProgress{})
+	_, err := e.cloneVolume(ctx, e.record(v), v, InstallPath(e.ps.URL, testAccount, v), &volProgress{})
 	if !errors.Is(err, queue.ErrBusy) {
 		t.Fatalf("want queue.ErrBusy, got %v", err)
 	}
@@ -248,7 +258,7 @@ func TestCloneVolumeStopsWhenItsSlotIsLost(t *testing.T) {
 		e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "thief", 1, time.Minute)
 	}()
 	start := time.Now()
-	_, err := e.p.cloneVolume(ctx, rec, e.bs, e.ps, v, InstallPath(e.ps.URL, testAccount, v), vp)
+	_, err := e.cloneVolume(ctx, rec, v, InstallPath(e.ps.URL, testAccount, v), vp)
 	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errSlotLost) {
 		t.Fatalf("want errSlotLost and queue.ErrBusy, got %v", err)
 	}
@@ -265,7 +275,7 @@ func TestCloneVolumeStopsWhenItsSlotIsLost(t *testing.T) {
 // and feeds the clone metrics with data bytes only.
 func TestCloneStageProgressAndMetrics(t *testing.T) {
 	e := newCloneEnv(t)
-	e.bs.BandwidthBytesPerSecond = 16 << 20                                       // 48 MiB of data: about 3 s
+	e.bs.BandwidthBytesPerSecond = 12 << 20                                       // 48 MiB of data: about 4 s
 	root := e.volume(t, "4444444444444444444444444444444f", "qcow2", 20<<30, 512) // a 32 MiB file
 	data := e.volume(t, "5555555555555555555555555555555f", "raw", 4<<30, 256)    // 16 MiB in 4 GiB
 	rec := e.record(root, data)

@@ -81,18 +81,14 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	defer stop(nil)
 	go p.keepLock(work, stop, jobUUID, token)
 
-	prev, err := p.Store.StartAttempt(ctx, jobUUID)
-	if err != nil {
-		return err
-	}
-	if prev == "" {
-		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
-		return nil
-	}
 	// Watch for a cancel before reading the record, whose flag covers an earlier one.
 	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
 	defer unwatch()
-	rec, err := p.Store.GetJob(ctx, jobUUID)
+	prev, rec, err := p.Store.StartAttempt(ctx, jobUUID)
+	if errors.Is(err, store.ErrNotFound) {
+		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -194,10 +190,10 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 	if err != nil {
 		return err
 	}
-	first := true
 	for _, stage := range job.Stages {
 		// The commit always runs: it ends the job, and a job that is not ended has not
-		// committed, whatever checkpoint an earlier version recorded.
+		// committed, whatever checkpoint an earlier version recorded. StartAttempt recorded
+		// the first stage to run as current; each checkpoint records the next one.
 		if stage != job.StageCommit && rec.Checkpoints.StageDone(stage) {
 			continue
 		}
@@ -205,14 +201,6 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 			return err
 		}
 		rec.Stage = stage
-		// A stage's checkpoint also records the next stage as current (one write per stage);
-		// only the first stage of an attempt is recorded on its own.
-		if first {
-			if err := p.Store.SetStage(ctx, rec.UUID, stage); err != nil {
-				return err
-			}
-			first = false
-		}
 		end := p.Metrics.StartStage(stage, rec.UUID)
 		err := p.stage(ctx, ix, rec, stage)
 		end()

@@ -225,31 +225,55 @@ func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, erro
 	return st, nil
 }
 
-// StartAttempt marks a job running and counts the attempt; it reports the job's state as it
-// was, so a handler can skip a job that already ended.
+// startAttemptScript marks a job running, counts the attempt and records as its current
+// stage the first one without a checkpoint (the last, the commit, always runs); it returns
+// the state the job had and the whole record, so that an attempt starts in one round trip.
+// A job that had ended is returned unchanged. KEYS: job. ARGV: started, stages...
 var startAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
-if not st then return '' end
-if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return st end
+if not st then return {''} end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then
+  return {st, redis.call('HGETALL', KEYS[1])}
+end
 redis.call('HSET', KEYS[1], 'state', 'running')
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if not redis.call('HGET', KEYS[1], 'started') then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
-return st
+for i = 2, #ARGV do
+  if i == #ARGV or redis.call('HEXISTS', KEYS[1], 'cp:done:' .. ARGV[i]) == 0 then
+    redis.call('HSET', KEYS[1], 'stage', ARGV[i])
+    break
+  end
+end
+return {st, redis.call('HGETALL', KEYS[1])}
 `)
 
-// StartAttempt marks the job running. It returns the state before (empty if the job does not
-// exist); a terminal state means there is nothing to do.
-func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, error) {
-	st, err := startAttemptScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, time.Now().UnixMilli()).Text()
-	if err != nil {
-		return "", fmt.Errorf("start job %s: %w", uuid, err)
+// StartAttempt marks the job running and returns the state it had before with the record
+// as the attempt starts (ErrNotFound if the job does not exist or expired). A terminal
+// state means there is nothing to do; the record is then as the job ended.
+func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.Record, error) {
+	args := []any{time.Now().UnixMilli()}
+	for _, st := range job.Stages {
+		args = append(args, st)
 	}
-	return job.State(st), nil
-}
-
-// SetStage records the stage the job is in.
-func (s *Store) SetStage(ctx context.Context, uuid, stage string) error {
-	return s.rdb.HSet(ctx, keyJob(uuid), jfStage, stage).Err()
+	v, err := startAttemptScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, args...).Slice()
+	if err != nil {
+		return "", nil, fmt.Errorf("start job %s: %w", uuid, err)
+	}
+	prev, _ := v[0].(string)
+	if prev == "" || len(v) < 2 {
+		return "", nil, ErrNotFound
+	}
+	flat, _ := v[1].([]any)
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		m[k], _ = flat[i+1].(string)
+	}
+	rec, err := decodeJob(uuid, m)
+	if err != nil {
+		return "", nil, err
+	}
+	return job.State(prev), rec, nil
 }
 
 // SetProgress records clone progress.
@@ -268,12 +292,7 @@ const (
 // SaveCheckpoint records a stage's result, marks the stage done and the next one current,
 // in one write.
 func (s *Store) SaveCheckpoint(ctx context.Context, uuid, stage, kind string, v any) error {
-	fields := []any{jfDone + stage, "1"}
-	for i, st := range job.Stages {
-		if st == stage && i+1 < len(job.Stages) {
-			fields = append(fields, jfStage, job.Stages[i+1])
-		}
-	}
+	fields := checkpointFields(stage)
 	if kind != "" {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -289,10 +308,34 @@ func (s *Store) SaveCheckpoint(ctx context.Context, uuid, stage, kind string, v 
 	return s.rdb.HSet(ctx, keyJob(uuid), fields...).Err()
 }
 
+// checkpointFields are the fields that mark stage done and the next one current.
+func checkpointFields(stage string) []any {
+	fields := []any{jfDone + stage, "1"}
+	for i, st := range job.Stages {
+		if st == stage && i+1 < len(job.Stages) {
+			fields = append(fields, jfStage, job.Stages[i+1])
+		}
+	}
+	return fields
+}
+
 // SaveClonedVolume records one finished volume of the clone stage.
 func (s *Store) SaveClonedVolume(ctx context.Context, uuid, volume string, f job.ClonedFile) error {
 	b, _ := json.Marshal(f)
 	return s.rdb.HSet(ctx, keyJob(uuid), jfVolPrefix+volume, b).Err()
+}
+
+// SaveCloneCheckpoint marks the clone stage done with its final progress and every volume it
+// copied, in one write.
+func (s *Store) SaveCloneCheckpoint(ctx context.Context, uuid string, p job.Progress, volumes map[string]job.ClonedFile) error {
+	fields := checkpointFields(job.StageClone)
+	b, _ := json.Marshal(p)
+	fields = append(fields, jfProgress, b)
+	for v, f := range volumes {
+		b, _ := json.Marshal(f)
+		fields = append(fields, jfVolPrefix+v, b)
+	}
+	return s.rdb.HSet(ctx, keyJob(uuid), fields...).Err()
 }
 
 // finishJobScript ends a job once: it writes the outcome only if the job has not ended,

@@ -1,0 +1,62 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/store"
+)
+
+// An attempt starts in one round trip: the job turns running, counts the attempt, records as
+// its stage the first one without a checkpoint, and comes back whole.
+func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(redistest.Start(t).Client())
+	const id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
+	if _, _, err := st.StartAttempt(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a missing job: want ErrNotFound, got %v", err)
+	}
+	rec := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
+		Request: &job.Request{GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}}
+	if err := st.CreateJob(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	prev, got, err := st.StartAttempt(ctx, id)
+	if err != nil || prev != job.Pending || got.State != job.Running || got.Attempts != 1 || got.Stage != job.StageResolve ||
+		got.StartedAt.IsZero() || got.Request.GroupUUID != rec.Request.GroupUUID {
+		t.Fatalf("first attempt: prev %q, record %+v, err %v", prev, got, err)
+	}
+	// Resolve and place done: the next attempt starts at network, its start time kept.
+	if err := st.SaveCheckpoint(ctx, id, job.StageResolve, store.CheckpointResolved, &job.Resolved{VMUUID: "vm"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveCheckpoint(ctx, id, job.StagePlace, store.CheckpointPlacement, &job.Placement{HostUUID: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	prev, again, err := st.StartAttempt(ctx, id)
+	if err != nil || prev != job.Running || again.Attempts != 2 || again.Stage != job.StageNetwork || !again.StartedAt.Equal(got.StartedAt) ||
+		again.Checkpoints.Placement == nil || again.Checkpoints.Placement.HostUUID != "h" {
+		t.Fatalf("second attempt: prev %q, record %+v, err %v", prev, again, err)
+	}
+	// Every stage but the commit done: the commit runs.
+	for _, s := range []string{job.StageNetwork, job.StageClone, job.StageInstantiate} {
+		if err := st.SaveCheckpoint(ctx, id, s, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, r, err := st.StartAttempt(ctx, id); err != nil || r.Stage != job.StageCommit {
+		t.Fatalf("all but the commit done: stage %q, err %v", r.Stage, err)
+	}
+	// An ended job is returned as it ended, not counted again.
+	if _, err := st.FinishJob(ctx, id, job.Succeeded, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	prev, done, err := st.StartAttempt(ctx, id)
+	if err != nil || prev != job.Succeeded || done.State != job.Succeeded || done.Attempts != 3 {
+		t.Fatalf("ended job: prev %q, record %+v, err %v", prev, done, err)
+	}
+}
