@@ -3,11 +3,17 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/vmrestore/vmrestore/internal/backup"
+	"github.com/vmrestore/vmrestore/internal/clone"
 )
 
 // concurrency is the worker concurrency of the orchestration figures, for restores and for
@@ -25,7 +31,15 @@ func orchestration(ctx context.Context, c Config) ([]Figure, error) {
 	defer r.close()
 
 	// Reference: asynq alone, no-op handler, same Redis, same concurrency and poll interval.
+	cpu0, err := r.cpu(ctx)
+	if err != nil {
+		return nil, err
+	}
 	noop, err := asynqCeiling(ctx, r, n)
+	if err != nil {
+		return nil, err
+	}
+	cpu1, err := r.cpu(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -57,16 +71,29 @@ func orchestration(ctx context.Context, c Config) ([]Figure, error) {
 		return nil, fmt.Errorf("%v", f)
 	}
 	submitted := time.Since(start)
-	end, times, err := r.waitJobs(ctx, jobs, 10*time.Minute)
+	end, cpu2, times, err := r.waitJobs(ctx, jobs, 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	// Context, after the figure so as not to disturb it: the restores' file work alone.
+	copies, err := copyCeiling(ctx, r, n)
+	if err != nil {
+		return nil, err
+	}
+	cpu3, err := r.cpu(ctx)
 	if err != nil {
 		return nil, err
 	}
 	rate := float64(n) / end.Sub(start).Seconds()
-	c.logf("%d restores in %v (%.0f/s; all submitted after %v; per job, mean: %v); asynq no-op %.0f/s",
-		n, end.Sub(start).Round(time.Millisecond), rate, submitted.Round(time.Millisecond), times, noop)
+	c.logf("%d restores in %v (%.0f/s; all submitted after %v; per job, mean: %v); asynq no-op %.0f/s; the volume copies alone %.0f/s",
+		n, end.Sub(start).Round(time.Millisecond), rate, submitted.Round(time.Millisecond), times, noop, copies)
+	perRestore, perCopy, perNoop := cpu1.per(cpu2, n), cpu2.per(cpu3, n), cpu0.per(cpu1, n)
+	c.logf("CPU per restore %v; per volume copy alone %v; per no-op task %v", perRestore, perCopy, perNoop)
+	ms := func(u cpuUse) float64 { return float64(u.self+u.redis) / float64(time.Millisecond) }
 	return []Figure{figure("orchestration throughput", rate, "restores/s", num(round(noop)), "ratio ≥ 0.20",
 		func(_, ratio float64) bool { return ratio >= 0.20 },
-		fmt.Sprintf("%d restores, concurrency %d, one worker; reference: asynq no-op tasks, same Redis and concurrency", n, concurrency))}, nil
+		fmt.Sprintf("%d restores, concurrency %d, one worker; reference: asynq no-op tasks, same Redis and concurrency; CPU per restore %.2f ms, per no-op task %.2f ms, per volume copy alone %.2f ms",
+			n, concurrency, ms(perRestore), ms(perNoop), ms(perCopy)))}, nil
 }
 
 // asynqCeiling runs n no-op tasks through an asynq server of the same concurrency and poll
@@ -116,6 +143,46 @@ func asynqCeiling(ctx context.Context, r *rig, n int) (float64, error) {
 	case <-finished:
 	case <-time.After(5 * time.Minute):
 		return 0, fmt.Errorf("asynq processed %d of %d no-op tasks", done.Load(), n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// copyCeiling copies the bench group's volume n times, concurrency at a time, the way a
+// restore's clone stage does (fresh volume directory, verified copy, fsyncs), without
+// Redis, HTTP or asynq: the file-system work of n restores alone, in copies per second.
+func copyCeiling(ctx context.Context, r *rig, n int) (float64, error) {
+	src := filepath.Join(backup.GroupDir(filepath.Join(r.dir, "backup"), benchGroup), benchVolumeFile)
+	sum, err := clone.SumFile(src, clone.XXH3Chunked)
+	if err != nil {
+		return 0, err
+	}
+	dst := filepath.Join(r.dir, "primary", "rootVolumes", "acct-copy-ceiling")
+	defer os.RemoveAll(dst)
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	start := time.Now()
+	for w := 0; w < concurrency; w++ {
+		g.Go(func() error {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return nil
+				}
+				f, err := os.Open(src)
+				if err != nil {
+					return err
+				}
+				_, err = clone.Copy(gctx, f, filepath.Join(dst, fmt.Sprintf("vol-%d", i), "volume."+benchVolumeFormat),
+					clone.Options{Digest: clone.Digest{Algorithm: clone.XXH3Chunked, Value: sum}, Format: benchVolumeFormat, VirtualSize: benchVolumeSize})
+				f.Close()
+				if err != nil {
+					return err
+				}
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }

@@ -1,0 +1,54 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cpuUse is the CPU time (user and system) spent by this process, which runs the api, the
+// worker and the benchmark's clients, and by the rig's redis-server. Unlike throughput on a
+// shared machine, it varies little from run to run.
+type cpuUse struct{ self, redis time.Duration }
+
+// cpu reads the CPU time used so far.
+func (r *rig) cpu(ctx context.Context) (cpuUse, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return cpuUse{}, err
+	}
+	u := cpuUse{self: time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))}
+	rdb := r.redis.Client()
+	defer rdb.Close()
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return u, err
+	}
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			s, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return u, fmt.Errorf("redis INFO cpu %s: %w", k, err)
+			}
+			u.redis += time.Duration(s * float64(time.Second))
+		}
+	}
+	return u, nil
+}
+
+// per is the CPU time spent between u and a later reading, per operation.
+func (u cpuUse) per(later cpuUse, ops int) cpuUse {
+	n := time.Duration(max(ops, 1))
+	return cpuUse{self: (later.self - u.self) / n, redis: (later.redis - u.redis) / n}
+}
+
+func (u cpuUse) String() string {
+	return fmt.Sprintf("%v (%v in api, worker and clients, %v in redis-server)",
+		(u.self + u.redis).Round(time.Microsecond), u.self.Round(time.Microsecond), u.redis.Round(time.Microsecond))
+}
