@@ -51,6 +51,7 @@ type rig struct {
 	worker  *app.Worker
 	base    string
 	session string
+	log     *slog.Logger
 }
 
 func benchSite(dir string) *catalog.Site {
@@ -124,8 +125,9 @@ func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig,
 		r.close()
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if r.api, err = app.StartAPI(ctx, r.cfg, io.Discard, log); err != nil {
+	// Quiet, go-redis's own messages included (they would split a benchmark's result line).
+	r.log = app.NewLogger(r.cfg, io.Discard)
+	if r.api, err = app.StartAPI(ctx, r.cfg, io.Discard, r.log); err != nil {
 		r.close()
 		return nil, err
 	}
@@ -144,7 +146,7 @@ func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig,
 }
 
 func (r *rig) startWorker(ctx context.Context) error {
-	w, err := app.StartWorker(ctx, r.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w, err := app.StartWorker(ctx, r.cfg, r.log)
 	if err != nil {
 		return err
 	}

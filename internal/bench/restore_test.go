@@ -1,0 +1,63 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// BenchmarkRestore runs one synchronous restore of the bench group at a time through the
+// api and the worker of a rig (private redis-server, tiny raw volume, simulator hypervisor):
+// ns/op is a restore's latency on an idle system, allocs/op what the api and the worker
+// allocate for it, and redis-reads/op the requests Redis read for it, that is its round trips
+// (a pipeline counts once; idle polls included, about one per op). Compare runs with
+// benchstat:
+//
+//	go test ./internal/bench -run '^$' -bench Restore -benchmem -count 6 > new.txt
+func BenchmarkRestore(b *testing.B) {
+	ctx := context.Background()
+	r, err := newRig(ctx, Config{Dir: b.TempDir()}, 4, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.close()
+	// One restore first: the worker's first job loads the catalog and warms its pools.
+	if status, body, err := r.restore("warm-up", false); err != nil || status != 200 {
+		b.Fatalf("warm-up restore: %d %s %v", status, body, err)
+	}
+	before, err := r.readsProcessed(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		if status, body, err := r.restore(fmt.Sprintf("bench-%d", i), false); err != nil || status != 200 {
+			b.Fatalf("restore %d: %d %s %v", i, status, body, err)
+		}
+	}
+	after, err := r.readsProcessed(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(after-before)/float64(b.N), "redis-reads/op")
+}
+
+// readsProcessed is the rig's redis-server total_reads_processed: how many times it read
+// requests from a client, about one per round trip.
+func (r *rig) readsProcessed(ctx context.Context) (int64, error) {
+	rdb := r.redis.Client()
+	defer rdb.Close()
+	info, err := rdb.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("redis INFO stats has no total_reads_processed")
+}
