@@ -296,14 +296,12 @@ func (p *Pipeline) checkOwnership(ctx context.Context, rec *job.Record, g *backu
 	if g.AccountUUID != "" && g.AccountUUID == rec.AccountUUID {
 		return nil
 	}
-	accounts, err := p.Store.ListAccounts(ctx)
+	admin, err := p.Store.SystemAdmin(ctx, rec.AccountUUID)
 	if err != nil {
 		return err
 	}
-	for _, a := range accounts {
-		if a.UUID == rec.AccountUUID && a.Type == catalog.AccountSystemAdmin {
-			return nil
-		}
+	if admin {
+		return nil
 	}
 	return zstack.Errorf(zstack.CodePermission, "account[uuid:%s] has no permission to restore group[uuid:%s]", rec.AccountUUID, g.GroupUUID)
 }

@@ -55,6 +55,32 @@ func (s *Store) ListAccounts(ctx context.Context) ([]catalog.Account, error) {
 	return out, nil
 }
 
+// accountTypesFresh bounds how long SystemAdmin trusts the account types it read.
+const accountTypesFresh = 10 * time.Second
+
+// SystemAdmin reports whether the account is a SystemAdmin. The accounts' types are read at
+// most every accountTypesFresh (and at once for an account not seen yet), so that the
+// ownership check of a restore costs no round trip; a changed type or a deleted account
+// shows within that time.
+func (s *Store) SystemAdmin(ctx context.Context, uuid string) (bool, error) {
+	c := &s.accountTypes
+	c.Lock()
+	defer c.Unlock()
+	t, known := c.byUUID[uuid]
+	if !known || time.Since(c.read) > accountTypesFresh {
+		accounts, err := s.ListAccounts(ctx)
+		if err != nil {
+			return false, err
+		}
+		c.byUUID, c.read = make(map[string]string, len(accounts)), time.Now()
+		for _, a := range accounts {
+			c.byUUID[a.UUID] = a.Type
+		}
+		t = c.byUUID[uuid]
+	}
+	return t == catalog.AccountSystemAdmin, nil
+}
+
 // Session is a login session as stored.
 type Session struct {
 	UUID        string    `json:"uuid"`

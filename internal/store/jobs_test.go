@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -58,5 +59,64 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	prev, done, err := st.StartAttempt(ctx, id)
 	if err != nil || prev != job.Succeeded || done.State != job.Succeeded || done.Attempts != 3 {
 		t.Fatalf("ended job: prev %q, record %+v, err %v", prev, done, err)
+	}
+}
+
+// VM internal ids come from one Redis counter in blocks: two processes hand out ids that
+// never collide, each in order.
+func TestVMInternalIDsAreUniqueAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	a, b := store.New(srv.Client()), store.New(srv.Client())
+	seen := map[int64]bool{}
+	var lastA int64
+	for i := 0; i < 300; i++ {
+		for _, st := range []*store.Store{a, b} {
+			id, err := st.NextVMInternalID(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id <= 0 || seen[id] {
+				t.Fatalf("id %d handed out twice (or not positive)", id)
+			}
+			seen[id] = true
+			if st == a {
+				if id <= lastA {
+					t.Fatalf("process a went back from %d to %d", lastA, id)
+				}
+				lastA = id
+			}
+		}
+	}
+}
+
+// The ownership check's account types are cached, but an account not seen yet is read at
+// once.
+func TestSystemAdminSeesANewAccountAtOnce(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(redistest.Start(t).Client())
+	admin := catalog.Account{UUID: "36c27e8ff05c4780bf6d2fa65700f22e", Name: "admin", Type: catalog.AccountSystemAdmin}
+	if err := st.PutAccount(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.SystemAdmin(ctx, admin.UUID); !ok || err != nil {
+		t.Fatalf("admin: %v %v", ok, err)
+	}
+	other := catalog.Account{UUID: "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a", Name: "ops", Type: catalog.AccountSystemAdmin}
+	if ok, err := st.SystemAdmin(ctx, other.UUID); ok || err != nil {
+		t.Fatalf("an account that does not exist: %v %v", ok, err)
+	}
+	if err := st.PutAccount(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.SystemAdmin(ctx, other.UUID); !ok || err != nil {
+		t.Fatalf("a SystemAdmin created after the cache was filled: %v %v", ok, err)
+	}
+	user := catalog.Account{UUID: "4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b4b", Name: "tenant", Type: catalog.AccountNormal}
+	if err := st.PutAccount(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.SystemAdmin(ctx, user.UUID); ok || err != nil {
+		t.Fatalf("a Normal account: %v %v", ok, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,16 @@ import (
 // Store is vmrestore's Redis state. It is safe for concurrent use.
 type Store struct {
 	rdb redis.UniversalClient
+
+	vmIDs struct { // the block of VM internal ids this process hands out, see NextVMInternalID
+		sync.Mutex
+		next, last int64
+	}
+	accountTypes struct { // account uuid → type, as last read, see SystemAdmin
+		sync.Mutex
+		byUUID map[string]string
+		read   time.Time
+	}
 }
 
 // New wraps a connected client.
@@ -124,7 +135,24 @@ const (
 	ChannelJobCancel = prefix + "events:job-cancel"
 )
 
-// NextVMInternalID returns a new sequential VM id (ZStack's internalId, used in NIC names).
+// vmIDBlock is how many VM internal ids a process takes from Redis at once.
+const vmIDBlock = 64
+
+// NextVMInternalID returns a new VM id (ZStack's internalId, used in NIC names), unique
+// across the deployment. Each process takes a block of ids from one Redis counter and hands
+// them out in order, so most restores need no round trip for it; ids are not in creation
+// order across processes, and a process that stops leaves the rest of its block unused.
 func (s *Store) NextVMInternalID(ctx context.Context) (int64, error) {
-	return s.rdb.Incr(ctx, keySeqVM()).Result()
+	s.vmIDs.Lock()
+	defer s.vmIDs.Unlock()
+	if s.vmIDs.next == 0 || s.vmIDs.next > s.vmIDs.last {
+		last, err := s.rdb.IncrBy(ctx, keySeqVM(), vmIDBlock).Result()
+		if err != nil {
+			return 0, err
+		}
+		s.vmIDs.next, s.vmIDs.last = last-vmIDBlock+1, last
+	}
+	id := s.vmIDs.next
+	s.vmIDs.next++
+	return id, nil
 }
