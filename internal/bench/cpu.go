@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"strconv"
@@ -11,8 +10,8 @@ import (
 )
 
 // cpuUse is the CPU time (user and system) spent by this process, which runs the api, the
-// worker and the benchmark's clients, and by the rig's redis-server. Unlike throughput on a
-// shared machine, it varies little from run to run.
+// worker and the benchmark's clients, and by the rig's redis-server. It says where a
+// CPU-bound run's time goes; on a host that steals CPU it moves from run to run too.
 type cpuUse struct{ self, redis time.Duration }
 
 // cpu reads the CPU time used so far.
@@ -22,24 +21,35 @@ func (r *rig) cpu(ctx context.Context) (cpuUse, error) {
 		return cpuUse{}, err
 	}
 	u := cpuUse{self: time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))}
-	rdb := r.redis.Client()
-	defer rdb.Close()
-	info, err := rdb.Info(ctx, "cpu").Result()
+	info, err := r.redisInfo(ctx, "cpu")
 	if err != nil {
 		return u, err
 	}
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			s, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return u, fmt.Errorf("redis INFO cpu %s: %w", k, err)
-			}
-			u.redis += time.Duration(s * float64(time.Second))
+	for _, k := range []string{"used_cpu_user", "used_cpu_sys"} {
+		s, err := strconv.ParseFloat(info[k], 64)
+		if err != nil {
+			return u, fmt.Errorf("redis INFO cpu %s: %w", k, err)
 		}
+		u.redis += time.Duration(s * float64(time.Second))
 	}
 	return u, nil
+}
+
+// redisInfo reads one section of the rig's redis-server INFO as field → value.
+func (r *rig) redisInfo(ctx context.Context, section string) (map[string]string, error) {
+	rdb := r.redis.Client()
+	defer rdb.Close()
+	text, err := rdb.Info(ctx, section).Result()
+	if err != nil {
+		return nil, err
+	}
+	info := map[string]string{}
+	for line := range strings.Lines(text) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			info[k] = v
+		}
+	}
+	return info, nil
 }
 
 // per is the CPU time spent between u and a later reading, per operation.
