@@ -65,20 +65,25 @@ const accountTypesFresh = 10 * time.Second
 func (s *Store) SystemAdmin(ctx context.Context, uuid string) (bool, error) {
 	c := &s.accountTypes
 	c.Lock()
-	defer c.Unlock()
 	t, known := c.byUUID[uuid]
-	if !known || time.Since(c.read) > accountTypesFresh {
-		accounts, err := s.ListAccounts(ctx)
-		if err != nil {
-			return false, err
-		}
-		c.byUUID, c.read = make(map[string]string, len(accounts)), time.Now()
-		for _, a := range accounts {
-			c.byUUID[a.UUID] = a.Type
-		}
-		t = c.byUUID[uuid]
+	fresh := time.Since(c.read) <= accountTypesFresh
+	c.Unlock()
+	if known && fresh {
+		return t == catalog.AccountSystemAdmin, nil
 	}
-	return t == catalog.AccountSystemAdmin, nil
+	// Read outside the lock: with Redis slow or down, restores do not queue behind it.
+	accounts, err := s.ListAccounts(ctx)
+	if err != nil {
+		return false, err
+	}
+	types := make(map[string]string, len(accounts))
+	for _, a := range accounts {
+		types[a.UUID] = a.Type
+	}
+	c.Lock()
+	c.byUUID, c.read = types, time.Now()
+	c.Unlock()
+	return types[uuid] == catalog.AccountSystemAdmin, nil
 }
 
 // Session is a login session as stored.
