@@ -15,8 +15,11 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // Figure is one measured value, with the side-by-side reference when there is one.
@@ -199,4 +202,25 @@ func quickNote(c Config, full, quick string) string {
 		return quick
 	}
 	return full
+}
+
+// fanOut runs op(i) for i in [0, n) on workers goroutines and returns the first error; the
+// other goroutines stop taking work after it.
+func fanOut(ctx context.Context, workers, n int, op func(ctx context.Context, i int) error) error {
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for w := 0; w < workers; w++ {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || gctx.Err() != nil {
+					return nil
+				}
+				if err := op(gctx, i); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	return g.Wait()
 }

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -56,24 +54,14 @@ func memory(ctx context.Context, c Config) ([]Figure, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if status, body, err := measured.restore("mem", true); err != nil || status != 202 {
-					failed.Store(fmt.Sprintf("%d %s %v", status, body, err))
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if f := failed.Load(); f != nil {
-		return nil, fmt.Errorf("submit: %v", f)
+	err = fanOut(ctx, 16, n, func(context.Context, int) error {
+		if status, body, err := measured.restore("mem", true); err != nil || status != 202 {
+			return fmt.Errorf("submit: %d %s %v", status, body, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	apiPeak, err := vmHWM(api.Process.Pid)
 	if err != nil {

@@ -4,15 +4,16 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/clone"
@@ -64,27 +65,74 @@ func orchestration(ctx context.Context, c Config) ([]Figure, error) {
 	}
 	slices.SortFunc(done, func(a, b sideBySide) int { return cmp.Compare(a.rate/a.noop, b.rate/b.noop) })
 	med := done[len(done)/2]
-
-	// Context, after the figure so as not to disturb it: the restores' file work alone.
-	cpu0, err := r.cpu(ctx)
+	parts, err := restoreParts(ctx, c, r, n, med.perRestore, med.perNoop, med.noop)
 	if err != nil {
 		return nil, err
 	}
-	copies, err := copyCeiling(ctx, r, n)
-	if err != nil {
-		return nil, err
-	}
-	cpu1, err := r.cpu(ctx)
-	if err != nil {
-		return nil, err
-	}
-	perCopy := cpu0.per(cpu1, n)
-	c.logf("the volume copies alone (no Redis, HTTP or asynq): %.0f/s, CPU per copy %v", copies, perCopy)
-	ms := func(u cpuUse) float64 { return float64(u.self+u.redis) / float64(time.Millisecond) }
 	return []Figure{figure("orchestration throughput", med.rate, "restores/s", num(round(med.noop)), "ratio ≥ 0.20",
 		func(_, ratio float64) bool { return ratio >= 0.20 },
-		fmt.Sprintf("%d restores, concurrency %d, one worker, median ratio of %d rounds; reference: asynq no-op tasks, same Redis and concurrency; CPU per restore %.2f ms, per no-op task %.2f ms, per volume copy alone %.2f ms",
-			n, concurrency, rounds, ms(med.perRestore), ms(med.perNoop), ms(perCopy)))}, nil
+		fmt.Sprintf("%d restores, concurrency %d, one worker, median ratio of %d rounds; reference: asynq no-op tasks, same Redis and concurrency; %s",
+			n, concurrency, rounds, parts))}, nil
+}
+
+// restoreParts measures, after the figure so as not to disturb it, what the parts that
+// every restore needs cost alone at the same concurrency: the volume copy (no Redis, HTTP
+// or asynq), an HTTP request and answer through the api (GET /healthz) and a Redis round
+// trip (PING). It logs where a restore's CPU goes and how much of it the 0.20 target
+// leaves with every core busy, and returns the gist for the figure's note.
+func restoreParts(ctx context.Context, c Config, r *rig, n int, perRestore, perNoop cpuUse, noopRate float64) (string, error) {
+	perCopy, copies, err := r.alone(ctx, n, func(ctx context.Context) error { return copyVolumes(ctx, r, n) })
+	if err != nil {
+		return "", err
+	}
+	c.logf("the volume copies alone: %.0f/s, CPU per copy %v", copies, perCopy)
+	perRequest, requests, err := r.alone(ctx, 4*n, func(ctx context.Context) error { return healthRequests(ctx, r, 4*n) })
+	if err != nil {
+		return "", err
+	}
+	c.logf("HTTP requests alone (GET /healthz, 16 clients): %.0f/s, CPU per request %v", requests, perRequest)
+	perPing, pings, err := r.alone(ctx, 20*n, func(ctx context.Context) error { return redisPings(ctx, r, 20*n) })
+	if err != nil {
+		return "", err
+	}
+	c.logf("Redis round trips alone (PING, concurrency %d): %.0f/s, CPU per round trip %v", concurrency, pings, perPing)
+
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	trips := perRestore.roundTrips - perNoop.roundTrips
+	tripsCPU := time.Duration(trips * float64(perPing.total()))
+	needed := perNoop.total() + perCopy.total() + perRequest.total()
+	c.logf("a restore's %v of CPU: its asynq task %v, volume copy %v, HTTP request %v, %.1f Redis round trips besides asynq's at %v each = %v, the rest (the restore's own work: JSON, placement, Lua scripts in Redis, file system under contention, logs, metrics, Go scheduling) %v",
+		perRestore.total().Round(time.Microsecond), perNoop.total().Round(time.Microsecond), perCopy.total().Round(time.Microsecond),
+		perRequest.total().Round(time.Microsecond), trips, perPing.total().Round(time.Microsecond), tripsCPU.Round(time.Microsecond),
+		(perRestore.total() - needed - tripsCPU).Round(time.Microsecond))
+	// With every core busy, restores per second = cores / CPU per restore; at the target
+	// that is 0.20 × the no-op rate.
+	budget := time.Duration(float64(runtime.NumCPU()) / (0.20 * noopRate) * float64(time.Second))
+	room := float64(budget-needed) / float64(perPing.total())
+	c.logf("at ratio 0.20 a restore may use at most %v of CPU (%d cores all busy, %.0f no-op tasks/s); its task, copy and HTTP request use %v, which leaves room for %.0f Redis round trips at PING cost against the %.1f it makes",
+		budget.Round(time.Microsecond), runtime.NumCPU(), noopRate, needed.Round(time.Microsecond), max(room, 0), trips)
+	return fmt.Sprintf("CPU per restore %.2f ms (task %.2f, copy %.2f, HTTP %.2f, %.1f Redis round trips besides asynq's at %.3f ms each); at the target a restore may use %.2f ms, room for %.0f round trips",
+		ms(perRestore.total()), ms(perNoop.total()), ms(perCopy.total()), ms(perRequest.total()), trips, ms(perPing.total()),
+		ms(budget), max(room, 0)), nil
+}
+
+// alone runs ops operations of one kind by themselves and returns the CPU each used and
+// how many ran per second.
+func (r *rig) alone(ctx context.Context, ops int, run func(context.Context) error) (cpuUse, float64, error) {
+	before, err := r.cpu(ctx)
+	if err != nil {
+		return cpuUse{}, 0, err
+	}
+	start := time.Now()
+	if err := run(ctx); err != nil {
+		return cpuUse{}, 0, err
+	}
+	rate := float64(ops) / time.Since(start).Seconds()
+	after, err := r.cpu(ctx)
+	if err != nil {
+		return cpuUse{}, 0, err
+	}
+	return before.per(after, ops), rate, nil
 }
 
 // restoreRound submits n restores through the api (16 clients, Prefer: respond-async), waits
@@ -93,30 +141,16 @@ func orchestration(ctx context.Context, c Config) ([]Figure, error) {
 func restoreRound(ctx context.Context, c Config, r *rig, n int, prefix string) (float64, cpuUse, error) {
 	start := time.Now()
 	jobs := make([]string, n)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				status, body, err := r.restore(fmt.Sprintf("%s-%d", prefix, i), true)
-				if err != nil || status != 202 {
-					failed.Store(fmt.Sprintf("submit %d: %d %s %v", i, status, body, err))
-					return
-				}
-				jobs[i] = jobOf(body)
-			}
-		}()
-	}
-	wg.Wait()
-	if f := failed.Load(); f != nil {
-		return 0, cpuUse{}, fmt.Errorf("%v", f)
+	err := fanOut(ctx, 16, n, func(_ context.Context, i int) error {
+		status, body, err := r.restore(fmt.Sprintf("%s-%d", prefix, i), true)
+		if err != nil || status != 202 {
+			return fmt.Errorf("submit %d: %d %s %v", i, status, body, err)
+		}
+		jobs[i] = jobOf(body)
+		return nil
+	})
+	if err != nil {
+		return 0, cpuUse{}, err
 	}
 	submitted := time.Since(start)
 	end, used, times, err := r.waitJobs(ctx, jobs, 10*time.Minute)
@@ -151,26 +185,12 @@ func asynqCeiling(ctx context.Context, r *rig, n int) (float64, error) {
 	defer srv.Shutdown()
 	client := asynq.NewClientFromRedisClient(rdb)
 	start := time.Now()
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	errs := make(chan error, 16)
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if _, err := client.EnqueueContext(ctx, asynq.NewTask("noop", nil), asynq.Queue("bench-noop")); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
+	err := fanOut(ctx, 16, n, func(ctx context.Context, _ int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask("noop", nil), asynq.Queue("bench-noop"))
+		return err
+	})
+	if err != nil {
 		return 0, err
-	default:
 	}
 	select {
 	case <-finished:
@@ -180,42 +200,53 @@ func asynqCeiling(ctx context.Context, r *rig, n int) (float64, error) {
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// copyCeiling copies the bench group's volume n times, concurrency at a time, the way a
+// copyVolumes copies the bench group's volume n times, concurrency at a time, the way a
 // restore's clone stage does (fresh volume directory, verified copy, fsyncs), without
-// Redis, HTTP or asynq: the file-system work of n restores alone, in copies per second.
-func copyCeiling(ctx context.Context, r *rig, n int) (float64, error) {
+// Redis, HTTP or asynq: the file-system work of n restores alone.
+func copyVolumes(ctx context.Context, r *rig, n int) error {
 	src := filepath.Join(backup.GroupDir(filepath.Join(r.dir, "backup"), benchGroup), benchVolumeFile)
 	sum, err := clone.SumFile(src, clone.XXH3Chunked)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	dst := filepath.Join(r.dir, "primary", "rootVolumes", "acct-copy-ceiling")
+	dst := filepath.Join(r.dir, "primary", "rootVolumes", "acct-copy-alone")
 	defer os.RemoveAll(dst)
-	var next atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	start := time.Now()
-	for w := 0; w < concurrency; w++ {
-		g.Go(func() error {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return nil
-				}
-				f, err := os.Open(src)
-				if err != nil {
-					return err
-				}
-				_, err = clone.Copy(gctx, f, filepath.Join(dst, fmt.Sprintf("vol-%d", i), "volume."+benchVolumeFormat),
-					clone.Options{Digest: clone.Digest{Algorithm: clone.XXH3Chunked, Value: sum}, Format: benchVolumeFormat, VirtualSize: benchVolumeSize})
-				f.Close()
-				if err != nil {
-					return err
-				}
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return fanOut(ctx, concurrency, n, func(ctx context.Context, i int) error {
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = clone.Copy(ctx, f, filepath.Join(dst, fmt.Sprintf("vol-%d", i), "volume."+benchVolumeFormat),
+			clone.Options{Digest: clone.Digest{Algorithm: clone.XXH3Chunked, Value: sum}, Format: benchVolumeFormat, VirtualSize: benchVolumeSize})
+		return err
+	})
+}
+
+// healthRequests sends n GET /healthz to the api from 16 clients, as restoreRound's clients
+// send restores: an HTTP request and its answer with no work behind them.
+func healthRequests(ctx context.Context, r *rig, n int) error {
+	return fanOut(ctx, 16, n, func(ctx context.Context, _ int) error {
+		req, _ := http.NewRequestWithContext(ctx, "GET", r.base+"/healthz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /healthz: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// redisPings makes n Redis round trips (PING), concurrency at a time, through one client
+// of the rig's redis-server.
+func redisPings(ctx context.Context, r *rig, n int) error {
+	rdb := r.redis.Client()
+	defer rdb.Close()
+	return fanOut(ctx, concurrency, n, func(ctx context.Context, _ int) error { return rdb.Ping(ctx).Err() })
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"testing"
 )
 
@@ -26,7 +25,7 @@ func BenchmarkRestore(b *testing.B) {
 	if status, body, err := r.restore("warm-up", false); err != nil || status != 200 {
 		b.Fatalf("warm-up restore: %d %s %v", status, body, err)
 	}
-	before, err := r.readsProcessed(ctx)
+	before, err := r.cpu(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -37,19 +36,9 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatalf("restore %d: %d %s %v", i, status, body, err)
 		}
 	}
-	after, err := r.readsProcessed(ctx)
+	after, err := r.cpu(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(after-before)/float64(b.N), "redis-reads/op")
-}
-
-// readsProcessed is the rig's redis-server total_reads_processed: how many times it read
-// requests from a client, about one per round trip.
-func (r *rig) readsProcessed(ctx context.Context) (int64, error) {
-	info, err := r.redisInfo(ctx, "stats")
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseInt(info["total_reads_processed"], 10, 64)
+	b.ReportMetric(before.per(after, b.N).roundTrips, "redis-reads/op")
 }

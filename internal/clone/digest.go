@@ -102,7 +102,8 @@ func (s *streamVerifier) sum() string { return hex.EncodeToString(s.h.Sum(nil)) 
 
 // chunkedVerifier computes a chunked digest (XXH3Chunked, BLAKE3Chunked). Whole chunks
 // passed at chunk-aligned positions are hashed in place; anything else is assembled in a
-// scratch chunk first.
+// scratch chunk first, allocated when first needed (a copy that reads whole chunks, the
+// usual case, never needs it).
 type chunkedVerifier struct {
 	outer   hash.Hash
 	leaf    func(chunk, sum []byte)
@@ -111,8 +112,16 @@ type chunkedVerifier struct {
 	rec     []byte // le64(index) || leaf sum
 }
 
+// partial returns the scratch chunk, allocating it on first use.
+func (c *chunkedVerifier) partial() []byte {
+	if c.scratch == nil {
+		c.scratch = make([]byte, DigestChunk)
+	}
+	return c.scratch
+}
+
 func newChunked(size int64, outer hash.Hash, leaf func(chunk, sum []byte), sumLen int) *chunkedVerifier {
-	c := &chunkedVerifier{outer: outer, leaf: leaf, scratch: make([]byte, DigestChunk), rec: make([]byte, 8+sumLen)}
+	c := &chunkedVerifier{outer: outer, leaf: leaf, rec: make([]byte, 8+sumLen)}
 	// The header names the algorithm: "vmrestore <name> v1\n".
 	name := XXH3Chunked
 	if sumLen == 32 {
@@ -143,7 +152,7 @@ func (c *chunkedVerifier) data(p []byte) {
 			p = p[DigestChunk:]
 			continue
 		}
-		n := copy(c.scratch[off:], p)
+		n := copy(c.partial()[off:], p)
 		c.pos += int64(n)
 		p = p[n:]
 		if c.pos%DigestChunk == 0 {
@@ -162,7 +171,7 @@ func (c *chunkedVerifier) zeros(n int64) {
 			continue
 		}
 		m := min(DigestChunk-off, n)
-		clear(c.scratch[off : off+m])
+		clear(c.partial()[off : off+m])
 		c.pos += m
 		n -= m
 		if c.pos%DigestChunk == 0 {
