@@ -149,7 +149,7 @@ func TestOrchestrationStepMeasuresRestoresAndTheirParts(t *testing.T) {
 	if f.Value == nil || *f.Value <= 0 || f.Reference == nil || *f.Reference <= 0 || f.Ratio == nil || f.Met == nil {
 		t.Fatalf("orchestration figure: %+v", f)
 	}
-	for _, want := range []string{"CPU per restore", "room for"} {
+	for _, want := range []string{"CPU per restore", "vmrestore's own work", "the target allows"} {
 		if !strings.Contains(f.Note, want) {
 			t.Errorf("note lacks %q: %s", want, f.Note)
 		}

@@ -97,23 +97,22 @@ func restoreParts(ctx context.Context, c Config, r *rig, n int, perRestore, perN
 	}
 	c.logf("Redis round trips alone (PING, concurrency %d): %.0f/s, CPU per round trip %v", concurrency, pings, perPing)
 
+	us := func(d time.Duration) time.Duration { return d.Round(time.Microsecond) }
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	trips := perRestore.roundTrips - perNoop.roundTrips
-	tripsCPU := time.Duration(trips * float64(perPing.total()))
-	needed := perNoop.total() + perCopy.total() + perRequest.total()
-	c.logf("a restore's %v of CPU: its asynq task %v, volume copy %v, HTTP request %v, %.1f Redis round trips besides asynq's at %v each = %v, the rest (the restore's own work: JSON, placement, Lua scripts in Redis, file system under contention, logs, metrics, Go scheduling) %v",
-		perRestore.total().Round(time.Microsecond), perNoop.total().Round(time.Microsecond), perCopy.total().Round(time.Microsecond),
-		perRequest.total().Round(time.Microsecond), trips, perPing.total().Round(time.Microsecond), tripsCPU.Round(time.Microsecond),
-		(perRestore.total() - needed - tripsCPU).Round(time.Microsecond))
+	parts := perNoop.total() + perCopy.total() + perRequest.total()
+	own := perRestore.total() - parts
+	c.logf("a restore's %v of CPU: its asynq task %v, volume copy %v and HTTP request %v (each as measured alone), and vmrestore's own work %v: %.1f Redis round trips besides asynq's (%v at PING cost), Lua scripts in Redis, JSON, placement, the file system under contention, logs, metrics, Go scheduling",
+		us(perRestore.total()), us(perNoop.total()), us(perCopy.total()), us(perRequest.total()), us(own),
+		trips, us(time.Duration(trips*float64(perPing.total()))))
 	// With every core busy, restores per second = cores / CPU per restore; at the target
 	// that is 0.20 × the no-op rate.
 	budget := time.Duration(float64(runtime.NumCPU()) / (0.20 * noopRate) * float64(time.Second))
-	room := float64(budget-needed) / float64(perPing.total())
-	c.logf("at ratio 0.20 a restore may use at most %v of CPU (%d cores all busy, %.0f no-op tasks/s); its task, copy and HTTP request use %v, which leaves room for %.0f Redis round trips at PING cost against the %.1f it makes",
-		budget.Round(time.Microsecond), runtime.NumCPU(), noopRate, needed.Round(time.Microsecond), max(room, 0), trips)
-	return fmt.Sprintf("CPU per restore %.2f ms (task %.2f, copy %.2f, HTTP %.2f, %.1f Redis round trips besides asynq's at %.3f ms each); at the target a restore may use %.2f ms, room for %.0f round trips",
-		ms(perRestore.total()), ms(perNoop.total()), ms(perCopy.total()), ms(perRequest.total()), trips, ms(perPing.total()),
-		ms(budget), max(room, 0)), nil
+	c.logf("at ratio 0.20 a restore may use at most %v of CPU (%d cores all busy, %.0f no-op tasks/s): after its task, copy and HTTP request, %v for vmrestore's own work, which takes %v",
+		us(budget), runtime.NumCPU(), noopRate, us(budget-parts), us(own))
+	return fmt.Sprintf("CPU per restore %.2f ms: task %.2f, copy %.2f, HTTP request %.2f (each measured alone), vmrestore's own work %.2f (%.1f Redis round trips besides asynq's); the target allows %.2f ms, %.2f for vmrestore's own work",
+		ms(perRestore.total()), ms(perNoop.total()), ms(perCopy.total()), ms(perRequest.total()), ms(own), trips,
+		ms(budget), ms(budget-parts)), nil
 }
 
 // alone runs ops operations of one kind by themselves and returns the CPU each used and
