@@ -479,12 +479,20 @@ func walkData(f *os.File, size int64, max int, fn func(off int64, n int, end int
 }
 
 // nextData returns the next data extent at or after off, using SEEK_DATA/SEEK_HOLE; on
-// filesystems without them the whole rest of the file is data.
+// filesystems without them the whole rest of the file is data. A file found shorter than
+// size when no data is left has shrunk under the copy (its end is not a hole).
 func nextData(f *os.File, off, size int64) (int64, int64, error) {
 	fd := int(f.Fd())
 	start, err := unix.Seek(fd, off, unix.SEEK_DATA)
 	if err != nil {
-		if errors.Is(err, syscall.ENXIO) { // no data after off: the rest is a hole
+		if errors.Is(err, syscall.ENXIO) { // no data after off: the rest is a hole, or cut off
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
+				return 0, 0, err
+			}
+			if st.Size < size {
+				return 0, 0, fmt.Errorf("file shrank while being read (%d bytes left of %d)", st.Size, size)
+			}
 			return size, size, nil
 		}
 		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP) {

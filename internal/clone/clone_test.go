@@ -412,6 +412,44 @@ func TestCopyFailures(t *testing.T) {
 			t.Fatalf("left behind: %v", left)
 		}
 	})
+	// A file cut short between two of its data extents is found out when the next extent is
+	// looked for, not mistaken for a hole (which would end in a checksum mismatch).
+	t.Run("source shrinks between extents", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "shrinks.raw")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block := bytes.Repeat([]byte{7}, 64<<10)
+		for _, off := range []int64{0, 4 << 20} {
+			if _, err := f.WriteAt(block, off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Truncate(8 << 20); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		d := clone.Digest{Algorithm: clone.XXH3Chunked, Value: sum(t, path, clone.XXH3Chunked)}
+		out := t.TempDir()
+		cut := false
+		_, err = clone.Copy(context.Background(), open(t, path), filepath.Join(out, "v", "x.raw"), clone.Options{Digest: d, Format: "raw", NoReflink: true,
+			Progress: func(clone.Progress) {
+				if !cut { // after the first extent is copied
+					cut = true
+					if err := os.Truncate(path, 1<<20); err != nil {
+						t.Error(err)
+					}
+				}
+			}})
+		var se *clone.SourceError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "file shrank") {
+			t.Fatalf("want a SourceError saying the file shrank, got %T %v", err, err)
+		}
+		if left := leftovers(t, out); len(left) > 0 {
+			t.Fatalf("left behind: %v", left)
+		}
+	})
 	t.Run("stale partial file", func(t *testing.T) {
 		dst := filepath.Join(t.TempDir(), "x.raw")
 		os.WriteFile(dst+clone.PartSuffix, []byte("garbage of a killed copy"), 0o640)
