@@ -72,5 +72,5 @@ func (u cpuUse) total() time.Duration { return u.self + u.redis }
 
 func (u cpuUse) String() string {
 	return fmt.Sprintf("%v (%v in api, worker and clients, %v in redis-server)",
-		(u.self + u.redis).Round(time.Microsecond), u.self.Round(time.Microsecond), u.redis.Round(time.Microsecond))
+		u.total().Round(time.Microsecond), u.self.Round(time.Microsecond), u.redis.Round(time.Microsecond))
 }
