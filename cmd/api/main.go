@@ -1,7 +1,7 @@
 // Command api serves vmrestore's HTTP API. With REDIS_ADDR unset it runs the embedded mode:
 // an in-process Redis, in-process workers and a generated demo site, in one command.
 //
-//	api [flags]             run the api (see README.md for flags and environment variables)
+//	api [flags]             run the api (see docs/configuration.md for flags and environment variables)
 //	api hash-password       read a password on stdin, print the passwordHash for a site file account
 package main
 

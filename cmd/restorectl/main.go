@@ -1,5 +1,5 @@
 // Command restorectl drives a vmrestore api over HTTP: log in, submit and watch bulk restore
-// plans, operate on them, list restored VMs and read restore jobs. See README.md, "restorectl".
+// plans, operate on them, list restored VMs and read restore jobs. See docs/restorectl.md.
 package main
 
 import (

@@ -1,6 +1,6 @@
 // Command worker runs vmrestore's restore pipeline: an asynq server taking restore jobs from
 // Redis (REDIS_ADDR), with /metrics, /healthz and /readyz on VMRESTORE_METRICS_ADDR. Run as
-// many as the restores need; see README.md.
+// many as the restores need; see docs/operations.md.
 package main
 
 import (

@@ -1,7 +1,7 @@
 // Package app assembles vmrestore's processes from configuration and runs them under one
 // supervisor each: the api (which, with no Redis configured, also runs an in-process Redis,
 // workers and a demo site: the embedded mode) and the worker. Configuration is read from
-// environment variables, overridden by flags; README.md has the table.
+// environment variables, overridden by flags; docs/configuration.md has the table.
 package app
 
 import (
@@ -102,7 +102,7 @@ func DefaultDataDir() string {
 	return filepath.Join(os.TempDir(), "vmrestore")
 }
 
-// Settings lists every setting; README's configuration table is written from it.
+// Settings lists every setting; docs/configuration.md lists them all (a test checks).
 var Settings = []setting{
 	{"VMRESTORE_HTTP_ADDR", "http-addr", ":8080", "address the api listens on (ZStack's port)", str(func(c *Config) *string { return &c.HTTPAddr })},
 	{"REDIS_ADDR", "redis-addr", "", "Redis host:port; empty runs the embedded mode (in-process Redis, workers and demo site)", str(func(c *Config) *string { return &c.RedisAddr })},

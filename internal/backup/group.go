@@ -309,7 +309,7 @@ func checkDigest(d Checksum) error {
 // digestHexLen lists the checksum algorithms group.json may name, with their hex lengths:
 // the whole-file "sha256" and "blake3", and the chunked "xxh3-chunked-64k" and
 // "blake3-chunked-64k", which verify a sparse file in time proportional to its data (defined
-// in package clone and in the README).
+// in package clone and in docs/architecture.md).
 var digestHexLen = map[string]int{"sha256": 64, "blake3": 64, "xxh3-chunked-64k": 32, "blake3-chunked-64k": 64}
 
 // SupportedDigests lists the checksum algorithms group.json may name.

@@ -462,7 +462,7 @@ func (s *Site) Validate() error {
 			p.addf("%s: the admin account is managed by VMRESTORE_ADMIN_PASSWORD, not by the site file", where)
 		}
 		if !strings.HasPrefix(a.PasswordHash, "$argon2id$") {
-			p.addf("%s: passwordHash must be an argon2id hash made by `vmrestore-api hash-password` (see README)", where)
+			p.addf("%s: passwordHash must be an argon2id hash made by `vmrestore-api hash-password` (see docs/security.md)", where)
 		}
 	}
 	return p.err()

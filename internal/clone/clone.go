@@ -21,7 +21,7 @@
 //     storage; NoSpace tells a full one), ErrChecksum, ErrFormat.
 //
 // Decisions measured on the 2-vCPU, ext4 development machine (see bench_test.go and the
-// README's "Volume cloning"):
+// docs/architecture.md, "Volume cloning"):
 //   - copy_file_range is not used. Without reflinks it is an in-kernel page-cache copy of
 //     the source range, made after (and apart from) the read that hashed it. Measured in a
 //     single-thread read+hash loop it was 10-30% faster here than pwrite from the buffer,

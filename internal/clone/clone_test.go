@@ -217,7 +217,7 @@ func TestCopyTurnsZeroBlocksIntoHoles(t *testing.T) {
 	}
 }
 
-// The chunked digests are exactly what the README defines; this reference implementation
+// The chunked digests are exactly what docs/architecture.md defines; this reference implementation
 // reads the whole file naively.
 func TestChunkedDigestDefinition(t *testing.T) {
 	type def struct {
@@ -303,7 +303,7 @@ func TestChunkedDigestDefinition(t *testing.T) {
 			t.Fatalf("%s of a sparse file: SumFile %s, definition %s", d.name, got, want)
 		}
 	}
-	// The published example value (README) of 1 MiB of bytes i%251 followed by 1 MiB of zeros.
+	// The published example value (docs/architecture.md) of 1 MiB of bytes i%251 followed by 1 MiB of zeros.
 	ex := make([]byte, 2<<20)
 	for i := range 1 << 20 {
 		ex[i] = byte(i % 251)
@@ -314,7 +314,7 @@ func TestChunkedDigestDefinition(t *testing.T) {
 	}
 	for _, d := range defs {
 		if got := ref(d, ex); got != readme[d.name] {
-			t.Errorf("README example of %s: definition gives %s, README says %s", d.name, got, readme[d.name])
+			t.Errorf("docs/architecture.md example of %s: definition gives %s, the doc says %s", d.name, got, readme[d.name])
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vmrestore/vmrestore/internal/testenv"
 )
 
 // RepoRoot returns the repository's root: the closest folder above the working directory
@@ -37,18 +39,12 @@ func RepoRoot(tb testing.TB) string {
 	}
 }
 
-// NeedPrometheus returns the paths of prometheus and promtool, or skips the test with the
-// way to install them.
+// NeedPrometheus returns the paths of prometheus and promtool, or skips the test (fails it
+// under CI) with the way to install them.
 func NeedPrometheus(tb testing.TB) (prometheus, promtool string) {
 	tb.Helper()
-	var err error
-	if prometheus, err = exec.LookPath("prometheus"); err != nil {
-		tb.Skip("prometheus is not on PATH; install Debian's prometheus package (.ci/run does) to run this test")
-	}
-	if promtool, err = exec.LookPath("promtool"); err != nil {
-		tb.Skip("promtool is not on PATH; install Debian's prometheus package (.ci/run does) to run this test")
-	}
-	return prometheus, promtool
+	const hint = "install Debian's prometheus package (.ci/run does) to run this test"
+	return testenv.LookPath(tb, "prometheus", hint), testenv.LookPath(tb, "promtool", hint)
 }
 
 // Promtool runs promtool with args in dir and fails the test, with its output, unless it

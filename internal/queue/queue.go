@@ -96,7 +96,7 @@ func (c *Client) EnqueuePlanWebHook(ctx context.Context, planUUID string) error 
 type ServerConfig struct {
 	Concurrency int
 	// TaskCheckInterval is how long an idle worker sleeps between polls of an empty queue;
-	// it is the floor on pick-up latency for a new job (see README, "Synchronous wait").
+	// it is the floor on pick-up latency for a new job (see docs/architecture.md, "Synchronous wait").
 	TaskCheckInterval time.Duration
 	ShutdownTimeout   time.Duration
 }
