@@ -14,16 +14,16 @@ import (
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/testenv"
 )
 
 // TestEmbeddedModeWalkthrough runs the api binary with no configuration but a port and a
 // data directory, as a new user would, then pastes the curl sequence it prints into bash and
 // checks that a VM was restored and its volume files written.
 func TestEmbeddedModeWalkthrough(t *testing.T) {
-	for _, tool := range []string{"bash", "curl", "sha512sum", "sed"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
+	// The tools of the printed walkthrough, by the Debian package that has them.
+	for tool, pkg := range map[string]string{"bash": "bash", "curl": "curl", "sha512sum": "coreutils", "sed": "sed"} {
+		testenv.LookPath(t, tool, "install Debian's "+pkg)
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "api")

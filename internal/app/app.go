@@ -86,7 +86,7 @@ func redisClient(c Config) (redis.UniversalClient, error) {
 		return nil, errors.New("REDIS_CLUSTER and REDIS_MASTER_NAME exclude each other")
 	}
 	if c.RedisCluster && c.RedisDB != 0 {
-		return nil, errors.New("Redis Cluster has only database 0; unset REDIS_DB")
+		return nil, errors.New("REDIS_DB must be 0 with REDIS_CLUSTER (a Redis Cluster has only database 0): unset REDIS_DB")
 	}
 	if c.RedisTLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.RedisTLSServerName}

@@ -197,13 +197,6 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func quickNote(c Config, full, quick string) string {
-	if c.Quick {
-		return quick
-	}
-	return full
-}
-
 // fanOut runs op(i) for i in [0, n) on workers goroutines and returns the first error; the
 // other goroutines stop taking work after it.
 func fanOut(ctx context.Context, workers, n int, op func(ctx context.Context, i int) error) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/testenv"
 )
 
 // allocated returns the bytes a file occupies on disk (st_blocks).
@@ -505,7 +506,7 @@ func TestCopyFailures(t *testing.T) {
 func TestCopyDiskFull(t *testing.T) {
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m"); err != nil {
-		t.Skipf("cannot mount a 16 MiB tmpfs to fill (needs root and CAP_SYS_ADMIN): %v", err)
+		testenv.Missing(t, "cannot mount a 16 MiB tmpfs to fill (needs root and CAP_SYS_ADMIN): %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(mnt, unix.MNT_DETACH) })
 	src := t.TempDir()
@@ -529,20 +530,18 @@ func TestCopyDiskFull(t *testing.T) {
 // On a filesystem with reflinks (XFS here, on a loop device) the copy shares the source's
 // extents and is still verified.
 func TestCopyReflink(t *testing.T) {
-	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
-		t.Skip("mkfs.xfs is not installed (apt-get install xfsprogs); the reflink path is not tested")
-	}
+	testenv.LookPath(t, "mkfs.xfs", "install Debian's xfsprogs; without it the reflink path is not tested")
 	img := filepath.Join(t.TempDir(), "xfs.img")
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	os.Truncate(img, 512<<20)
 	if out, err := exec.Command("mkfs.xfs", "-q", "-m", "reflink=1", img).CombinedOutput(); err != nil {
-		t.Skipf("mkfs.xfs: %v: %s", err, out)
+		testenv.Missing(t, "mkfs.xfs cannot make a reflink filesystem: %v: %s", err, out)
 	}
 	mnt := t.TempDir()
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot loop-mount an XFS image (needs root and loop devices): %v: %s", err, out)
+		testenv.Missing(t, "cannot loop-mount an XFS image (needs root and loop devices): %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 

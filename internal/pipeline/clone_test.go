@@ -22,6 +22,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testenv"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -176,7 +177,7 @@ func TestCloneVolumeFailures(t *testing.T) {
 		}, zstack.CodeBackupStorage, "file shrank"},
 		{"primary storage full", func(t *testing.T, e *cloneEnv, v *job.PlannedVolume) func() {
 			if err := unix.Mount("tmpfs", e.ps.URL, "tmpfs", 0, "size=8m"); err != nil {
-				t.Skipf("cannot mount an 8 MiB tmpfs to fill (needs root): %v", err)
+				testenv.Missing(t, "cannot mount an 8 MiB tmpfs to fill (needs root and CAP_SYS_ADMIN): %v", err)
 			}
 			t.Cleanup(func() { unix.Unmount(e.ps.URL, unix.MNT_DETACH) })
 			return nil

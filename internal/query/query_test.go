@@ -406,8 +406,9 @@ type node struct {
 
 type inventory struct {
 	Embedded
-	UUID    string `json:"uuid,omitempty"`
-	NoTag   int
+	UUID  string `json:"uuid,omitempty"`
+	NoTag int
+	//lint:ignore U1000 an unexported field, here for Fields to leave out
 	private int
 	Skip    string      `json:"-"`
 	Created time.Time   `json:"createDate"`
