@@ -11,9 +11,9 @@ func TestNearMiss(t *testing.T) {
 	tests := []struct {
 		key, want string
 	}{
-		{"clustreUuid", "clusterUuid"},   // two letters swapped
-		{"clusterUUID", "clusterUuid"},   // another case
-		{"HOSTUUID", "hostUuid"},         // another case
+		{"clustreUuid", "clusterUuid"}, // two letters swapped
+		{"clusterUUID", "clusterUuid"}, // another case
+		{"HOSTUUID", "hostUuid"},       // another case
 		{"l3NetworkUuid", "l3NetworkUuids"},
 		{"vmNicParam", "vmNicParams"},
 		{"instanceOferingUuid", "instanceOfferingUuid"},
