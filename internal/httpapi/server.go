@@ -152,13 +152,14 @@ func nativeStatus(ec *zstack.ErrorCode) int {
 	return http.StatusServiceUnavailable
 }
 
-// writeJSON writes v with ZStack's JSON content type.
+// writeJSON writes v with ZStack's JSON content type, ending with a newline so that an
+// answer printed by curl ends its line.
 func writeJSON(c echo.Context, status int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return c.Blob(status, "application/json; charset=utf-8", b)
+	return c.Blob(status, "application/json; charset=utf-8", append(b, '\n'))
 }
 
 // accessLog logs each request at debug level (errors are logged by handleError).

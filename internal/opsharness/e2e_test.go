@@ -425,10 +425,11 @@ func TestOperationsEndToEnd(t *testing.T) {
 			t.Errorf("%s: want %v, got %v (%v)", q, want, v, err)
 		}
 	}
-	// The HTTP metrics count the status the client got (a failed restore answers 503, a
-	// missing session 400), by route pattern.
+	// The HTTP metrics count the status the client got (a restore call answers 202, the poll
+	// of a failed restore 503, a missing session 400), by route pattern.
 	for _, q := range []string{
-		`vmrestore_http_requests_total{code="503",url="/zstack/v1/vm-instances/from/vm-backups/:groupUuid"}`,
+		`vmrestore_http_requests_total{code="202",url="/zstack/v1/vm-instances/from/vm-backups/:groupUuid"}`,
+		`vmrestore_http_requests_total{code="503",url="/zstack/v1/api-jobs/:uuid"}`,
 		`vmrestore_http_requests_total{code="400",url="/zstack/v1/vm-instances"}`,
 		`vmrestore_placement_refusals_total`,
 	} {
