@@ -221,7 +221,9 @@ func TestWaitLimitBoundsTheSynchronousWait(t *testing.T) {
 	never := newEnv(t, envOptions{noWorker: true, config: func(c *app.Config) { c.WaitLimit = 0 }})
 	for _, call := range []func() response{
 		func() response { return never.do("POST", "/api/v1/restores", never.session, body, nil) },
-		func() response { return never.submit(demosite.GroupWeb01UUID, webParams("x"), map[string]string{"Prefer": "wait=60"}) },
+		func() response {
+			return never.submit(demosite.GroupWeb01UUID, webParams("x"), map[string]string{"Prefer": "wait=60"})
+		},
 	} {
 		start := time.Now()
 		r := call()
