@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/http"
 	"reflect"
 	"sort"
@@ -127,6 +128,7 @@ type IPRangeInventory struct {
 	EndIP         string      `json:"endIp"`
 	Netmask       string      `json:"netmask"`
 	Gateway       string      `json:"gateway"`
+	NetworkCIDR   string      `json:"networkCidr,omitempty"`
 	IPVersion     int         `json:"ipVersion"`
 	CreateDate    zstack.Date `json:"createDate,omitzero"`
 	LastOpDate    zstack.Date `json:"lastOpDate,omitzero"`
@@ -507,8 +509,8 @@ func (s *Server) listL3Networks() echo.HandlerFunc {
 				IPAllocatorStrategy: l3.IPAllocatorStrategy, UsedIPCount: used}
 			inv.CreateDate, inv.LastOpDate = d.of(l3.UUID)
 			for _, r := range l3.IPRanges {
-				ri := IPRangeInventory{UUID: r.UUID, L3NetworkUUID: l3.UUID, Name: r.Name,
-					StartIP: r.StartIP, EndIP: r.EndIP, Netmask: r.Netmask, Gateway: r.Gateway, IPVersion: 4}
+				ri := IPRangeInventory{UUID: r.UUID, L3NetworkUUID: l3.UUID, Name: r.Name, StartIP: r.StartIP, EndIP: r.EndIP,
+					Netmask: r.Netmask, Gateway: r.Gateway, NetworkCIDR: networkCIDR(r.StartIP, r.Netmask), IPVersion: 4}
 				ri.CreateDate, ri.LastOpDate = d.of(r.UUID)
 				inv.IPRanges = append(inv.IPRanges, ri)
 			}
@@ -737,4 +739,15 @@ func (s *Server) freeIPs(byRange bool) echo.HandlerFunc {
 		}
 		return writeAnswer(c, false, field{"inventories", out, zstack.ClassFreeIP})
 	}
+}
+
+// networkCIDR is the network of an address and netmask in CIDR form (10.10.0.0/24), or ""
+// when either is not IPv4.
+func networkCIDR(ip, netmask string) string {
+	a, ok := catalog.IPToLong(ip)
+	m, ok2 := catalog.IPToLong(netmask)
+	if !ok || !ok2 {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", catalog.LongToIP(a&m), bits.OnesCount32(uint32(m)))
 }
