@@ -182,8 +182,11 @@ func TestZStackRouteAnswers202ByDefault(t *testing.T) {
 func TestNativeSynchronousRestore(t *testing.T) {
 	e := newEnv(t)
 	body := map[string]any{"groupUuid": demosite.GroupWeb01UUID, "params": webParams("web01-native"), "systemTags": []string{"hostname::native"}}
-	r := e.do("POST", "/api/v1/restores", e.session, body, nil)
+	id := zstack.NewUUID()
+	r := e.do("POST", "/api/v1/restores", e.session, body, map[string]string{"X-Job-UUID": id})
 	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	dup := e.do("POST", "/api/v1/restores", e.session, body, map[string]string{"X-Job-UUID": id})
+	mustf(t, dup.status == 400 && strings.Contains(string(dup.body), `"details":"Duplicate job uuid[`+id+`]"`), "duplicate: %d %s", dup.status, dup.body)
 	inv := r.json()["inventory"].(map[string]any)
 	mustf(t, str(inv, "name") == "web01-native" && str(inv, "state") == "Running", "inventory %v", inv)
 	checkRestoredFiles(t, e, demosite.GroupWeb01UUID, inv)

@@ -157,13 +157,14 @@ func (s *Server) createVMFromBackup() echo.HandlerFunc {
 func (s *Server) restoreNow() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		sub, err := s.readSubmission(c, "")
+		if err == nil {
+			err = s.submit(c, sub, s.waitFor(c, sub.hook, s.Config.WaitLimit), true)
+		}
+		// The native API answers its refusals as ErrorCodes, like its other errors.
 		if status, text, ok := Refusal(err); ok && status == http.StatusBadRequest {
 			return zstack.InvalidArgument("%s", text)
 		}
-		if err != nil {
-			return err
-		}
-		return s.submit(c, sub, s.waitFor(c, sub.hook, s.Config.WaitLimit), true)
+		return err
 	}
 }
 
