@@ -91,22 +91,18 @@ func decodeCreateVM(c echo.Context) (*zstack.CreateVmFromVmBackupRequest, error)
 // level wins.
 func DecodeCreateVM(data []byte) (*zstack.CreateVmFromVmBackupRequest, error) {
 	var top map[string]json.RawMessage
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, refusal(jsonError(err))
+	if body := bytes.TrimSpace(data); len(body) > 0 {
+		if !json.Valid(body) {
+			return nil, malformed(body)
 		}
-		if dec.More() {
-			return nil, plain(http.StatusBadRequest, "the request body has data after its JSON object")
-		}
-		if v != nil {
-			if _, ok := v.(map[string]any); !ok {
-				return nil, plain(http.StatusBadRequest, "the request body must be a JSON object like {\"params\": {...}}, got %s", jsonKind(v))
-			}
-			if err := json.Unmarshal(data, &top); err != nil {
+		switch body[0] {
+		case '{':
+			if err := json.Unmarshal(body, &top); err != nil {
 				return nil, refusal(jsonError(err))
 			}
+		case 'n': // null: a call without parameters
+		default:
+			return nil, plain(http.StatusBadRequest, "the request body must be a JSON object like {\"params\": {...}}, got %s", rawKind(body))
 		}
 	}
 	req := &zstack.CreateVmFromVmBackupRequest{}
@@ -142,6 +138,19 @@ func DecodeCreateVM(data []byte) (*zstack.CreateVmFromVmBackupRequest, error) {
 		req.RequestIP = p.RequestIP
 	}
 	return req, nil
+}
+
+// malformed says what is wrong with a body that is not one JSON value.
+func malformed(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return refusal(jsonError(err))
+	}
+	if dec.More() {
+		return plain(http.StatusBadRequest, "the request body has data after its JSON object")
+	}
+	return refusal(jsonError(json.Unmarshal(body, &v)))
 }
 
 // decodeFields sets the fields of the struct dst points to from obj's keys, by exact JSON

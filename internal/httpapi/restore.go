@@ -357,6 +357,11 @@ func (s *Server) waitJob(ctx context.Context, jobUUID string, limit time.Duratio
 // the native one.
 func answerEnded(c echo.Context, st *store.JobStatus, native bool) error {
 	if st.State == job.Succeeded {
+		if !wantsSchema(c) {
+			// The stored inventory as is: no re-encoding on the synchronous path.
+			body, _ := job.Answer(st.State, st.Result, nil)
+			return writeJSONBytes(c, http.StatusOK, body)
+		}
 		return writeAnswer(c, false, field{"inventory", st.Result, zstack.ClassVmInstance})
 	}
 	status := http.StatusServiceUnavailable

@@ -152,14 +152,25 @@ func nativeStatus(ec *zstack.ErrorCode) int {
 	return http.StatusServiceUnavailable
 }
 
-// writeJSON writes v with ZStack's JSON content type, ending with a newline so that an
-// answer printed by curl ends its line.
+// writeJSON writes v with ZStack's JSON content type (see writeJSONBytes).
 func writeJSON(c echo.Context, status int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return c.Blob(status, "application/json; charset=utf-8", append(b, '\n'))
+	return writeJSONBytes(c, status, b)
+}
+
+// writeJSONBytes writes an encoded JSON answer, ending with a newline so that an answer
+// printed by curl ends its line.
+func writeJSONBytes(c echo.Context, status int, b []byte) error {
+	c.Response().Header().Set(echo.HeaderContentType, "application/json; charset=utf-8")
+	c.Response().WriteHeader(status)
+	if _, err := c.Response().Write(b); err != nil {
+		return err
+	}
+	_, err := c.Response().Write([]byte{'\n'})
+	return err
 }
 
 // accessLog logs each request at debug level (errors are logged by handleError).
