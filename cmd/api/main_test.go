@@ -71,6 +71,9 @@ func TestEmbeddedModeWalkthrough(t *testing.T) {
 			} `json:"allVolumes"`
 		} `json:"inventory"`
 	}
+	if !strings.HasSuffix(string(out), "}\n") {
+		t.Fatalf("the printed answer does not end its line: %q", out[max(0, len(out)-40):])
+	}
 	if err := json.Unmarshal(out, &answer); err != nil {
 		t.Fatalf("the walkthrough did not print an inventory: %v\n%s", err, out)
 	}

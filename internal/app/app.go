@@ -567,9 +567,10 @@ func Banner(a *API, c Config) string {
 		fmt.Fprintf(&b, "    -d '{\"logInByAccount\":{\"accountName\":\"admin\",\"password\":\"'$(printf %%s %s | sha512sum | cut -d' ' -f1)'\"}}' \\\n", pw)
 		fmt.Fprintf(&b, "    | sed -n 's/.*\"uuid\":\"\\([0-9a-f]*\\)\".*/\\1/p')\n")
 		fmt.Fprintf(&b, "  curl -s -X POST %s/zstack/v1/vm-instances/from/vm-backups/%s \\\n", base, demosite.GroupWeb01UUID)
-		fmt.Fprintf(&b, "    -H \"Authorization: OAuth $SESSION\" -H 'Content-Type: application/json' \\\n")
+		fmt.Fprintf(&b, "    -H \"Authorization: OAuth $SESSION\" -H 'Content-Type: application/json' -H 'Prefer: wait=60' \\\n")
 		fmt.Fprintf(&b, "    -d '{\"params\":{\"name\":\"web01-dr\",\"instanceOfferingUuid\":\"%s\",\"l3NetworkUuids\":[\"%s\"]}}'\n", demosite.OfferingSmall, demosite.L3ProdUUID)
-		fmt.Fprintf(&b, "\nThe answer is the VM inventory; its volumes are under %s.\n", c.DataDir)
+		fmt.Fprintf(&b, "\nThe answer is the VM inventory (Prefer: wait=60 asks for it in one call; without it the call answers\n")
+		fmt.Fprintf(&b, "202 with a location to poll, as ZStack does); its volumes are under %s.\n", c.DataDir)
 	}
 	return b.String()
 }

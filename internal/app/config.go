@@ -118,7 +118,7 @@ var Settings = []setting{
 	{"VMRESTORE_SITE", "site", "", "site catalog YAML loaded into Redis by the api (reloaded when the file changes); the embedded mode generates one", str(func(c *Config) *string { return &c.SiteFile })},
 	{"VMRESTORE_DATA_DIR", "data-dir", DefaultDataDir(), "where the embedded mode writes its demo site, backups and primary storages", str(func(c *Config) *string { return &c.DataDir })},
 	{"VMRESTORE_ADMIN_PASSWORD", "", "", "admin password; otherwise one is generated on first start and printed once", str(func(c *Config) *string { return &c.AdminPassword })},
-	{"VMRESTORE_WAIT_LIMIT", "wait-limit", "60s", "how long CreateVmFromVmBackup waits for its job before answering 202", dur(func(c *Config) *time.Duration { return &c.WaitLimit })},
+	{"VMRESTORE_WAIT_LIMIT", "wait-limit", "60s", "longest synchronous wait for a restore (POST /api/v1/restores, or a ZStack call with Prefer: wait=N) before it answers 202 with the poll location; 0 never waits", dur(func(c *Config) *time.Duration { return &c.WaitLimit })},
 	{"VMRESTORE_CONCURRENCY", "concurrency", "20", "restore jobs one worker process runs at once", num(func(c *Config) *int { return &c.Concurrency }, 1, 10000)},
 	{"VMRESTORE_TASK_CHECK_INTERVAL", "task-check-interval", "10ms", "how often an idle worker polls for new jobs (the floor on pick-up latency)", dur(func(c *Config) *time.Duration { return &c.TaskCheckInterval })},
 	{"VMRESTORE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long a stopping worker lets running stages finish before handing jobs back", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},

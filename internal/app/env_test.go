@@ -244,10 +244,26 @@ func (e *env) do(method, path, session string, body any, headers map[string]stri
 	return response{t: e.t, status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-// restore posts CreateVmFromVmBackup for a group with the given params.
-func (e *env) restore(group string, params map[string]any, headers map[string]string) response {
+// submit posts CreateVmFromVmBackup for a group with the given params and returns the POST's
+// own answer (202 with the poll location, unless the call was refused or waited).
+func (e *env) submit(group string, params map[string]any, headers map[string]string) response {
 	e.t.Helper()
 	return e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session, map[string]any{"params": params}, headers)
+}
+
+// restore calls CreateVmFromVmBackup as ZStack's SDKs do: the POST, then, when it answers
+// 202, polls the location until the job ends and returns that answer (200 with the
+// inventory or 503 with the error). With a Prefer or X-Web-Hook header the POST's own answer
+// is returned: those calls test the POST itself.
+func (e *env) restore(group string, params map[string]any, headers map[string]string) response {
+	e.t.Helper()
+	r := e.submit(group, params, headers)
+	if _, asked := headers["Prefer"]; asked || headers["X-Web-Hook"] != "" || r.status != 202 {
+		return r
+	}
+	loc := str(r.json(), "location")
+	mustf(e.t, strings.Contains(loc, "/zstack/v1/api-jobs/"), "202 without a poll location: %s", r.body)
+	return e.poll(loc, 3*time.Minute)
 }
 
 // poll polls a job until it ends (or the deadline passes) and returns the final answer.

@@ -8,10 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
@@ -56,10 +60,9 @@ func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
 			"l3NetworkUuids": []string{demosite.L3ProdUUID}, "clustreUuid": demosite.ClusterAUUID}, "unknown field(s) clustreUuid"},
 		{"parameter in the wrong case", g, map[string]any{"name": "x", "instanceOfferingUuid": demosite.OfferingSmall,
 			"l3NetworkUuids": []string{demosite.L3ProdUUID}, "hostUUid": demosite.ClusterAUUID}, `did you mean "hostUuid"?`},
-		{"wrong type", g, map[string]any{"name": "x", "cpuNum": "two", "memorySize": 1, "l3NetworkUuids": []string{demosite.L3ProdUUID}},
-			"field[params.cpuNum] must be an integer"},
-		{"huge number", g, map[string]any{"name": "x", "cpuNum": 1, "memorySize": 1e30, "l3NetworkUuids": []string{demosite.L3ProdUUID}},
-			"field[params.memorySize] must be an integer"},
+		{"a group in params other than the path's", g, map[string]any{"name": "x", "instanceOfferingUuid": demosite.OfferingSmall,
+			"l3NetworkUuids": []string{demosite.L3ProdUUID}, "groupUuid": demosite.GroupDB01UUID},
+			"params.groupUuid[" + demosite.GroupDB01UUID + "] differs from the group of the path"},
 		{"staticIp outside every range", g, map[string]any{"name": "x", "instanceOfferingUuid": demosite.OfferingSmall,
 			"l3NetworkUuids": []string{demosite.L3ProdUUID},
 			"vmNicParams":    `[{"l3NetworkUuid":"` + demosite.L3ProdUUID + `","ip":"10.99.0.5"}]`},
@@ -70,7 +73,10 @@ func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := e.restore(tc.group, tc.params, nil)
+			// As ZStack reports its interceptors' refusals: the POST answers 202, the poll 503.
+			post := e.submit(tc.group, tc.params, nil)
+			mustf(t, post.status == 202, "POST answered %d, want 202: %s", post.status, post.body)
+			r := e.poll(str(post.json(), "location"), time.Minute)
 			ec := r.errorCode()
 			mustf(t, str(ec, "code") == "SYS.1007", "code %q, want SYS.1007: %s", str(ec, "code"), r.body)
 			mustf(t, strings.Contains(str(ec, "details"), tc.details), "details %q do not contain %q", str(ec, "details"), tc.details)
@@ -78,6 +84,71 @@ func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
 	}
 	// Nothing was left behind by any of them.
 	checkNothingAllocated(t, e)
+}
+
+// What ZStack's RestServer refuses before queuing a call is answered on the POST, as plain
+// text, and leaves no job: malformed JSON, values of the wrong type, bad headers.
+func TestRequestRefusedBeforeQueuingIsAnsweredOnThePost(t *testing.T) {
+	e := newEnv(t, envOptions{noWorker: true})
+	path := "/zstack/v1/vm-instances/from/vm-backups/" + demosite.GroupWeb01UUID
+	cases := []struct {
+		name    string
+		body    string
+		headers map[string]string
+		want    string
+	}{
+		{"malformed JSON", `{"params":{"name":"x",}}`, nil, "the request body is not valid JSON"},
+		{"a list for a body", `[]`, nil, "the request body must be a JSON object"},
+		{"wrong type", `{"params":{"name":"x","cpuNum":"two","memorySize":1}}`, nil, "field[params.cpuNum] must be an integer"},
+		{"huge number", `{"params":{"name":"x","cpuNum":1,"memorySize":1e30}}`, nil, "field[params.memorySize] must be an integer"},
+		{"a string for a list", `{"params":{"name":"x","l3NetworkUuids":"` + demosite.L3ProdUUID + `"}}`, nil, "field[params.l3NetworkUuids] must be a list"},
+		{"bad X-Job-UUID", `{"params":{"name":"x"}}`, map[string]string{"X-Job-UUID": "0123-4567"}, "Invalid header[X-Job-UUID]"},
+		{"X-API-Timeout not a number", `{"params":{"name":"x"}}`, map[string]string{"X-API-Timeout": "soon"}, "Invalid header[X-API-Timeout]"},
+		{"X-API-Timeout zero", `{"params":{"name":"x"}}`, map[string]string{"X-API-Timeout": "0"}, "Invalid header[X-API-Timeout]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			id := zstack.NewUUID()
+			h := map[string]string{"X-Job-UUID": id}
+			for k, v := range tc.headers {
+				h[k] = v
+			}
+			r := e.do("POST", path, e.session, tc.body, h)
+			mustf(t, r.status == 400 && strings.Contains(string(r.body), tc.want), "%d %q, want 400 with %q", r.status, r.body, tc.want)
+			mustf(t, !strings.HasPrefix(r.header.Get("Content-Type"), "application/json"), "a refusal is plain text: %s", r.header.Get("Content-Type"))
+			if zstack.IsUUID(h["X-Job-UUID"]) {
+				exists, err := e.store.JobExists(context.Background(), id)
+				mustf(t, err == nil && !exists, "a refused call left job %s (%v)", id, err)
+			}
+		})
+	}
+	// X-API-Timeout takes any positive long, as ZStack does: a year, or more than a time.Duration holds.
+	for _, v := range []string{"31536000", "9223372036854775807"} {
+		r := e.submit(demosite.GroupWeb01UUID, webParams("long-"+v[:3]), map[string]string{"X-API-Timeout": v, "Prefer": "respond-async"})
+		mustf(t, r.status == 202, "X-API-Timeout %s: %d %s", v, r.status, r.body)
+	}
+}
+
+// A call that breaks the API's rules is a job that failed before any task was queued: its
+// poll answers 503 with the error, a web hook hears of it, and "Prefer: wait" answers it at once.
+func TestInvalidCallIsAFailedJobWithoutATask(t *testing.T) {
+	e := newEnv(t, envOptions{noWorker: true})
+	bad := map[string]any{"name": "x", "l3NetworkUuids": []string{demosite.L3ProdUUID}} // no offering, no cpuNum/memorySize
+	id := zstack.NewUUID()
+	r := e.submit(demosite.GroupWeb01UUID, bad, map[string]string{"X-Job-UUID": id})
+	mustf(t, r.status == 202 && strings.HasSuffix(str(r.json(), "location"), "/zstack/v1/api-jobs/"+id), "POST: %d %s", r.status, r.body)
+	p := e.poll(str(r.json(), "location"), 10*time.Second)
+	mustf(t, str(p.errorCode(), "code") == "SYS.1007", "poll: %s", p.body)
+	info, err := asynq.NewInspector(asynq.RedisClientOpt{Addr: e.redis.Addr}).GetTaskInfo(queue.QueueRestore, id)
+	mustf(t, err != nil && info == nil, "a task was queued for an invalid call: %+v", info)
+	j := e.do("GET", "/api/v1/jobs/"+id, e.session, nil, nil)
+	mustf(t, j.status == 200 && str(j.json(), "state") == "failed", "job view: %d %s", j.status, j.body)
+	// The same uuid again is a duplicate, as for any job.
+	again := e.submit(demosite.GroupWeb01UUID, bad, map[string]string{"X-Job-UUID": id})
+	mustf(t, again.status == 400 && string(again.body) == "Duplicate job uuid["+id+"]", "%d %s", again.status, again.body)
+	// With "Prefer: wait" the error is the answer, without a 202 first.
+	w := e.submit(demosite.GroupWeb01UUID, bad, map[string]string{"Prefer": "wait=30"})
+	mustf(t, str(w.errorCode(), "code") == "SYS.1007", "waited: %s", w.body)
 }
 
 // checkNothingAllocated asserts that no capacity, address, MAC or volume file is held.
@@ -242,6 +313,13 @@ func TestUnknownPathAndMethod(t *testing.T) {
 	mustf(t, r.status == 404 && string(r.body) == "no api mapping to /zstack/v1/no-such-thing", "unknown path: %d %q", r.status, r.body)
 	r = e.do("PUT", "/zstack/v1/vm-instances/from/vm-backups/"+demosite.GroupWeb01UUID, e.session, "{}", nil)
 	mustf(t, r.status == 405, "wrong method: %d %q", r.status, r.body)
+	// Unknown sub-paths of known resources are not queries of the resource.
+	for _, p := range []string{"/zstack/v1/hosts/" + demosite.ClusterAUUID + "/bogus/x", "/zstack/v1/zones//" + demosite.ZoneUUID,
+		"/zstack/v1/vm-instances/from/vm-backups/" + demosite.GroupWeb01UUID, "/zstack/v1/l3-networks/" + demosite.L3ProdUUID + "/ip",
+		"/zstack/v1/accounts/sessions/" + e.session + "/valid/x", "/zstack/v1/api-jobs/x/y"} {
+		r = e.do("GET", p, e.session, nil, nil)
+		mustf(t, r.status == 404 && string(r.body) == "no api mapping to "+p, "GET %s: %d %q", p, r.status, r.body)
+	}
 }
 
 func TestResourceUUIDIsIdempotent(t *testing.T) {

@@ -79,7 +79,7 @@ func TestInventoryMatchesGolden(t *testing.T) {
 			"vmNicParams":  `[{"l3NetworkUuid":"` + demosite.L3ProdUUID + `","ip":"10.10.0.77","driverType":"e1000","metaData":"rack=7"}]`,
 		},
 		"systemTags": []string{"customMac::" + demosite.L3ProdUUID + "::FA:CE:00:12:34:00", "hostname::web01-dr"},
-	}, nil)
+	}, map[string]string{"Prefer": "wait=120"})
 	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
 	names := map[string]string{}
 	for u, n := range map[string]string{

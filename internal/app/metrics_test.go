@@ -23,8 +23,11 @@ func scrape(tb testing.TB, url string) string {
 
 func TestMetricsCoverStagesOutcomesAndRoutes(t *testing.T) {
 	e := newEnv(t)
-	mustf(t, e.restore(demosite.GroupWeb01UUID, webParams("m"), nil).status == 200, "restore")
-	mustf(t, e.restore("0123456789abcdef0123456789abcdef", webParams("ghost"), nil).status == 503, "failed restore")
+	wait := map[string]string{"Prefer": "wait=120"}
+	mustf(t, e.restore(demosite.GroupWeb01UUID, webParams("m"), wait).status == 200, "restore")
+	mustf(t, e.restore("0123456789abcdef0123456789abcdef", webParams("ghost"), wait).status == 503, "failed restore")
+	// A call that breaks the API's rules is a job that failed at once, counted by the api.
+	mustf(t, e.restore(demosite.GroupWeb01UUID, map[string]any{"name": "no-offering", "l3NetworkUuids": []string{demosite.L3ProdUUID}}, nil).status == 503, "invalid restore")
 
 	worker := scrape(t, "http://"+e.worker.MetricsAddr+"/metrics")
 	for _, want := range []string{
@@ -42,6 +45,7 @@ func TestMetricsCoverStagesOutcomesAndRoutes(t *testing.T) {
 	for _, want := range []string{
 		`vmrestore_sync_wait_seconds_count{outcome="finished"} 2`,
 		`vmrestore_jobs_submitted_total 2`,
+		`vmrestore_jobs_total{code="SYS.1007",outcome="failed"} 1`,
 		`url="/zstack/v1/vm-instances/from/vm-backups/:groupUuid"`,
 	} {
 		mustf(t, strings.Contains(api, want), "api metrics lack %q", want)

@@ -3,16 +3,22 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/queue"
+	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // checkRestoredFiles compares every restored volume with its backup, byte for byte.
@@ -154,6 +160,111 @@ func TestPreferWaitDegradesTo202(t *testing.T) {
 	e.startWorker()
 	done := e.poll(str(r.json(), "location"), 30*time.Second)
 	mustf(t, done.status == 200, "after a worker started, the job ends with %d: %s", done.status, done.body)
+}
+
+// The ZStack route answers 202 with the location at once, as ZStack answers every async
+// API, even when the job would end within the wait limit; the wait is asked for.
+func TestZStackRouteAnswers202ByDefault(t *testing.T) {
+	e := newEnv(t)
+	start := time.Now()
+	r := e.submit(demosite.GroupWeb01UUID, webParams("web01-default"), nil)
+	mustf(t, r.status == 202 && strings.Contains(str(r.json(), "location"), "/zstack/v1/api-jobs/"), "POST: %d %s", r.status, r.body)
+	mustf(t, time.Since(start) < 5*time.Second, "the POST waited %v", time.Since(start))
+	done := e.poll(str(r.json(), "location"), time.Minute)
+	mustf(t, done.status == 200, "poll: %d %s", done.status, done.body)
+	// "Prefer: wait=N" gets the inventory in one call.
+	w := e.submit(demosite.GroupWeb01UUID, webParams("web01-waited"), map[string]string{"Prefer": "wait=60"})
+	mustf(t, w.status == 200 && str(w.json()["inventory"].(map[string]any), "name") == "web01-waited", "waited: %d %s", w.status, w.body)
+}
+
+// POST /api/v1/restores is the synchronous restore: the ZStack body plus groupUuid, answered
+// with the inventory, the error with a status that says what happened, or 202 past the limit.
+func TestNativeSynchronousRestore(t *testing.T) {
+	e := newEnv(t)
+	body := map[string]any{"groupUuid": demosite.GroupWeb01UUID, "params": webParams("web01-native"), "systemTags": []string{"hostname::native"}}
+	id := zstack.NewUUID()
+	r := e.do("POST", "/api/v1/restores", e.session, body, map[string]string{"X-Job-UUID": id})
+	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	dup := e.do("POST", "/api/v1/restores", e.session, body, map[string]string{"X-Job-UUID": id})
+	mustf(t, dup.status == 400 && strings.Contains(string(dup.body), `"details":"Duplicate job uuid[`+id+`]"`), "duplicate: %d %s", dup.status, dup.body)
+	inv := r.json()["inventory"].(map[string]any)
+	mustf(t, str(inv, "name") == "web01-native" && str(inv, "state") == "Running", "inventory %v", inv)
+	checkRestoredFiles(t, e, demosite.GroupWeb01UUID, inv)
+
+	for _, tc := range []struct {
+		name   string
+		body   any
+		status int
+		code   string
+	}{
+		{"no group", map[string]any{"params": webParams("x")}, 400, "SYS.1007"},
+		{"unknown group", map[string]any{"groupUuid": "0123456789abcdef0123456789abcdef", "params": webParams("x")}, 404, "SYS.1003"},
+		{"malformed JSON", `{"params":`, 400, "SYS.1007"},
+	} {
+		r := e.do("POST", "/api/v1/restores", e.session, tc.body, nil)
+		var m map[string]any
+		mustf(t, r.status == tc.status && json.Unmarshal(r.body, &m) == nil, "%s: %d %s", tc.name, r.status, r.body)
+		ec, _ := m["error"].(map[string]any)
+		mustf(t, str(ec, "code") == tc.code, "%s: %s", tc.name, r.body)
+	}
+}
+
+// The native route waits at most VMRESTORE_WAIT_LIMIT (and "Prefer: wait=N" shortens it); a
+// limit of 0 never waits, on either route.
+func TestWaitLimitBoundsTheSynchronousWait(t *testing.T) {
+	e := newEnv(t, envOptions{noWorker: true, config: func(c *app.Config) { c.WaitLimit = 2 * time.Second }})
+	body := map[string]any{"groupUuid": demosite.GroupWeb01UUID, "params": webParams("web01-limited")}
+	start := time.Now()
+	r := e.do("POST", "/api/v1/restores", e.session, body, map[string]string{"Prefer": "wait=600"})
+	took := time.Since(start)
+	mustf(t, r.status == 202 && str(r.json(), "jobUuid") != "" && strings.Contains(str(r.json(), "location"), "/zstack/v1/api-jobs/"+str(r.json(), "jobUuid")),
+		"past the limit: %d %s", r.status, r.body)
+	mustf(t, took >= 2*time.Second && took < 6*time.Second, "waited %v for a 2 s limit", took)
+
+	never := newEnv(t, envOptions{noWorker: true, config: func(c *app.Config) { c.WaitLimit = 0 }})
+	for _, call := range []func() response{
+		func() response { return never.do("POST", "/api/v1/restores", never.session, body, nil) },
+		func() response {
+			return never.submit(demosite.GroupWeb01UUID, webParams("x"), map[string]string{"Prefer": "wait=60"})
+		},
+	} {
+		start := time.Now()
+		r := call()
+		mustf(t, r.status == 202 && time.Since(start) < time.Second, "VMRESTORE_WAIT_LIMIT=0 waited %v: %d %s", time.Since(start), r.status, r.body)
+	}
+}
+
+// A synchronous wait that a Redis outage cuts short is not a failure: the job was accepted,
+// so the answer is 202 with its location, and the job ends once Redis is back.
+func TestSyncWaitCutByRedisOutageAnswers202(t *testing.T) {
+	rs := redistest.Start(t, redistest.Options{AOF: true})
+	e := newEnv(t, envOptions{noWorker: true, redis: func(c *app.Config) { c.RedisAddr = rs.Addr }})
+	id := zstack.NewUUID()
+	inspector := asynq.NewInspector(asynq.RedisClientOpt{Addr: rs.Addr})
+	defer inspector.Close()
+	stopped := make(chan time.Time, 1)
+	go func() {
+		// Once the job is queued (accepted), Redis goes away for longer than the wait.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if info, err := inspector.GetTaskInfo(queue.QueueRestore, id); err == nil && info != nil {
+				break
+			}
+		}
+		rs.StopGracefully()
+		stopped <- time.Now()
+	}()
+	r := e.submit(demosite.GroupWeb01UUID, webParams("web01-cut"), map[string]string{"Prefer": "wait=5", "X-Job-UUID": id})
+	answeredAt := time.Now()
+	downAt := <-stopped
+	rs.StartAgain()
+	mustf(t, r.status == 202, "a wait cut by Redis must answer 202, got %d: %s", r.status, r.body)
+	mustf(t, str(r.json(), "location") == r.header.Get("Location") && strings.HasSuffix(str(r.json(), "location"), "/zstack/v1/api-jobs/"+id),
+		"location %s", r.body)
+	mustf(t, downAt.Before(answeredAt), "Redis stopped only after the answer (%v after it)", downAt.Sub(answeredAt))
+	e.startWorker()
+	done := e.poll(str(r.json(), "location"), 2*time.Minute)
+	mustf(t, done.status == 200, "after Redis came back the job ends with %d: %s", done.status, done.body)
+	mustf(t, str(done.json()["inventory"].(map[string]any), "name") == "web01-cut", "%s", done.body)
 }
 
 func TestUnknownGroupFailsWithSYS1003OnPoll(t *testing.T) {

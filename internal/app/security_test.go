@@ -28,6 +28,8 @@ import (
 var publicRoutes = map[string]bool{
 	"GET /healthz": true, "GET /readyz": true, "GET /metrics": true,
 	"PUT /zstack/v1/accounts/login": true, "GET /api/v1/openapi.yaml": true,
+	// As in ZStack, logout and the session check need none: the session uuid is the credential.
+	"DELETE /zstack/v1/accounts/sessions/:uuid": true, "GET /zstack/v1/accounts/sessions/:uuid/valid": true,
 }
 
 // registeredRoutes reads every route from the router itself, so that a new route cannot
@@ -96,7 +98,8 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 	// Alice owns a group, restores it, and runs a plan of it: her job, VM and plan.
 	group := ownedGroup(t, e, demosite.GroupWeb01UUID, "a11ce000a11ce000a11ce000a11ce000", a.uuid)
 	waitGroupIndexed(t, e, group)
-	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, a.session, map[string]any{"params": webParams("alice-vm")}, nil)
+	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, a.session, map[string]any{"params": webParams("alice-vm")},
+		map[string]string{"Prefer": "wait=120"})
 	mustf(t, r.status == 200, "alice restores her group: %d %s", r.status, r.body)
 	vm := str(r.json()["inventory"].(map[string]any), "uuid")
 	jr := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, a.session, map[string]any{"params": webParams("alice-vm2")},
@@ -193,7 +196,8 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 
 	// Bob may not restore Alice's group, nor admin's (groups without an owner): ID.1002.
 	for _, g := range []string{group, demosite.GroupWeb01UUID} {
-		r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+g, b.session, map[string]any{"params": webParams("bob-steals")}, nil)
+		r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+g, b.session, map[string]any{"params": webParams("bob-steals")},
+			map[string]string{"Prefer": "wait=120"})
 		ec := r.errorCode()
 		mustf(t, str(ec, "code") == "ID.1002", "bob restores group %s: %s", g, r.body)
 	}

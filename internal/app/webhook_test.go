@@ -44,20 +44,24 @@ func TestWebHookDeliversThePollAnswer(t *testing.T) {
 	mustf(t, ok.status == 202, "a web hook call answers 202 at once, got %d %s", ok.status, ok.body)
 	bad := e.restore("0123456789abcdef0123456789abcdef", webParams("ghost"), map[string]string{"X-Web-Hook": hook.URL})
 	mustf(t, bad.status == 202, "got %d", bad.status)
+	// A call that breaks the API's rules is a job that failed at once: its hook is called too.
+	invalid := e.restore(demosite.GroupWeb01UUID, map[string]any{"name": "no-offering", "l3NetworkUuids": []string{demosite.L3ProdUUID}},
+		map[string]string{"X-Web-Hook": hook.URL})
+	mustf(t, invalid.status == 202, "got %d", invalid.status)
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()
 		n := len(calls)
 		mu.Unlock()
-		if n == 2 || time.Now().After(deadline) {
+		if n == 3 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	mustf(t, len(calls) == 2, "want 2 deliveries, got %d after %d tries", len(calls), tries)
+	mustf(t, len(calls) == 3, "want 3 deliveries, got %d after %d tries", len(calls), tries)
 	byJob := map[string]hookCall{}
 	for _, c := range calls {
 		byJob[c.jobUUID] = c
@@ -69,6 +73,10 @@ func TestWebHookDeliversThePollAnswer(t *testing.T) {
 	mustf(t, byJob[okJob].success == "true" && byJob[okJob].body["inventory"] != nil, "success hook: %+v", byJob[okJob])
 	ec, _ := byJob[badJob].body["error"].(map[string]any)
 	mustf(t, byJob[badJob].success == "false" && ec != nil && str(ec, "code") == "SYS.1003", "failure hook: %+v", byJob[badJob])
+	invalidJob := str(invalid.json(), "location")
+	invalidJob = invalidJob[len(invalidJob)-32:]
+	ec, _ = byJob[invalidJob].body["error"].(map[string]any)
+	mustf(t, byJob[invalidJob].success == "false" && ec != nil && str(ec, "code") == "SYS.1007", "invalid call hook: %+v", byJob[invalidJob])
 
 	r := e.restore(demosite.GroupWeb01UUID, webParams("x"), map[string]string{"X-Web-Hook": "ftp://example/hook"})
 	mustf(t, r.status == 400, "a non-http hook is refused: %d %s", r.status, r.body)

@@ -187,7 +187,8 @@ func (r *rig) login() (string, error) {
 	return out.Inventory.UUID, nil
 }
 
-// restore submits one restore of the bench group; async asks for an immediate 202.
+// restore submits one restore of the bench group: synchronous (Prefer: wait) unless async,
+// which takes the ZStack route's immediate 202.
 func (r *rig) restore(name string, async bool) (int, []byte, error) {
 	body := fmt.Sprintf(`{"params":{"name":%q,"cpuNum":1,"memorySize":1073741824,"l3NetworkUuids":[%q]}}`, name, benchL3)
 	req, _ := http.NewRequest("POST", r.base+"/zstack/v1/vm-instances/from/vm-backups/"+benchGroup, bytes.NewReader([]byte(body)))
@@ -195,6 +196,8 @@ func (r *rig) restore(name string, async bool) (int, []byte, error) {
 	req.Header.Set("Content-Type", "application/json")
 	if async {
 		req.Header.Set("Prefer", "respond-async")
+	} else {
+		req.Header.Set("Prefer", "wait=600")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -83,6 +83,7 @@ func measureSync(ctx context.Context, r *rig, n int, label string) (overhead, er
 		req, _ := http.NewRequest("POST", r.base+"/zstack/v1/vm-instances/from/vm-backups/"+benchGroup, bytes.NewReader([]byte(body)))
 		req.Header.Set("Authorization", "OAuth "+r.session)
 		req.Header.Set("X-Job-UUID", job)
+		req.Header.Set("Prefer", "wait=600")
 		t0 := time.Now()
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -87,25 +87,33 @@ func (s *Server) login() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"inventory": sess.Inventory()})
+		return writeAnswer(c, false, field{"inventory", sess.Inventory(), zstack.ClassSession})
 	}
 }
 
-// logout is DELETE /zstack/v1/accounts/sessions/{uuid}. A session may end itself; admin may
-// end any.
+// logout is DELETE /zstack/v1/accounts/sessions/{uuid}. As in ZStack, whose APILogOutMsg
+// suppresses the credential check, it needs no Authorization: the session uuid is itself the
+// credential, and ending it is all its holder can ask. Ending an unknown session succeeds.
 func (s *Server) logout() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sess := session(c)
-		target := c.Param("uuid")
-		if target != sess.UUID && !auth.IsAdmin(sess) {
-			other, err := s.Store.GetSession(c.Request().Context(), target)
-			if err == nil && other.AccountUUID != sess.AccountUUID {
-				return writeJSON(c, http.StatusOK, map[string]any{})
-			}
-		}
-		if err := s.Auth.Logout(c.Request().Context(), target); err != nil {
+		if err := s.Auth.Logout(c.Request().Context(), c.Param("uuid")); err != nil {
 			return err
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{})
+		return writeAnswer(c, false)
+	}
+}
+
+// validateSession is GET /zstack/v1/accounts/sessions/{uuid}/valid (ValidateSession, which
+// needs no Authorization either): {"valid": true} while the session can be used.
+func (s *Server) validateSession() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		_, err := s.Auth.Session(c.Request().Context(), c.Param("uuid"))
+		if ec, ok := zstack.AsErrorCode(err); ok && ec.Code == zstack.CodeInvalidSession {
+			return writeAnswer(c, false, field{"valid", false, nil})
+		}
+		if err != nil {
+			return err
+		}
+		return writeAnswer(c, false, field{"valid", true, nil})
 	}
 }

@@ -47,15 +47,62 @@ func TestDecodeCreateVMAccepts(t *testing.T) {
 				t.Fatalf("%+v", r.Params)
 			}
 		}},
+		// ZStack treats an absent or null body as a call with no parameters; its rules then refuse it.
+		{"empty body", ``, func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {}},
+		{"blank body", " \r\n\t", func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {}},
+		{"JSON null", `null`, func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {}},
+		{"no params", `{}`, func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {}},
+		{"params null", `{"params":null}`, func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {}},
 		{"unknown fields set to null are ignored", `{"params":{"name":"a","imageUuid":null,"foo": null },"session":null,"requestIp":null}`,
 			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
-				if r.Params.Name != "a" {
-					t.Fatalf("%+v", r.Params)
+				if r.Params.Name != "a" || len(r.Unknown) != 0 {
+					t.Fatalf("%+v", r)
+				}
+			}},
+		{"unknown fields are listed, sorted, and otherwise ignored", `{"zeta":1,"params":{"name":"a","imageUuid":"x","clustreUuid":"c"},"alpha":false}`,
+			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+				if strings.Join(r.Unknown, " ") != "alpha params.clustreUuid params.imageUuid zeta" || r.Params.ClusterUUID != "" {
+					t.Fatalf("unknown %v, params %+v", r.Unknown, r.Params)
+				}
+			}},
+		{"keys match case-sensitively, as gson's do", `{"params":{"Name":"a","l3NetworkUUIDs":["x"],"cpuNum":4,"CPUNUM":8}}`,
+			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+				if r.Params.Name != "" || r.Params.L3NetworkUUIDs != nil || *r.Params.CPUNum != 4 ||
+					strings.Join(r.Unknown, " ") != "params.CPUNUM params.Name params.l3NetworkUUIDs" {
+					t.Fatalf("unknown %v, params %+v", r.Unknown, r.Params)
 				}
 			}},
 		{"known fields set to null", `{"params":{"name":"a","cpuNum":null,"l3NetworkUuids":null},"systemTags":null,"userTags":null}`,
 			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
 				if r.Params.CPUNum != nil || r.Params.L3NetworkUUIDs != nil {
+					t.Fatalf("%+v", r.Params)
+				}
+			}},
+		{"the Java and Python SDKs' body: every field under params", `{"params":{"name":"a","groupUuid":"` + fuzzGroup + `",
+			"systemTags":["hostname::a"],"userTags":["u"],"requestIp":"10.0.0.9","sessionId":"0123456789abcdef0123456789abcdef",
+			"accessKeyId":null,"timeout":30000,"pollingInterval":1000}}`,
+			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+				if r.Params.GroupUUID != fuzzGroup || strings.Join(r.SystemTags, ",") != "hostname::a" || strings.Join(r.UserTags, ",") != "u" ||
+					r.RequestIP != "10.0.0.9" || len(r.Unknown) != 0 {
+					t.Fatalf("%+v", r)
+				}
+			}},
+		{"the top level wins over params, as in ZStack's RestServer", `{"params":{"name":"a","systemTags":["hostname::p"],"userTags":["p"]},
+			"systemTags":["hostname::t"],"requestIp":"10.0.0.1"}`,
+			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+				if strings.Join(r.SystemTags, ",") != "hostname::t" || strings.Join(r.UserTags, ",") != "p" || r.RequestIP != "10.0.0.1" {
+					t.Fatalf("%+v", r)
+				}
+			}},
+		{"the Go SDK's zeros decode as zeros (FromZStack reads them as unset)", `{"params":{"name":"a","cpuNum":0,"memorySize":0,"reservedMemorySize":0,"type":"","strategy":""}}`,
+			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+				if *r.Params.CPUNum != 0 || *r.Params.MemorySize != 0 || *r.Params.ReservedMemorySize != 0 {
+					t.Fatalf("%+v", r.Params)
+				}
+			}},
+		{"integers as gson reads them", `{"params":{"name":5,"cpuNum":"4","memorySize":8e9,"reservedMemorySize":1.0}}`,
+			func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+				if r.Params.Name != "5" || *r.Params.CPUNum != 4 || *r.Params.MemorySize != 8e9 || *r.Params.ReservedMemorySize != 1 {
 					t.Fatalf("%+v", r.Params)
 				}
 			}},
@@ -75,6 +122,11 @@ func TestDecodeCreateVMAccepts(t *testing.T) {
 				t.Fatalf("name %q", r.Params.Name)
 			}
 		}},
+		{"diskAOs decode (FromZStack refuses a non-empty list)", `{"params":{"name":"a","diskAOs":[{"size":1}]}}`, func(t *testing.T, r *zstack.CreateVmFromVmBackupRequest) {
+			if len(r.Params.DiskAOs) != 1 {
+				t.Fatalf("%+v", r.Params)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,12 +139,12 @@ func TestDecodeCreateVMAccepts(t *testing.T) {
 	}
 }
 
+// What ZStack's RestServer refuses before it queues a call is answered on the POST as
+// plain text: a body that is not a JSON object, and values of the wrong JSON type.
 func TestDecodeCreateVMRejects(t *testing.T) {
 	tests := []struct {
 		name, body, want string
 	}{
-		{"empty body", ``, "the request body is empty; it must be a JSON object"},
-		{"blank body", " \r\n\t", "the request body is empty"},
 		{"not JSON", `name=web`, "the request body is not valid JSON: invalid character 'a' in literal null (expecting 'u') (at byte 2)"},
 		{"single quotes", `{'params':{}}`, "the request body is not valid JSON"},
 		{"trailing comma", `{"params":{"name":"a",}}`, "the request body is not valid JSON"},
@@ -102,46 +154,36 @@ func TestDecodeCreateVMRejects(t *testing.T) {
 		{"trailing garbage", `{"params":{"name":"a"}} x`, "the request body has data after its JSON object"},
 		{"trailing brace", `{"params":{"name":"a"}}}`, "the request body is not valid JSON"},
 		{"trailing bracket", `{"params":{"name":"a"}}]`, "the request body is not valid JSON"},
-		{"JSON null", `null`, `the request body must be a JSON object with "params"`},
-		{"a list", `[{"params":{}}]`, "field[the body] must be an object, got array"},
-		{"a string", `"params"`, "field[the body] must be an object, got string"},
-		{"a number", `42`, "field[the body] must be an object, got number"},
-		{"no params", `{}`, `the body has no "params" object`},
-		{"params null", `{"params":null}`, `the body has no "params" object`},
-		{"params a string", `{"params":"name=a"}`, "field[params] must be an object"},
-		{"params a list", `{"params":[]}`, "field[params] must be an object"},
-		{"params a number", `{"params":1}`, "field[params] must be an object"},
-		{"unknown top-level field", `{"params":{"name":"a"},"systemTag":["x"]}`,
-			"the body has unknown field(s) systemTag; see the API reference for the parameters of this call"},
-		{"unknown top-level fields are listed sorted", `{"zeta":1,"params":{"name":"a"},"alpha":false}`, "the body has unknown field(s) alpha, zeta;"},
-		{"unknown param", `{"params":{"name":"a","imageUuid":"x"}}`, "params has unknown field(s) imageUuid; see the API reference"},
-		{"unknown params are listed sorted", `{"params":{"name":"a","vmNicParam":"[]","cpuNumber":4,"memory":"8G"}}`,
-			"params has unknown field(s) cpuNumber, memory, vmNicParam;"},
-		{"unknown param set to an empty value", `{"params":{"name":"a","x":""}}`, "params has unknown field(s) x;"},
-		{"unknown param set to false", `{"params":{"name":"a","x":false}}`, "params has unknown field(s) x;"},
-		{"case matters", `{"params":{"Name":"a"}}`, `params has field "Name"; parameter names are case-sensitive, did you mean "name"?`},
-		{"camel case of a known field", `{"params":{"name":"a","l3NetworkUUIDs":["x"]}}`, `did you mean "l3NetworkUuids"?`},
-		{"case variant even when null", `{"params":{"name":"a","cpuNum":4,"CPUNUM":null}}`, `did you mean "cpuNum"?`},
-		{"name a number", `{"params":{"name":5}}`, "field[params.name] must be string, got number"},
-		{"name a list", `{"params":{"name":["a"]}}`, "field[params.name] must be string, got array"},
-		{"cpuNum a string", `{"params":{"name":"a","cpuNum":"4"}}`,
-			"field[params.cpuNum] must be an integer between -9223372036854775808 and 9223372036854775807, got string"},
+		{"a list", `[{"params":{}}]`, "the request body must be a JSON object like {\"params\": {...}}, got array"},
+		{"a string", `"params"`, "the request body must be a JSON object like {\"params\": {...}}, got string"},
+		{"a number", `42`, "got number"},
+		{"params a string", `{"params":"name=a"}`, "field[params] must be an object, got string"},
+		{"params a list", `{"params":[]}`, "field[params] must be an object, got array"},
+		{"params a number", `{"params":1}`, "field[params] must be an object, got number"},
+		{"name a list", `{"params":{"name":["a"]}}`, "field[params.name] must be a string, got array"},
+		{"name a bool", `{"params":{"name":true}}`, "field[params.name] must be a string, got boolean"},
+		{"cpuNum a word", `{"params":{"name":"a","cpuNum":"four"}}`,
+			`field[params.cpuNum] must be an integer between -9223372036854775808 and 9223372036854775807, got string "four"`},
 		{"cpuNum a fraction", `{"params":{"name":"a","cpuNum":1.5}}`, "field[params.cpuNum] must be an integer between"},
 		{"cpuNum a bool", `{"params":{"name":"a","cpuNum":true}}`, "field[params.cpuNum] must be an integer between"},
+		{"cpuNum an object", `{"params":{"name":"a","cpuNum":{}}}`, "field[params.cpuNum] must be an integer between"},
 		{"memorySize 1e30", `{"params":{"name":"a","memorySize":1e30}}`,
 			"field[params.memorySize] must be an integer between -9223372036854775808 and 9223372036854775807, got number 1e30"},
 		{"memorySize just past int64", `{"params":{"name":"a","memorySize":9223372036854775808}}`,
 			"field[params.memorySize] must be an integer between -9223372036854775808 and 9223372036854775807, got number 9223372036854775808"},
-		{"memorySize in exponent form", `{"params":{"name":"a","memorySize":8e9}}`, "field[params.memorySize] must be an integer"},
 		{"memorySize with a unit", `{"params":{"name":"a","memorySize":"8GiB"}}`, "field[params.memorySize] must be an integer"},
+		{"memorySize two numbers in a string", `{"params":{"name":"a","memorySize":"4 5"}}`, "field[params.memorySize] must be an integer"},
 		{"reservedMemorySize huge negative", `{"params":{"name":"a","reservedMemorySize":-1e30}}`, "field[params.reservedMemorySize] must be an integer"},
 		{"l3NetworkUuids a string", `{"params":{"name":"a","l3NetworkUuids":"` + decodeL3 + `"}}`, "field[params.l3NetworkUuids] must be a list, got string"},
-		{"l3NetworkUuids of numbers", `{"params":{"name":"a","l3NetworkUuids":[1]}}`, "field[params.l3NetworkUuids"},
+		{"l3NetworkUuids of numbers", `{"params":{"name":"a","l3NetworkUuids":[1]}}`, "field[params.l3NetworkUuids][0] must be a string, got number"},
+		{"l3NetworkUuids with null", `{"params":{"name":"a","l3NetworkUuids":[null]}}`, "field[params.l3NetworkUuids][0] must be a string, got null"},
 		{"vmNicParams a list instead of a string", `{"params":{"name":"a","vmNicParams":[{"l3NetworkUuid":"x"}]}}`,
-			"field[params.vmNicParams] must be string, got array"},
+			"field[params.vmNicParams] must be a string, got array"},
 		{"systemTags a string", `{"params":{"name":"a"},"systemTags":"hostname::a"}`, "field[systemTags] must be a list, got string"},
-		{"systemTags of objects", `{"params":{"name":"a"},"systemTags":[{}]}`, "field[systemTags"},
+		{"systemTags of objects", `{"params":{"name":"a"},"systemTags":[{}]}`, "field[systemTags][0] must be a string, got object"},
+		{"systemTags in params a string", `{"params":{"name":"a","systemTags":"x"}}`, "field[params.systemTags] must be a list, got string"},
 		{"userTags a number", `{"params":{"name":"a"},"userTags":3}`, "field[userTags] must be a list, got number"},
+		{"diskAOs an object", `{"params":{"name":"a","diskAOs":{}}}`, "field[params.diskAOs] must be a list, got object"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,12 +194,12 @@ func TestDecodeCreateVMRejects(t *testing.T) {
 			if r != nil {
 				t.Fatal("a request returned with an error")
 			}
-			e, ok := zstack.AsErrorCode(err)
-			if !ok || e.Code != zstack.CodeInvalidArgument {
-				t.Fatalf("error %v (%T) is not SYS.1007", err, err)
+			status, text, ok := httpapi.Refusal(err)
+			if !ok || status != 400 {
+				t.Fatalf("error %v (%T) is not a 400 refusal", err, err)
 			}
-			if !strings.Contains(e.Details, tc.want) {
-				t.Fatalf("details %q\ndo not contain %q", e.Details, tc.want)
+			if !strings.Contains(text, tc.want) {
+				t.Fatalf("text %q\ndo not contain %q", text, tc.want)
 			}
 		})
 	}

@@ -2,11 +2,16 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
+	"math/bits"
 	"net/http"
 	"reflect"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -22,23 +27,27 @@ import (
 
 // ZoneInventory is a zone.
 type ZoneInventory struct {
-	UUID        string `json:"uuid"`
-	Name        string `json:"name"`
-	Description string `json:"description,omitempty"`
-	State       string `json:"state"`
-	Type        string `json:"type"`
+	UUID        string      `json:"uuid"`
+	Name        string      `json:"name"`
+	Description string      `json:"description,omitempty"`
+	State       string      `json:"state"`
+	Type        string      `json:"type"`
+	CreateDate  zstack.Date `json:"createDate,omitzero"`
+	LastOpDate  zstack.Date `json:"lastOpDate,omitzero"`
 }
 
 // ClusterInventory is a cluster.
 type ClusterInventory struct {
-	UUID           string `json:"uuid"`
-	Name           string `json:"name"`
-	Description    string `json:"description,omitempty"`
-	State          string `json:"state"`
-	HypervisorType string `json:"hypervisorType"`
-	ZoneUUID       string `json:"zoneUuid"`
-	Type           string `json:"type"`
-	Architecture   string `json:"architecture"`
+	UUID           string      `json:"uuid"`
+	Name           string      `json:"name"`
+	Description    string      `json:"description,omitempty"`
+	State          string      `json:"state"`
+	HypervisorType string      `json:"hypervisorType"`
+	ZoneUUID       string      `json:"zoneUuid"`
+	Type           string      `json:"type"`
+	Architecture   string      `json:"architecture"`
+	CreateDate     zstack.Date `json:"createDate,omitzero"`
+	LastOpDate     zstack.Date `json:"lastOpDate,omitzero"`
 	// vmrestore: attachments.
 	AttachedL2NetworkUUIDs      []string `json:"attachedL2NetworkUuids"`
 	AttachedPrimaryStorageUUIDs []string `json:"attachedPrimaryStorageUuids"`
@@ -46,22 +55,24 @@ type ClusterInventory struct {
 
 // HostInventory is a host with its capacity.
 type HostInventory struct {
-	UUID                    string `json:"uuid"`
-	Name                    string `json:"name"`
-	Description             string `json:"description,omitempty"`
-	ZoneUUID                string `json:"zoneUuid"`
-	ClusterUUID             string `json:"clusterUuid"`
-	ManagementIP            string `json:"managementIp,omitempty"`
-	HypervisorType          string `json:"hypervisorType"`
-	State                   string `json:"state"`
-	Status                  string `json:"status"`
-	TotalCPUCapacity        int64  `json:"totalCpuCapacity"`
-	AvailableCPUCapacity    int64  `json:"availableCpuCapacity"`
-	CPUSockets              int64  `json:"cpuSockets"`
-	TotalMemoryCapacity     int64  `json:"totalMemoryCapacity"`
-	AvailableMemoryCapacity int64  `json:"availableMemoryCapacity"`
-	CPUNum                  int64  `json:"cpuNum"`
-	Architecture            string `json:"architecture"`
+	UUID                    string      `json:"uuid"`
+	Name                    string      `json:"name"`
+	Description             string      `json:"description,omitempty"`
+	ZoneUUID                string      `json:"zoneUuid"`
+	ClusterUUID             string      `json:"clusterUuid"`
+	ManagementIP            string      `json:"managementIp,omitempty"`
+	HypervisorType          string      `json:"hypervisorType"`
+	State                   string      `json:"state"`
+	Status                  string      `json:"status"`
+	TotalCPUCapacity        int64       `json:"totalCpuCapacity"`
+	AvailableCPUCapacity    int64       `json:"availableCpuCapacity"`
+	CPUSockets              int64       `json:"cpuSockets"`
+	TotalMemoryCapacity     int64       `json:"totalMemoryCapacity"`
+	AvailableMemoryCapacity int64       `json:"availableMemoryCapacity"`
+	CPUNum                  int64       `json:"cpuNum"`
+	Architecture            string      `json:"architecture"`
+	CreateDate              zstack.Date `json:"createDate,omitzero"`
+	LastOpDate              zstack.Date `json:"lastOpDate,omitzero"`
 	// vmrestore: VMs restored onto the host.
 	VMCount int64 `json:"vmCount"`
 }
@@ -69,17 +80,19 @@ type HostInventory struct {
 // PrimaryStorageInventory is a primary storage with its capacity. For LocalStorage the
 // capacities add up every host's share.
 type PrimaryStorageInventory struct {
-	UUID                 string   `json:"uuid"`
-	Name                 string   `json:"name"`
-	Description          string   `json:"description,omitempty"`
-	ZoneUUID             string   `json:"zoneUuid"`
-	URL                  string   `json:"url"`
-	Type                 string   `json:"type"`
-	State                string   `json:"state"`
-	Status               string   `json:"status"`
-	TotalCapacity        int64    `json:"totalCapacity"`
-	AvailableCapacity    int64    `json:"availableCapacity"`
-	AttachedClusterUUIDs []string `json:"attachedClusterUuids"`
+	UUID                 string      `json:"uuid"`
+	Name                 string      `json:"name"`
+	Description          string      `json:"description,omitempty"`
+	ZoneUUID             string      `json:"zoneUuid"`
+	URL                  string      `json:"url"`
+	Type                 string      `json:"type"`
+	State                string      `json:"state"`
+	Status               string      `json:"status"`
+	TotalCapacity        int64       `json:"totalCapacity"`
+	AvailableCapacity    int64       `json:"availableCapacity"`
+	AttachedClusterUUIDs []string    `json:"attachedClusterUuids"`
+	CreateDate           zstack.Date `json:"createDate,omitzero"`
+	LastOpDate           zstack.Date `json:"lastOpDate,omitzero"`
 	// vmrestore: capacity kept free, volumes restored onto it, and why it is Disconnected
 	// when the workers' probe found its directory missing or read-only.
 	ReservedCapacity int64  `json:"reservedCapacity"`
@@ -89,16 +102,18 @@ type PrimaryStorageInventory struct {
 
 // BackupStorageInventory is a backup storage; capacities are read from its filesystem.
 type BackupStorageInventory struct {
-	UUID              string   `json:"uuid"`
-	Name              string   `json:"name"`
-	Description       string   `json:"description,omitempty"`
-	URL               string   `json:"url"`
-	Type              string   `json:"type"`
-	State             string   `json:"state"`
-	Status            string   `json:"status"`
-	TotalCapacity     int64    `json:"totalCapacity"`
-	AvailableCapacity int64    `json:"availableCapacity"`
-	AttachedZoneUUIDs []string `json:"attachedZoneUuids"`
+	UUID              string      `json:"uuid"`
+	Name              string      `json:"name"`
+	Description       string      `json:"description,omitempty"`
+	URL               string      `json:"url"`
+	Type              string      `json:"type"`
+	State             string      `json:"state"`
+	Status            string      `json:"status"`
+	TotalCapacity     int64       `json:"totalCapacity"`
+	AvailableCapacity int64       `json:"availableCapacity"`
+	AttachedZoneUUIDs []string    `json:"attachedZoneUuids"`
+	CreateDate        zstack.Date `json:"createDate,omitzero"`
+	LastOpDate        zstack.Date `json:"lastOpDate,omitzero"`
 	// vmrestore: clone limits.
 	MaxConcurrentClones     int   `json:"maxConcurrentClones"`
 	BandwidthBytesPerSecond int64 `json:"bandwidthBytesPerSecond"`
@@ -106,14 +121,17 @@ type BackupStorageInventory struct {
 
 // IPRangeInventory is an IP range.
 type IPRangeInventory struct {
-	UUID          string `json:"uuid"`
-	L3NetworkUUID string `json:"l3NetworkUuid"`
-	Name          string `json:"name,omitempty"`
-	StartIP       string `json:"startIp"`
-	EndIP         string `json:"endIp"`
-	Netmask       string `json:"netmask"`
-	Gateway       string `json:"gateway"`
-	IPVersion     int    `json:"ipVersion"`
+	UUID          string      `json:"uuid"`
+	L3NetworkUUID string      `json:"l3NetworkUuid"`
+	Name          string      `json:"name,omitempty"`
+	StartIP       string      `json:"startIp"`
+	EndIP         string      `json:"endIp"`
+	Netmask       string      `json:"netmask"`
+	Gateway       string      `json:"gateway"`
+	NetworkCIDR   string      `json:"networkCidr,omitempty"`
+	IPVersion     int         `json:"ipVersion"`
+	CreateDate    zstack.Date `json:"createDate,omitzero"`
+	LastOpDate    zstack.Date `json:"lastOpDate,omitzero"`
 }
 
 // L3NetworkInventory is an L3 network with its address usage.
@@ -129,6 +147,8 @@ type L3NetworkInventory struct {
 	IPVersion     int                `json:"ipVersion"`
 	DNS           []string           `json:"dns"`
 	IPRanges      []IPRangeInventory `json:"ipRanges"`
+	CreateDate    zstack.Date        `json:"createDate,omitzero"`
+	LastOpDate    zstack.Date        `json:"lastOpDate,omitzero"`
 	// vmrestore: allocation strategy and address counts (the gateway counts as used).
 	IPAllocatorStrategy string `json:"ipAllocatorStrategy"`
 	TotalIPCount        int64  `json:"totalIpCount"`
@@ -137,48 +157,98 @@ type L3NetworkInventory struct {
 
 // InstanceOfferingInventory is an instance offering.
 type InstanceOfferingInventory struct {
-	UUID               string `json:"uuid"`
-	Name               string `json:"name"`
-	Description        string `json:"description,omitempty"`
-	CPUNum             int64  `json:"cpuNum"`
-	CPUSpeed           int64  `json:"cpuSpeed"`
-	MemorySize         int64  `json:"memorySize"`
-	ReservedMemorySize int64  `json:"reservedMemorySize"`
-	AllocatorStrategy  string `json:"allocatorStrategy"`
-	SortKey            int    `json:"sortKey"`
-	Type               string `json:"type"`
-	State              string `json:"state"`
+	UUID               string      `json:"uuid"`
+	Name               string      `json:"name"`
+	Description        string      `json:"description,omitempty"`
+	CPUNum             int64       `json:"cpuNum"`
+	CPUSpeed           int64       `json:"cpuSpeed"`
+	MemorySize         int64       `json:"memorySize"`
+	ReservedMemorySize int64       `json:"reservedMemorySize"`
+	AllocatorStrategy  string      `json:"allocatorStrategy"`
+	SortKey            int         `json:"sortKey"`
+	Type               string      `json:"type"`
+	State              string      `json:"state"`
+	CreateDate         zstack.Date `json:"createDate,omitzero"`
+	LastOpDate         zstack.Date `json:"lastOpDate,omitzero"`
 	// vmrestore: primary storage strategy.
 	PrimaryStorageAllocatorStrategy string `json:"primaryStorageAllocatorStrategy"`
 }
 
-// VolumeBackupInventory is one volume backup of a group.
+// VolumeBackupInventory is one volume backup of a group. Its dates are the group's, as a
+// volume backup is written once.
 type VolumeBackupInventory struct {
 	UUID              string                      `json:"uuid"`
 	Name              string                      `json:"name"`
+	Description       string                      `json:"description,omitempty"`
 	VolumeUUID        string                      `json:"volumeUuid,omitempty"`
 	Type              string                      `json:"type"`
-	Size              int64                       `json:"size"`
 	State             string                      `json:"state"`
 	Status            string                      `json:"status"`
+	Size              int64                       `json:"size"`
 	GroupUUID         string                      `json:"groupUuid"`
+	Mode              string                      `json:"mode"`
+	VMInstanceUUID    string                      `json:"vmInstanceUuid,omitempty"`
+	CreateDate        zstack.Date                 `json:"createDate,omitzero"`
+	LastOpDate        zstack.Date                 `json:"lastOpDate,omitzero"`
 	BackupStorageRefs []BackupStorageRefInventory `json:"backupStorageRefs"`
-	CreateDate        zstack.Date                 `json:"createDate"`
 	// vmrestore: what the backup holds.
 	Format      string `json:"format"`
 	ActualSize  int64  `json:"actualSize"`
 	DeviceID    int    `json:"deviceId"`
 	VMName      string `json:"vmName,omitempty"`
-	VMUUID      string `json:"vmUuid,omitempty"`
 	AccountUUID string `json:"accountUuid,omitempty"`
 }
 
-// BackupStorageRefInventory places a volume backup on a backup storage.
+// BackupStorageRefInventory places a volume backup on a backup storage (ZStack's
+// VolumeBackupStorageRefInventory).
 type BackupStorageRefInventory struct {
-	VolumeBackupUUID  string `json:"volumeBackupUuid"`
-	BackupStorageUUID string `json:"backupStorageUuid"`
-	InstallPath       string `json:"installPath"`
-	Status            string `json:"status"`
+	VolumeBackupUUID  string      `json:"volumeBackupUuid"`
+	BackupStorageUUID string      `json:"backupStorageUuid"`
+	InstallPath       string      `json:"installPath"`
+	Status            string      `json:"status"`
+	CreateDate        zstack.Date `json:"createDate,omitzero"`
+	LastOpDate        zstack.Date `json:"lastOpDate,omitzero"`
+}
+
+// ImageInventory is an image vmrestore knows of: the one a backed-up VM was created from,
+// known by reference from its backup groups. vmrestore holds no copy of it, so it has no
+// backup storage refs.
+type ImageInventory struct {
+	UUID              string                           `json:"uuid"`
+	Name              string                           `json:"name"`
+	Description       string                           `json:"description,omitempty"`
+	State             string                           `json:"state"`
+	Status            string                           `json:"status"`
+	Size              int64                            `json:"size"`
+	URL               string                           `json:"url,omitempty"`
+	MediaType         string                           `json:"mediaType"`
+	GuestOsType       string                           `json:"guestOsType,omitempty"`
+	Type              string                           `json:"type"`
+	Platform          string                           `json:"platform,omitempty"`
+	Architecture      string                           `json:"architecture,omitempty"`
+	Format            string                           `json:"format"`
+	System            bool                             `json:"system"`
+	CreateDate        zstack.Date                      `json:"createDate,omitzero"`
+	LastOpDate        zstack.Date                      `json:"lastOpDate,omitzero"`
+	BackupStorageRefs []ImageBackupStorageRefInventory `json:"backupStorageRefs"`
+}
+
+// ImageBackupStorageRefInventory places an image on a backup storage.
+type ImageBackupStorageRefInventory struct {
+	ImageUUID         string      `json:"imageUuid"`
+	BackupStorageUUID string      `json:"backupStorageUuid"`
+	InstallPath       string      `json:"installPath"`
+	Status            string      `json:"status"`
+	CreateDate        zstack.Date `json:"createDate,omitzero"`
+	LastOpDate        zstack.Date `json:"lastOpDate,omitzero"`
+}
+
+// FreeIPInventory is a free address of an IP range (GetFreeIp).
+type FreeIPInventory struct {
+	IPRangeUUID string `json:"ipRangeUuid"`
+	IP          string `json:"ip"`
+	Netmask     string `json:"netmask"`
+	Gateway     string `json:"gateway"`
 }
 
 // knownFields caches each inventory type's queryable fields.
@@ -194,8 +264,9 @@ func fieldsOf(v any) map[string]bool {
 }
 
 // answerList applies the query parameters (and the {uuid} path variable) to items and writes
-// {"inventories": [...]} (or {"total": N} with count=true; both with replyWithCount=true).
-func answerList[T any](c echo.Context, items []T, inventory string) error {
+// {"inventories": [...]} (or {"total": N} with count=true; both with replyWithCount=true),
+// with the schema ZStack always adds to a query reply.
+func answerList[T any](c echo.Context, items []T, class *zstack.Class) error {
 	q, err := query.Parse(c.QueryParams())
 	if err != nil {
 		return zstack.InvalidArgument("%v", err)
@@ -208,6 +279,7 @@ func answerList[T any](c echo.Context, items []T, inventory string) error {
 		return err
 	}
 	var zero T
+	inventory := class.Name[strings.LastIndex(class.Name, ".")+1:]
 	res, err := q.Apply(maps, fieldsOf(zero), inventory)
 	if err != nil {
 		var qe *query.Error
@@ -217,16 +289,17 @@ func answerList[T any](c echo.Context, items []T, inventory string) error {
 		return err
 	}
 	if q.Count {
-		return writeJSON(c, http.StatusOK, map[string]any{"total": res.Total})
+		return writeAnswer(c, true, field{"total", res.Total, nil})
 	}
-	body := map[string]any{"inventories": res.Items}
-	if res.Items == nil {
-		body["inventories"] = []any{}
+	inventories := res.Items
+	if inventories == nil {
+		inventories = []map[string]any{}
 	}
+	fields := []field{{"inventories", inventories, class}}
 	if q.ReplyWithCount {
-		body["total"] = res.Total
+		fields = append(fields, field{"total", res.Total, nil})
 	}
-	return writeJSON(c, http.StatusOK, body)
+	return writeAnswer(c, true, fields...)
 }
 
 func (s *Server) catalog(c echo.Context) (*catalog.Index, error) {
@@ -237,33 +310,55 @@ func (s *Server) catalog(c echo.Context) (*catalog.Index, error) {
 	return ix, err
 }
 
+// catalogWithDates returns the catalog and the dates of its objects.
+func (s *Server) catalogWithDates(c echo.Context) (*catalog.Index, dates, error) {
+	ix, err := s.catalog(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := s.Store.CatalogDates(c.Request().Context())
+	return ix, d, err
+}
+
+// dates are catalog objects' createDate and lastOpDate by uuid.
+type dates map[string]store.ObjectDates
+
+func (d dates) of(uuid string) (created, lastOp zstack.Date) {
+	od := d[uuid]
+	return zstack.Date{Time: od.Created.Truncate(time.Second)}, zstack.Date{Time: od.LastOp.Truncate(time.Second)}
+}
+
 func (s *Server) listZones() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
 		out := make([]ZoneInventory, 0, len(ix.Site.Zones))
 		for _, z := range ix.Site.Zones {
-			out = append(out, ZoneInventory{UUID: z.UUID, Name: z.Name, Description: z.Description, State: z.State, Type: "zstack"})
+			inv := ZoneInventory{UUID: z.UUID, Name: z.Name, Description: z.Description, State: z.State, Type: "zstack"}
+			inv.CreateDate, inv.LastOpDate = d.of(z.UUID)
+			out = append(out, inv)
 		}
-		return answerList(c, out, "ZoneInventory")
+		return answerList(c, out, zstack.ClassZone)
 	}
 }
 
 func (s *Server) listClusters() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
 		out := make([]ClusterInventory, 0, len(ix.Site.Clusters))
 		for _, cl := range ix.Site.Clusters {
-			out = append(out, ClusterInventory{UUID: cl.UUID, Name: cl.Name, Description: cl.Description, State: cl.State,
+			inv := ClusterInventory{UUID: cl.UUID, Name: cl.Name, Description: cl.Description, State: cl.State,
 				HypervisorType: cl.HypervisorType, ZoneUUID: cl.ZoneUUID, Type: "zstack", Architecture: cl.Architecture,
-				AttachedL2NetworkUUIDs: nonNil(cl.L2NetworkUUIDs), AttachedPrimaryStorageUUIDs: nonNil(cl.PrimaryStorageUUIDs)})
+				AttachedL2NetworkUUIDs: nonNil(cl.L2NetworkUUIDs), AttachedPrimaryStorageUUIDs: nonNil(cl.PrimaryStorageUUIDs)}
+			inv.CreateDate, inv.LastOpDate = d.of(cl.UUID)
+			out = append(out, inv)
 		}
-		return answerList(c, out, "ClusterInventory")
+		return answerList(c, out, zstack.ClassCluster)
 	}
 }
 
@@ -276,7 +371,7 @@ func nonNil(s []string) []string {
 
 func (s *Server) listHosts() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
@@ -300,19 +395,21 @@ func (s *Server) listHosts() echo.HandlerFunc {
 			capa := ix.HostCapacity(&h)
 			cpu, mem, vms := usage[3*i], usage[3*i+1], usage[3*i+2]
 			cl := ix.Clusters[h.ClusterUUID]
-			out = append(out, HostInventory{UUID: h.UUID, Name: h.Name, Description: h.Description, ZoneUUID: cl.ZoneUUID,
+			inv := HostInventory{UUID: h.UUID, Name: h.Name, Description: h.Description, ZoneUUID: cl.ZoneUUID,
 				ClusterUUID: h.ClusterUUID, ManagementIP: h.ManagementIP, HypervisorType: cl.HypervisorType, State: h.State,
 				Status: h.Status, TotalCPUCapacity: capa.CPU, AvailableCPUCapacity: capa.CPU - cpu.Used, CPUSockets: h.CPUSockets,
 				TotalMemoryCapacity: capa.Memory, AvailableMemoryCapacity: capa.Memory - mem.Used, CPUNum: h.CPUNum,
-				Architecture: cl.Architecture, VMCount: vms.Used})
+				Architecture: cl.Architecture, VMCount: vms.Used}
+			inv.CreateDate, inv.LastOpDate = d.of(h.UUID)
+			out = append(out, inv)
 		}
-		return answerList(c, out, "HostInventory")
+		return answerList(c, out, zstack.ClassHost)
 	}
 }
 
 func (s *Server) listPrimaryStorages() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
@@ -354,21 +451,23 @@ func (s *Server) listPrimaryStorages() echo.HandlerFunc {
 			for _, cl := range ix.ClustersByStorage[ps.UUID] {
 				attached = append(attached, cl.UUID)
 			}
-			out = append(out, PrimaryStorageInventory{UUID: ps.UUID, Name: ps.Name, Description: ps.Description,
+			inv := PrimaryStorageInventory{UUID: ps.UUID, Name: ps.Name, Description: ps.Description,
 				ZoneUUID: ps.ZoneUUID, URL: ps.URL, Type: ps.Type, State: ps.State, Status: ps.Status,
 				TotalCapacity: total, AvailableCapacity: max(total-used, 0), AttachedClusterUUIDs: attached,
-				ReservedCapacity: reserved, VolumeCount: usage[0].Used})
+				ReservedCapacity: reserved, VolumeCount: usage[0].Used}
+			inv.CreateDate, inv.LastOpDate = d.of(ps.UUID)
 			if why, ok := down[ps.UUID]; ok {
-				out[len(out)-1].Status, out[len(out)-1].StatusReason = catalog.StatusDisconnected, why
+				inv.Status, inv.StatusReason = catalog.StatusDisconnected, why
 			}
+			out = append(out, inv)
 		}
-		return answerList(c, out, "PrimaryStorageInventory")
+		return answerList(c, out, zstack.ClassPrimaryStorage)
 	}
 }
 
 func (s *Server) listBackupStorages() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
@@ -377,6 +476,7 @@ func (s *Server) listBackupStorages() echo.HandlerFunc {
 			inv := BackupStorageInventory{UUID: b.UUID, Name: b.Name, Description: b.Description, URL: b.URL,
 				Type: b.Type, State: b.State, Status: b.Status, AttachedZoneUUIDs: nonNil(b.ZoneUUIDs),
 				MaxConcurrentClones: b.MaxConcurrentClones, BandwidthBytesPerSecond: int64(b.BandwidthBytesPerSecond)}
+			inv.CreateDate, inv.LastOpDate = d.of(b.UUID)
 			var st syscall.Statfs_t
 			if err := syscall.Statfs(b.URL, &st); err == nil {
 				inv.TotalCapacity = int64(st.Blocks) * st.Bsize
@@ -384,13 +484,13 @@ func (s *Server) listBackupStorages() echo.HandlerFunc {
 			}
 			out = append(out, inv)
 		}
-		return answerList(c, out, "BackupStorageInventory")
+		return answerList(c, out, zstack.ClassBackupStorage)
 	}
 }
 
 func (s *Server) listL3Networks() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
@@ -407,9 +507,12 @@ func (s *Server) listL3Networks() echo.HandlerFunc {
 				ZoneUUID: l3.ZoneUUID, L2NetworkUUID: l3.L2NetworkUUID, State: l3.State, Category: l3.Category,
 				IPVersion: l3.IPVersion, DNS: nonNil(l3.DNS), IPRanges: []IPRangeInventory{},
 				IPAllocatorStrategy: l3.IPAllocatorStrategy, UsedIPCount: used}
+			inv.CreateDate, inv.LastOpDate = d.of(l3.UUID)
 			for _, r := range l3.IPRanges {
-				inv.IPRanges = append(inv.IPRanges, IPRangeInventory{UUID: r.UUID, L3NetworkUUID: l3.UUID, Name: r.Name,
-					StartIP: r.StartIP, EndIP: r.EndIP, Netmask: r.Netmask, Gateway: r.Gateway, IPVersion: 4})
+				ri := IPRangeInventory{UUID: r.UUID, L3NetworkUUID: l3.UUID, Name: r.Name, StartIP: r.StartIP, EndIP: r.EndIP,
+					Netmask: r.Netmask, Gateway: r.Gateway, NetworkCIDR: networkCIDR(r.StartIP, r.Netmask), IPVersion: 4}
+				ri.CreateDate, ri.LastOpDate = d.of(r.UUID)
+				inv.IPRanges = append(inv.IPRanges, ri)
 			}
 			for _, r := range ix.Ranges[l3.UUID] {
 				inv.TotalIPCount += r.Size()
@@ -419,32 +522,57 @@ func (s *Server) listL3Networks() echo.HandlerFunc {
 			}
 			out = append(out, inv)
 		}
-		return answerList(c, out, "L3NetworkInventory")
+		return answerList(c, out, zstack.ClassL3Network)
 	}
 }
 
 func (s *Server) listInstanceOfferings() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ix, err := s.catalog(c)
+		ix, d, err := s.catalogWithDates(c)
 		if err != nil {
 			return err
 		}
 		out := make([]InstanceOfferingInventory, 0, len(ix.Site.InstanceOfferings))
 		for _, o := range ix.Site.InstanceOfferings {
-			out = append(out, InstanceOfferingInventory{UUID: o.UUID, Name: o.Name, Description: o.Description,
+			inv := InstanceOfferingInventory{UUID: o.UUID, Name: o.Name, Description: o.Description,
 				CPUNum: o.CPUNum, CPUSpeed: o.CPUSpeed, MemorySize: int64(o.MemorySize), ReservedMemorySize: int64(o.ReservedMemorySize),
 				AllocatorStrategy: o.AllocatorStrategy, Type: o.Type, State: o.State,
-				PrimaryStorageAllocatorStrategy: o.PrimaryStorageAllocatorStrategy})
+				PrimaryStorageAllocatorStrategy: o.PrimaryStorageAllocatorStrategy}
+			inv.CreateDate, inv.LastOpDate = d.of(o.UUID)
+			out = append(out, inv)
 		}
-		return answerList(c, out, "InstanceOfferingInventory")
+		return answerList(c, out, zstack.ClassInstanceOffering)
 	}
+}
+
+// visibleGroups returns the indexed backup groups a session may see, oldest first (a group
+// without an owner belongs to admin).
+func (s *Server) visibleGroups(c echo.Context) ([]store.IndexedGroup, error) {
+	groups, err := s.Store.ListBackupGroups(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	sess := session(c)
+	out := groups[:0]
+	for _, g := range groups {
+		if auth.IsAdmin(sess) || g.AccountUUID == sess.AccountUUID {
+			out = append(out, g)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if !out[a].CreateDate.Equal(out[b].CreateDate) {
+			return out[a].CreateDate.Before(out[b].CreateDate)
+		}
+		return out[a].GroupUUID < out[b].GroupUUID
+	})
+	return out, nil
 }
 
 // listVolumeBackups is GET /zstack/v1/volume-backups: every volume backup of every indexed
 // group an account may see.
 func (s *Server) listVolumeBackups() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		groups, err := s.Store.ListBackupGroups(c.Request().Context())
+		groups, err := s.visibleGroups(c)
 		if err != nil {
 			return err
 		}
@@ -452,30 +580,65 @@ func (s *Server) listVolumeBackups() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		sess := session(c)
-		sort.Slice(groups, func(a, b int) bool { return groups[a].CreateDate.Before(groups[b].CreateDate) })
 		var out []VolumeBackupInventory
 		for _, g := range groups {
-			if !auth.IsAdmin(sess) && g.AccountUUID != sess.AccountUUID {
-				continue // a group without an owner belongs to admin
-			}
+			date := zstack.Date{Time: g.CreateDate.Truncate(time.Second)}
 			for _, v := range g.Volumes {
 				inv := VolumeBackupInventory{UUID: v.UUID, Name: g.Name, VolumeUUID: v.VolumeUUID, Type: v.Type, Size: v.Size,
-					State: "Enabled", Status: "Ready", GroupUUID: g.GroupUUID, CreateDate: zstack.Date{Time: g.CreateDate},
-					Format: v.Format, ActualSize: v.ActualSize, DeviceID: v.DeviceID, VMName: g.VM.Name, VMUUID: g.VM.UUID,
-					AccountUUID: g.AccountUUID, BackupStorageRefs: []BackupStorageRefInventory{}}
+					State: "Enabled", Status: "Ready", GroupUUID: g.GroupUUID, Mode: "full", VMInstanceUUID: g.VM.UUID,
+					CreateDate: date, LastOpDate: date, Format: v.Format, ActualSize: v.ActualSize, DeviceID: v.DeviceID,
+					VMName: g.VM.Name, AccountUUID: g.AccountUUID, BackupStorageRefs: []BackupStorageRefInventory{}}
 				for _, bsu := range g.BackupStorageUUIDs {
 					path := ""
 					if bs := ix.BackupStorages[bsu]; bs != nil {
 						path = bs.URL + "/vm-backups/" + g.GroupUUID + "/" + v.File
 					}
 					inv.BackupStorageRefs = append(inv.BackupStorageRefs, BackupStorageRefInventory{
-						VolumeBackupUUID: v.UUID, BackupStorageUUID: bsu, InstallPath: path, Status: "Ready"})
+						VolumeBackupUUID: v.UUID, BackupStorageUUID: bsu, InstallPath: path, Status: "Ready",
+						CreateDate: date, LastOpDate: date})
 				}
 				out = append(out, inv)
 			}
 		}
-		return answerList(c, out, "VolumeBackupInventory")
+		return answerList(c, out, zstack.ClassVolumeBackup)
+	}
+}
+
+// listImages is GET /zstack/v1/images: the images the backed-up VMs an account may see were
+// created from, known by reference from their backup groups (uuid, platform, OS, format and
+// size of the root volume); vmrestore holds no copy of them. Their dates are those of the
+// oldest and newest group that names them.
+func (s *Server) listImages() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		groups, err := s.visibleGroups(c)
+		if err != nil {
+			return err
+		}
+		byUUID := map[string]int{}
+		var out []ImageInventory
+		for _, g := range groups {
+			u := g.VM.ImageUUID
+			if u == "" {
+				continue
+			}
+			date := zstack.Date{Time: g.CreateDate.Truncate(time.Second)}
+			if i, ok := byUUID[u]; ok {
+				if date.After(out[i].LastOpDate.Time) {
+					out[i].LastOpDate = date
+				}
+				continue
+			}
+			inv := ImageInventory{UUID: u, Name: "image-of-" + g.VM.Name, State: "Enabled", Status: "Ready",
+				Description: fmt.Sprintf("the image VM %s was created from, as its backup groups name it; vmrestore holds no copy of it", g.VM.Name),
+				MediaType:   "RootVolumeTemplate", GuestOsType: g.VM.GuestOsType, Type: "zstack", Platform: g.VM.Platform,
+				Architecture: g.VM.Architecture, CreateDate: date, LastOpDate: date, BackupStorageRefs: []ImageBackupStorageRefInventory{}}
+			if root := g.Root(); root != nil {
+				inv.Format, inv.Size = root.Format, root.Size
+			}
+			byUUID[u] = len(out)
+			out = append(out, inv)
+		}
+		return answerList(c, out, zstack.ClassImage)
 	}
 }
 
@@ -487,12 +650,12 @@ func (s *Server) listVMs() echo.HandlerFunc {
 		if u := c.Param("uuid"); u != "" {
 			vm, owner, err := s.Store.GetVM(ctx, u)
 			if errors.Is(err, store.ErrNotFound) || err == nil && !canSee(sess, owner) {
-				return answerList(c, []zstack.VmInstanceInventory{}, "VmInstanceInventory")
+				return answerList(c, []zstack.VmInstanceInventory{}, zstack.ClassVmInstance)
 			}
 			if err != nil {
 				return err
 			}
-			return answerList(c, []zstack.VmInstanceInventory{*vm}, "VmInstanceInventory")
+			return answerList(c, []zstack.VmInstanceInventory{*vm}, zstack.ClassVmInstance)
 		}
 		vms, err := s.Store.ListVMs(ctx, ownerFilter(sess))
 		if err != nil {
@@ -502,6 +665,89 @@ func (s *Server) listVMs() echo.HandlerFunc {
 		for i, v := range vms {
 			out[i] = *v
 		}
-		return answerList(c, out, "VmInstanceInventory")
+		return answerList(c, out, zstack.ClassVmInstance)
 	}
+}
+
+// freeIPs is GetFreeIp: GET /zstack/v1/l3-networks/{uuid}/ip/free,
+// /zstack/v1/l3-networks/ip-ranges/{uuid}/ip/free, or /zstack/v1/l3-networks/ip/free with
+// l3NetworkUuid or ipRangeUuid: the addresses of the ranges that no NIC holds and that are
+// not the gateway, in range order, from start (an address, default 0.0.0.0) on, at most
+// limit (default 100) of them.
+func (s *Server) freeIPs(byRange bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		l3UUID, rangeUUID := c.QueryParam("l3NetworkUuid"), c.QueryParam("ipRangeUuid")
+		if u := c.Param("uuid"); u != "" && byRange {
+			rangeUUID = u
+		} else if u != "" {
+			l3UUID = u
+		}
+		limit := 100
+		if v := c.QueryParam("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return plain(http.StatusBadRequest, "Invalid query parameter[limit], it must be an integer, got %q", v)
+			}
+			limit = n
+		}
+		start := int64(0)
+		if v := c.QueryParam("start"); v != "" {
+			ip, ok := catalog.IPToLong(v)
+			if !ok {
+				return zstack.InvalidArgument("start[%s] is not an IPv4 address", v)
+			}
+			start = ip
+		}
+		ix, err := s.catalog(c)
+		if err != nil {
+			return err
+		}
+		if l3UUID == "" && rangeUUID == "" {
+			return zstack.InvalidArgument("either l3NetworkUuid or ipRangeUuid must be set")
+		}
+		if rangeUUID != "" && l3UUID == "" {
+			for l3, rs := range ix.Ranges {
+				for _, r := range rs {
+					if r.UUID == rangeUUID {
+						l3UUID = l3
+					}
+				}
+			}
+			if l3UUID == "" {
+				return zstack.InvalidArgument("invalid field[ipRangeUuid], resource[uuids:[%s], type:IpRangeVO] not found", rangeUUID)
+			}
+		}
+		ranges, ok := ix.Ranges[l3UUID]
+		if !ok {
+			return zstack.InvalidArgument("invalid field[l3NetworkUuid], resource[uuids:[%s], type:L3NetworkVO] not found", l3UUID)
+		}
+		used, err := s.Store.UsedIPs(c.Request().Context(), l3UUID)
+		if err != nil {
+			return err
+		}
+		out := []FreeIPInventory{}
+		for _, r := range ranges {
+			if rangeUUID != "" && r.UUID != rangeUUID {
+				continue
+			}
+			for ip := max(r.Start, start); ip <= r.End && len(out) < limit; ip++ {
+				if _, taken := used[strconv.FormatInt(ip, 10)]; taken || ip == r.GatewayLong() {
+					continue
+				}
+				out = append(out, FreeIPInventory{IPRangeUUID: r.UUID, IP: catalog.LongToIP(ip), Netmask: r.Netmask, Gateway: r.Gateway})
+			}
+		}
+		return writeAnswer(c, false, field{"inventories", out, zstack.ClassFreeIP})
+	}
+}
+
+// networkCIDR is the network of an address and netmask in CIDR form (10.10.0.0/24), or ""
+// when either is not IPv4.
+func networkCIDR(ip, netmask string) string {
+	a, ok := catalog.IPToLong(ip)
+	m, ok2 := catalog.IPToLong(netmask)
+	if !ok || !ok2 {
+		return ""
+	}
+	return fmt.Sprintf("%s/%d", catalog.LongToIP(a&m), bits.OnesCount32(uint32(m)))
 }

@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,11 +20,8 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// MaxAPITimeout bounds X-API-Timeout (7 days).
-const MaxAPITimeout = 7 * 24 * time.Hour
-
 // rereadEvery is the slow re-read of a waited-for job, in case its completion event was lost
-// (pub/sub is at-most-once).
+// (pub/sub is at-most-once) or Redis did not answer the last read.
 const rereadEvery = 2 * time.Second
 
 func jobUUIDHeader(c echo.Context) (string, error) {
@@ -36,14 +35,19 @@ func jobUUIDHeader(c echo.Context) (string, error) {
 	return v, nil
 }
 
+// apiTimeoutHeader reads X-API-Timeout: any positive number of seconds that fits a long, as
+// ZStack takes it. Past about 292 years (the longest time.Duration) it means "never".
 func apiTimeoutHeader(c echo.Context) (time.Duration, error) {
-	v := c.Request().Header.Get("X-API-Timeout")
+	v := strings.TrimSpace(c.Request().Header.Get("X-API-Timeout"))
 	if v == "" {
 		return job.DefaultTimeout, nil
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n <= 0 || time.Duration(n)*time.Second > MaxAPITimeout {
-		return 0, plain(http.StatusBadRequest, "Invalid header[X-API-Timeout], it must be a number of seconds between 1 and %d", int64(MaxAPITimeout/time.Second))
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, plain(http.StatusBadRequest, "Invalid header[X-API-Timeout], it must be a positive whole number of seconds, got %q", v)
+	}
+	if n > int64(math.MaxInt64/time.Second) {
+		return time.Duration(math.MaxInt64), nil
 	}
 	return time.Duration(n) * time.Second, nil
 }
@@ -60,13 +64,15 @@ func webHookHeader(c echo.Context) (string, error) {
 	return v, nil
 }
 
-// waitLimit is how long this call may wait for its job: the configured limit, shortened by
-// "Prefer: wait=N", zero with "Prefer: respond-async" or a web hook (RFC 7240 preferences).
-func (s *Server) waitLimit(c echo.Context, hook string) time.Duration {
+// waitFor is how long this call waits for its job before answering 202 with the poll
+// location: def (none on the ZStack route, as ZStack answers every async API at once;
+// VMRESTORE_WAIT_LIMIT on the native one), or what "Prefer: wait=N" (RFC 7240) asks, never
+// more than VMRESTORE_WAIT_LIMIT; none with "Prefer: respond-async" or a web hook.
+func (s *Server) waitFor(c echo.Context, hook string, def time.Duration) time.Duration {
 	if hook != "" {
 		return 0
 	}
-	limit := s.Config.WaitLimit
+	wait := def
 	for _, pref := range c.Request().Header.Values("Prefer") {
 		for _, p := range strings.Split(pref, ",") {
 			p = strings.ToLower(strings.TrimSpace(p))
@@ -74,123 +80,239 @@ func (s *Server) waitLimit(c echo.Context, hook string) time.Duration {
 				return 0
 			}
 			if v, ok := strings.CutPrefix(p, "wait="); ok {
-				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-					limit = min(limit, time.Duration(n)*time.Second)
+				if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 {
+					wait = time.Duration(min(n, int64(math.MaxInt64/time.Second))) * time.Second
 				}
 			}
 		}
 	}
-	return limit
+	return min(wait, s.Config.WaitLimit)
 }
 
-// createVMFromBackup is POST /zstack/v1/vm-instances/from/vm-backups/{groupUuid}.
+// submission is a CreateVmFromVmBackup call as the API received it: the headers RestServer
+// reads, and the validated request or why it is invalid.
+type submission struct {
+	jobUUID string
+	timeout time.Duration
+	hook    string
+	req     *job.Request
+	// invalid is why the call breaks the API's rules; it then becomes a job that failed.
+	invalid *zstack.ErrorCode
+	// group and name describe an invalid call in its job record.
+	group, name string
+}
+
+// readSubmission reads a call's headers and body. It answers with an error only what ZStack's
+// RestServer refuses before it queues a call (see DecodeCreateVM); the API's own rules are
+// checked here too but reported through the job.
+func (s *Server) readSubmission(c echo.Context, group string) (*submission, error) {
+	jobUUID, err := jobUUIDHeader(c)
+	if err != nil {
+		return nil, err
+	}
+	timeout, err := apiTimeoutHeader(c)
+	if err != nil {
+		return nil, err
+	}
+	hook, err := webHookHeader(c)
+	if err != nil {
+		return nil, err
+	}
+	body, err := decodeCreateVM(c)
+	if err != nil {
+		return nil, err
+	}
+	sub := &submission{jobUUID: jobUUID, timeout: timeout, hook: hook}
+	sub.req, sub.invalid = job.FromZStack(group, body)
+	if sub.invalid != nil {
+		sub.group, sub.name = firstOf(group, body.GroupUUID, body.Params.GroupUUID), body.Params.Name
+	}
+	return sub, nil
+}
+
+func firstOf(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// createVMFromBackup is POST /zstack/v1/vm-instances/from/vm-backups/{groupUuid}: 202 with
+// the poll location at once, as ZStack answers; "Prefer: wait=N" waits for the result.
 func (s *Server) createVMFromBackup() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		sess := session(c)
-		jobUUID, err := jobUUIDHeader(c)
+		sub, err := s.readSubmission(c, c.Param("groupUuid"))
 		if err != nil {
 			return err
 		}
-		timeout, err := apiTimeoutHeader(c)
-		if err != nil {
-			return err
-		}
-		hook, err := webHookHeader(c)
-		if err != nil {
-			return err
-		}
-		body, err := decodeCreateVM(c)
-		if err != nil {
-			return err
-		}
-		req, ec := job.FromZStack(c.Param("groupUuid"), body)
-		if ec != nil {
-			return ec
-		}
-		rec := &job.Record{UUID: jobUUID, AccountUUID: sess.AccountUUID, Request: req,
-			CreatedAt: time.Now(), Timeout: timeout, WebHook: hook}
-
-		binding := store.ResourceBinding{JobUUID: jobUUID, GroupUUID: req.GroupUUID}
-		if req.ResourceUUID != "" {
-			prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, binding)
-			if err != nil {
-				return err
-			}
-			if prev != nil {
-				return s.answerRepeat(c, sess, req, prev, hook)
-			}
-		}
-		if err := s.Store.CreateJob(ctx, rec); err != nil {
-			if req.ResourceUUID != "" {
-				s.undo(ctx, "release resourceUuid "+req.ResourceUUID, func(ctx context.Context) error {
-					return s.Store.ReleaseResource(ctx, req.ResourceUUID, binding)
-				})
-			}
-			if errors.Is(err, store.ErrJobExists) {
-				return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", jobUUID)
-			}
-			return err
-		}
-		if err := s.Queue.EnqueueRestore(ctx, jobUUID, rec.Deadline()); err != nil {
-			s.undo(ctx, "abandon job "+jobUUID, func(ctx context.Context) error {
-				return s.Store.AbandonJob(ctx, jobUUID, req.ResourceUUID, binding)
-			})
-			if errors.Is(err, queue.ErrDuplicate) {
-				return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", jobUUID)
-			}
-			return err
-		}
-		s.Metrics.JobsSubmitted.Inc()
-		return s.waitAndAnswer(c, jobUUID, timeout, hook)
+		return s.submit(c, sub, s.waitFor(c, sub.hook, 0), false)
 	}
 }
 
-// answerRepeat answers a request whose resourceUuid is already bound: the same group (and
-// account) gets the first job's answer instead of a second VM; anything else is an error.
-func (s *Server) answerRepeat(c echo.Context, sess *store.Session, req *job.Request, prev *store.ResourceBinding, hook string) error {
-	prevJob := prev.JobUUID
-	ctx := c.Request().Context()
-	if prev.GroupUUID != req.GroupUUID {
-		return zstack.InvalidArgument("resourceUuid[%s] is already used by the restore of another group; choose another resourceUuid", req.ResourceUUID)
+// restoreNow is POST /api/v1/restores, vmrestore's synchronous restore: the ZStack body plus
+// groupUuid. It waits up to VMRESTORE_WAIT_LIMIT and answers 200 with the inventory, the
+// error with a status that says what happened, or 202 with the poll location.
+func (s *Server) restoreNow() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		sub, err := s.readSubmission(c, "")
+		if err == nil {
+			err = s.submit(c, sub, s.waitFor(c, sub.hook, s.Config.WaitLimit), true)
+		}
+		// The native API answers its refusals as ErrorCodes, like its other errors.
+		if status, text, ok := Refusal(err); ok && status == http.StatusBadRequest {
+			return zstack.InvalidArgument("%s", text)
+		}
+		return err
 	}
-	st, err := s.Store.GetJobStatus(ctx, prevJob)
+}
+
+// submit turns a call into a job and answers it: a valid call is queued; an invalid one (or
+// one whose resourceUuid cannot be used) is a job that has already failed, reported through
+// the poll as ZStack reports its interceptors' refusals; the repeat of a restore answers
+// with the first one's job.
+func (s *Server) submit(c echo.Context, sub *submission, wait time.Duration, native bool) error {
+	ctx := c.Request().Context()
+	sess := session(c)
+	if sub.invalid == nil && sub.req.ResourceUUID != "" {
+		req := sub.req
+		prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, store.ResourceBinding{JobUUID: sub.jobUUID, GroupUUID: req.GroupUUID})
+		if ec, ok := zstack.AsErrorCode(err); ok {
+			sub.invalid = ec
+		} else if err != nil {
+			return err
+		} else if prev != nil {
+			return s.answerRepeat(c, sess, sub, prev, wait, native)
+		}
+	}
+	if sub.invalid != nil {
+		return s.refuseAsJob(c, sub, wait, native)
+	}
+	req := sub.req
+	binding := store.ResourceBinding{JobUUID: sub.jobUUID, GroupUUID: req.GroupUUID}
+	rec := &job.Record{UUID: sub.jobUUID, AccountUUID: sess.AccountUUID, Request: req,
+		CreatedAt: time.Now(), Timeout: sub.timeout, WebHook: sub.hook}
+	if err := s.Store.CreateJob(ctx, rec); err != nil {
+		if req.ResourceUUID != "" {
+			s.undo(ctx, "release resourceUuid "+req.ResourceUUID, func(ctx context.Context) error {
+				return s.Store.ReleaseResource(ctx, req.ResourceUUID, binding)
+			})
+		}
+		if errors.Is(err, store.ErrJobExists) {
+			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", sub.jobUUID)
+		}
+		return err
+	}
+	if err := s.Queue.EnqueueRestore(ctx, sub.jobUUID, rec.Deadline()); err != nil {
+		s.undo(ctx, "abandon job "+sub.jobUUID, func(ctx context.Context) error {
+			return s.Store.AbandonJob(ctx, sub.jobUUID, req.ResourceUUID, binding)
+		})
+		if errors.Is(err, queue.ErrDuplicate) {
+			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", sub.jobUUID)
+		}
+		return err
+	}
+	s.Metrics.JobsSubmitted.Inc()
+	return s.answerJob(c, sub.jobUUID, sub.timeout, wait, native)
+}
+
+// refuseAsJob records an invalid call as a job that failed with why, and answers with it.
+func (s *Server) refuseAsJob(c echo.Context, sub *submission, wait time.Duration, native bool) error {
+	rec := &job.Record{UUID: sub.jobUUID, AccountUUID: session(c).AccountUUID,
+		Request:   &job.Request{GroupUUID: sub.group, Name: sub.name},
+		CreatedAt: time.Now(), Timeout: sub.timeout, WebHook: sub.hook}
+	return s.endedJob(c, rec, job.Failed, nil, sub.invalid, wait, native)
+}
+
+// endedJob stores a job that ended before any task ran, delivers its web hook, and answers.
+func (s *Server) endedJob(c echo.Context, rec *job.Record, state job.State, result json.RawMessage, e *zstack.ErrorCode, wait time.Duration, native bool) error {
+	ctx := c.Request().Context()
+	if err := s.Store.CreateEndedJob(ctx, rec, state, result, e); err != nil {
+		if errors.Is(err, store.ErrJobExists) {
+			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", rec.UUID)
+		}
+		return err
+	}
+	if e != nil {
+		s.Metrics.Jobs.WithLabelValues(string(state), e.Code).Inc()
+	}
+	if rec.WebHook != "" {
+		if err := s.Queue.EnqueueWebHook(ctx, rec.UUID); err != nil {
+			s.Log.Error("queue the web hook of a job that ended at once", "job", rec.UUID, "err", err)
+		}
+	}
+	return s.answerJob(c, rec.UUID, rec.Timeout, wait, native)
+}
+
+// answerRepeat answers a call whose resourceUuid is already bound: the same group (and
+// account) gets the first job instead of a second VM; anything else fails the call.
+func (s *Server) answerRepeat(c echo.Context, sess *store.Session, sub *submission, prev *store.ResourceBinding, wait time.Duration, native bool) error {
+	ctx := c.Request().Context()
+	req := sub.req
+	if c.Request().Header.Get("X-Job-UUID") != "" {
+		exists, err := s.Store.JobExists(ctx, sub.jobUUID)
+		if err != nil {
+			return err
+		}
+		if exists && sub.jobUUID != prev.JobUUID {
+			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", sub.jobUUID)
+		}
+	}
+	fail := func(format string, args ...any) error {
+		sub.invalid, sub.group, sub.name = zstack.InvalidArgument(format, args...), req.GroupUUID, req.Name
+		return s.refuseAsJob(c, sub, wait, native)
+	}
+	if prev.GroupUUID != req.GroupUUID {
+		return fail("resourceUuid[%s] is already used by the restore of another group; choose another resourceUuid", req.ResourceUUID)
+	}
+	st, err := s.Store.GetJobStatus(ctx, prev.JobUUID)
 	if errors.Is(err, store.ErrNotFound) {
-		// The first job's record expired; its VM, if it exists, is the answer.
+		// The first job's record was purged; its VM, if it exists, is the answer.
 		vm, owner, verr := s.Store.GetVM(ctx, req.ResourceUUID)
 		if verr != nil || !canSee(sess, owner) {
-			return zstack.InvalidArgument("resourceUuid[%s] is already used; choose another resourceUuid", req.ResourceUUID)
+			return fail("resourceUuid[%s] is already used; choose another resourceUuid", req.ResourceUUID)
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"inventory": vm})
+		result, err := json.Marshal(vm)
+		if err != nil {
+			return err
+		}
+		rec := &job.Record{UUID: sub.jobUUID, AccountUUID: sess.AccountUUID, Request: req, CreatedAt: time.Now(),
+			Timeout: sub.timeout, WebHook: sub.hook, VMUUID: vm.UUID}
+		return s.endedJob(c, rec, job.Succeeded, result, nil, wait, native)
 	}
 	if err != nil {
 		return err
 	}
 	if !canSee(sess, st.Account) {
-		return zstack.InvalidArgument("resourceUuid[%s] is already used; choose another resourceUuid", req.ResourceUUID)
+		return fail("resourceUuid[%s] is already used; choose another resourceUuid", req.ResourceUUID)
 	}
-	return s.waitAndAnswer(c, prevJob, job.DefaultTimeout, hook)
+	return s.answerJob(c, prev.JobUUID, job.DefaultTimeout, wait, native)
 }
 
-// waitAndAnswer waits for the job within this call's limit and answers 200/503 when it
-// ended, or 202 with the poll location.
-func (s *Server) waitAndAnswer(c echo.Context, jobUUID string, timeout time.Duration, hook string) error {
-	limit := s.waitLimit(c, hook)
-	if limit > 0 {
+// answerJob waits up to wait for the job and answers with its end (200 or the error) when it
+// ended in time, or else 202 with the poll location. A wait that Redis cuts short is not a
+// failure: the job was accepted, so the answer is the location to poll.
+func (s *Server) answerJob(c echo.Context, jobUUID string, timeout, wait time.Duration, native bool) error {
+	if wait > 0 {
 		start := time.Now()
-		st, err := s.waitJob(c.Request().Context(), jobUUID, limit)
+		st, err := s.waitJob(c.Request().Context(), jobUUID, wait)
 		if err != nil {
 			return err
 		}
 		if st != nil {
 			s.Metrics.SyncWait.WithLabelValues("finished").Observe(time.Since(start).Seconds())
-			return answerStatus(c, st)
+			return answerEnded(c, st, native)
 		}
 		s.Metrics.SyncWait.WithLabelValues("degraded").Observe(time.Since(start).Seconds())
 	}
 	loc := jobLocation(c, jobUUID)
 	c.Response().Header().Set("Location", loc)
-	return writeJSON(c, http.StatusAccepted, map[string]any{"location": loc, "apiTimeout": timeout.Milliseconds()})
+	body := map[string]any{"location": loc, "apiTimeout": timeout.Milliseconds()}
+	if native {
+		body["jobUuid"] = jobUUID
+	}
+	return writeJSON(c, http.StatusAccepted, body)
 }
 
 // jobLocation is the poll URL; it keeps "/zstack/v1/api-jobs" so ZStack's SDK can rewrite
@@ -201,7 +323,8 @@ func jobLocation(c echo.Context, jobUUID string) string {
 
 // waitJob watches for the job's completion event before reading its record (so no event
 // can slip between the two), wakes on the event, and re-reads on a slow timer because
-// pub/sub may drop events. It returns nil when the limit passes first.
+// pub/sub may drop events. A read Redis does not answer is retried on the timer. It returns
+// nil when the limit passes first; an error only when the caller went away.
 func (s *Server) waitJob(ctx context.Context, jobUUID string, limit time.Duration) (*store.JobStatus, error) {
 	done, stop := s.Events.WatchJob(jobUUID)
 	defer stop()
@@ -211,11 +334,12 @@ func (s *Server) waitJob(ctx context.Context, jobUUID string, limit time.Duratio
 	defer reread.Stop()
 	for {
 		st, err := s.Store.GetJobStatus(ctx, jobUUID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		if st != nil && st.State.Terminal() {
+		switch {
+		case err == nil && st.State.Terminal():
 			return st, nil
+		case err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil:
+			s.Log.Warn("reading a waited-for job failed; retrying, and answering 202 with the poll location if the wait ends first",
+				"job", jobUUID, "err", err)
 		}
 		select {
 		case <-done:
@@ -228,16 +352,23 @@ func (s *Server) waitJob(ctx context.Context, jobUUID string, limit time.Duratio
 	}
 }
 
-func answerStatus(c echo.Context, st *store.JobStatus) error {
-	if !st.State.Terminal() {
-		return writeJSON(c, http.StatusAccepted, map[string]any{})
+// answerEnded answers with a job that ended: 200 with the inventory (and its schema when
+// asked for), or the error: 503 on the ZStack routes, a status that says what happened on
+// the native one.
+func answerEnded(c echo.Context, st *store.JobStatus, native bool) error {
+	if st.State == job.Succeeded {
+		if !wantsSchema(c) {
+			// The stored inventory as is: no re-encoding on the synchronous path.
+			body, _ := job.Answer(st.State, st.Result, nil)
+			return writeJSONBytes(c, http.StatusOK, body)
+		}
+		return writeAnswer(c, false, field{"inventory", st.Result, zstack.ClassVmInstance})
 	}
-	body, ok := job.Answer(st.State, st.Result, st.Error)
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
+	status := http.StatusServiceUnavailable
+	if native {
+		status = nativeStatus(st.Error)
 	}
-	return c.Blob(status, "application/json; charset=utf-8", body)
+	return writeJSON(c, status, map[string]any{"error": st.Error})
 }
 
 // pollJob is GET /zstack/v1/api-jobs/{uuid}: 202 {} while running, 200 with the inventory,
@@ -252,7 +383,10 @@ func (s *Server) pollJob() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return answerStatus(c, st)
+		if !st.State.Terminal() {
+			return writeJSON(c, http.StatusAccepted, map[string]any{})
+		}
+		return answerEnded(c, st, false)
 	}
 }
 

@@ -22,15 +22,23 @@ func (s *Server) routes(e *echo.Echo) {
 		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/zstack/") }}))
 	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: nativeBodyLimit,
 		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/api/") }}))
+	e.Use(exactParams)
 	z := e.Group("/zstack/v1")
 	auth := s.requireSession
+	// Login, logout and the session check need no session, as in ZStack (their messages
+	// suppress the credential check).
 	z.PUT("/accounts/login", s.login())
-	z.DELETE("/accounts/sessions/:uuid", s.logout(), auth)
+	z.DELETE("/accounts/sessions/:uuid", s.logout())
+	z.GET("/accounts/sessions/:uuid/valid", s.validateSession())
 	z.POST("/vm-instances/from/vm-backups/:groupUuid", s.createVMFromBackup(), auth)
 	z.GET("/api-jobs/:uuid", s.pollJob(), auth)
+	z.GET("/l3-networks/ip/free", s.freeIPs(false), auth)
+	z.GET("/l3-networks/:uuid/ip/free", s.freeIPs(false), auth)
+	z.GET("/l3-networks/ip-ranges/:uuid/ip/free", s.freeIPs(true), auth)
 	for path, h := range map[string]echo.HandlerFunc{
 		"/vm-instances":       s.listVMs(),
 		"/volume-backups":     s.listVolumeBackups(),
+		"/images":             s.listImages(),
 		"/zones":              s.listZones(),
 		"/clusters":           s.listClusters(),
 		"/hosts":              s.listHosts(),
@@ -46,6 +54,7 @@ func (s *Server) routes(e *echo.Echo) {
 	// vmrestore's native API (see openapi.yaml): plans, jobs.
 	a := e.Group("/api/v1")
 	a.GET("/openapi.yaml", s.openAPI())
+	a.POST("/restores", s.restoreNow(), auth)
 	a.POST("/plans", s.submitPlan(), auth)
 	a.GET("/plans", s.listPlans(), auth)
 	a.GET("/plans/:uuid", s.getPlan(), auth)
@@ -60,6 +69,20 @@ func (s *Server) routes(e *echo.Echo) {
 	a.POST("/accounts", s.createAccount(), auth)
 	a.PUT("/accounts/:name/password", s.setPassword(), auth)
 	a.DELETE("/accounts/:name", s.deleteAccount(), auth)
+}
+
+// exactParams answers 404 "no api mapping to <path>" when a path variable is empty or spans
+// several segments: echo lets a route's last variable take the rest of the path, so
+// /hosts/{uuid} would otherwise answer /hosts/x/y/z, and /zones/{uuid} /zones//x.
+func exactParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		for _, name := range c.ParamNames() {
+			if v := c.Param(name); v == "" || strings.Contains(v, "/") {
+				return echo.ErrNotFound
+			}
+		}
+		return next(c)
+	}
 }
 
 // OpsHandler serves only /healthz, /readyz and /metrics: the worker's listener.

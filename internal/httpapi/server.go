@@ -1,6 +1,7 @@
 // Package httpapi serves vmrestore over HTTP with echo: ZStack's API under /zstack/v1 (login,
-// CreateVmFromVmBackup with its synchronous wait, api-jobs polling, queries), health and
-// readiness, and Prometheus metrics. Every route is listed in routes.go.
+// CreateVmFromVmBackup answered 202 with the poll location, api-jobs polling, queries),
+// vmrestore's native API under /api/v1 (the synchronous restore, plans, jobs, accounts),
+// health and readiness, and Prometheus metrics. Every route is listed in routes.go.
 //
 // Errors have one mapping, in handleError: a *zstack.ErrorCode becomes 503 {"error": ...} as
 // ZStack answers a failed API; transport-level problems (missing Authorization, bad
@@ -31,16 +32,15 @@ import (
 
 // Config tunes the API.
 type Config struct {
-	// WaitLimit is how long CreateVmFromVmBackup waits for its job before answering 202.
+	// WaitLimit bounds how long a restore call waits for its job before answering 202 with
+	// the poll location (the native POST /api/v1/restores waits this long, a ZStack call only
+	// with "Prefer: wait=N"); zero never waits.
 	WaitLimit time.Duration
 	// BodyLimit bounds request bodies.
 	BodyLimit string
 	// MetricsToken, when set, is required as a bearer token on /metrics.
 	MetricsToken string
 }
-
-// DefaultWaitLimit is the synchronous wait when none is configured.
-const DefaultWaitLimit = 60 * time.Second
 
 // Server holds what the handlers need.
 type Server struct {
@@ -59,9 +59,6 @@ type Server struct {
 
 // Handler builds the echo instance with every route.
 func (s *Server) Handler() *echo.Echo {
-	if s.Config.WaitLimit <= 0 {
-		s.Config.WaitLimit = DefaultWaitLimit
-	}
 	if s.Config.BodyLimit == "" {
 		s.Config.BodyLimit = "1M"
 	}
@@ -155,13 +152,25 @@ func nativeStatus(ec *zstack.ErrorCode) int {
 	return http.StatusServiceUnavailable
 }
 
-// writeJSON writes v with ZStack's JSON content type.
+// writeJSON writes v with ZStack's JSON content type (see writeJSONBytes).
 func writeJSON(c echo.Context, status int, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return c.Blob(status, "application/json; charset=utf-8", b)
+	return writeJSONBytes(c, status, b)
+}
+
+// writeJSONBytes writes an encoded JSON answer, ending with a newline so that an answer
+// printed by curl ends its line.
+func writeJSONBytes(c echo.Context, status int, b []byte) error {
+	c.Response().Header().Set(echo.HeaderContentType, "application/json; charset=utf-8")
+	c.Response().WriteHeader(status)
+	if _, err := c.Response().Write(b); err != nil {
+		return err
+	}
+	_, err := c.Response().Write([]byte{'\n'})
+	return err
 }
 
 // accessLog logs each request at debug level (errors are logged by handleError).

@@ -103,13 +103,35 @@ func oneOf(v string, list []string) bool {
 
 // FromZStack validates a CreateVmFromVmBackup call as ZStack's API interceptor does and
 // returns the normalized request, or a SYS.1007 ErrorCode whose details name the field.
+//
+// groupUUID is the group of the route's path; empty on a route without one (the native
+// POST /api/v1/restores), where the body names it. A groupUuid in the body must agree with
+// the path's. Like ZStack's Go SDK, which cannot leave an integer out, 0 for cpuNum,
+// memorySize or reservedMemorySize means "not set". A key the call does not define is
+// ignored, as ZStack ignores it, unless it is a near-miss of a real name (see
+// zstack.NearMiss): that is refused with the name it probably meant.
 func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Request, *zstack.ErrorCode) {
 	p := &body.Params
+	if err := checkUnknownKeys(body.Unknown); err != nil {
+		return nil, err
+	}
+	for _, g := range []struct{ where, v string }{{"groupUuid", body.GroupUUID}, {"params.groupUuid", p.GroupUUID}} {
+		switch {
+		case g.v == "" || g.v == groupUUID:
+		case groupUUID == "":
+			groupUUID = g.v
+		default:
+			return nil, argerr("%s[%s] differs from the group of the path[%s]; send one group", g.where, g.v, groupUUID)
+		}
+	}
 	if err := checkUUID("groupUuid", groupUUID); err != nil {
 		return nil, err
 	}
 	if groupUUID == "" {
 		return nil, argerr("groupUuid is required")
+	}
+	if len(p.DiskAOs) > 0 {
+		return nil, argerr("diskAOs is not supported: vmrestore restores the disks of the backup group; leave diskAOs out")
 	}
 	name := p.Name
 	switch {
@@ -181,31 +203,32 @@ func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Re
 	}
 
 	// CPU and memory: an offering, or both cpuNum and memorySize.
+	cpuNum, memorySize, reserved := unsetIfZero(p.CPUNum), unsetIfZero(p.MemorySize), unsetIfZero(p.ReservedMemorySize)
 	if p.InstanceOfferingUUID == "" {
-		if p.CPUNum == nil || p.MemorySize == nil {
+		if cpuNum == nil || memorySize == nil {
 			return nil, argerr("instanceOfferingUuid or cpuNum and memorySize must be set")
 		}
 	}
-	if p.CPUNum != nil {
-		if *p.CPUNum <= 0 || *p.CPUNum > 1024 {
-			return nil, argerr("cpuNum[%d] must be between 1 and 1024", *p.CPUNum)
+	if cpuNum != nil {
+		if *cpuNum <= 0 || *cpuNum > 1024 {
+			return nil, argerr("cpuNum[%d] must be between 1 and 1024", *cpuNum)
 		}
-		r.CPUNum = *p.CPUNum
+		r.CPUNum = *cpuNum
 	}
-	if p.MemorySize != nil {
-		if *p.MemorySize <= 0 {
-			return nil, argerr("memorySize[%d] must be a positive number of bytes", *p.MemorySize)
+	if memorySize != nil {
+		if *memorySize <= 0 {
+			return nil, argerr("memorySize[%d] must be a positive number of bytes", *memorySize)
 		}
-		r.MemorySize = *p.MemorySize
+		r.MemorySize = *memorySize
 	}
-	if p.ReservedMemorySize != nil {
-		if *p.ReservedMemorySize < 0 {
-			return nil, argerr("reservedMemorySize[%d] cannot be negative", *p.ReservedMemorySize)
+	if reserved != nil {
+		if *reserved < 0 {
+			return nil, argerr("reservedMemorySize[%d] cannot be negative", *reserved)
 		}
-		if p.InstanceOfferingUUID == "" && *p.ReservedMemorySize > r.MemorySize {
-			return nil, argerr("reservedMemorySize[%d] cannot be larger than memorySize[%d]", *p.ReservedMemorySize, r.MemorySize)
+		if p.InstanceOfferingUUID == "" && *reserved > r.MemorySize {
+			return nil, argerr("reservedMemorySize[%d] cannot be larger than memorySize[%d]", *reserved, r.MemorySize)
 		}
-		r.ReservedMemorySize = *p.ReservedMemorySize
+		r.ReservedMemorySize = *reserved
 	}
 
 	if r.Type == "" {
@@ -311,4 +334,31 @@ func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Re
 		return nil, argerr("there are more than one L3 network specified in l3NetworkUuids, but defaultL3NetworkUuid is null")
 	}
 	return r, nil
+}
+
+// unsetIfZero reads 0 as "not set", as the Go SDK sends integers it cannot leave out.
+func unsetIfZero(n *int64) *int64 {
+	if n == nil || *n == 0 {
+		return nil
+	}
+	return n
+}
+
+// checkUnknownKeys refuses the keys among unknown ("params." before those of params) that
+// are near-misses of a real name of the call; the others are ignored.
+func checkUnknownKeys(unknown []string) *zstack.ErrorCode {
+	top, params := zstack.CreateVmFromVmBackupKeys()
+	for _, k := range unknown {
+		where, key, known := "the body", k, top
+		if rest, ok := strings.CutPrefix(k, "params."); ok {
+			where, key, known = "params", rest, params
+		}
+		if real, ok := zstack.NearMiss(key, known); ok {
+			if strings.EqualFold(real, key) {
+				return argerr("%s has unknown field(s) %s; parameter names are case-sensitive, did you mean %q?", where, key, real)
+			}
+			return argerr("%s has unknown field(s) %s; did you mean %q? (other unknown fields are ignored, as ZStack ignores them)", where, key, real)
+		}
+	}
+	return nil
 }

@@ -88,6 +88,30 @@ func TestFromZStackRejects(t *testing.T) {
 		{"group uuid dashed", func(g *string, _ *zstack.CreateVmFromVmBackupRequest) { *g = "6e0c3b6a-1f2d-4c5b-8a9e-7d6c5b4a3f21" },
 			"groupUuid[6e0c3b6a-1f2d-4c5b-8a9e-7d6c5b4a3f21] is not a valid uuid"},
 		{"group uuid empty", func(g *string, _ *zstack.CreateVmFromVmBackupRequest) { *g = "" }, "groupUuid is required"},
+		{"group uuid in params differs from the path's", params(func(p *zstack.CreateVmFromVmBackupParams) { p.GroupUUID = l3A }),
+			"params.groupUuid[" + l3A + "] differs from the group of the path[" + group + "]; send one group"},
+		{"group uuid at the top differs from the path's", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) { b.GroupUUID = l3A },
+			"groupUuid[" + l3A + "] differs from the group of the path[" + group + "]"},
+		{"no path, two groups in the body", func(g *string, b *zstack.CreateVmFromVmBackupRequest) {
+			*g, b.GroupUUID, b.Params.GroupUUID = "", group, l3A
+		}, "params.groupUuid[" + l3A + "] differs from the group of the path[" + group + "]"},
+		{"no path, group in the body not a uuid", func(g *string, b *zstack.CreateVmFromVmBackupRequest) { *g, b.GroupUUID = "", "web01" },
+			"groupUuid[web01] is not a valid uuid"},
+
+		// keys the call does not define: near-misses of real names are refused
+		{"a typo in params", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) { b.Unknown = []string{"params.clustreUuid"} },
+			`params has unknown field(s) clustreUuid; did you mean "clusterUuid"?`},
+		{"a parameter in another case", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) { b.Unknown = []string{"params.hostUUid"} },
+			`params has unknown field(s) hostUUid; parameter names are case-sensitive, did you mean "hostUuid"?`},
+		{"a plural for a singular", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) { b.Unknown = []string{"params.l3NetworkUuid"} },
+			`did you mean "l3NetworkUuids"?`},
+		{"a typo at the top level", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) { b.Unknown = []string{"systemTag"} },
+			`the body has unknown field(s) systemTag; did you mean "systemTags"?`},
+		{"a near-miss among ignored keys", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) {
+			b.Unknown = []string{"params.imageUuid", "params.vmNicParam"}
+		}, `params has unknown field(s) vmNicParam; did you mean "vmNicParams"?`},
+		{"diskAOs", params(func(p *zstack.CreateVmFromVmBackupParams) { p.DiskAOs = []json.RawMessage{json.RawMessage(`{}`)} }),
+			"diskAOs is not supported"},
 
 		// name and description
 		{"name empty", params(func(p *zstack.CreateVmFromVmBackupParams) { p.Name = "" }),
@@ -151,13 +175,11 @@ func TestFromZStackRejects(t *testing.T) {
 			"instanceOfferingUuid or cpuNum and memorySize must be set"},
 		{"no offering, neither", params(func(p *zstack.CreateVmFromVmBackupParams) { p.CPUNum, p.MemorySize = nil, nil }),
 			"instanceOfferingUuid or cpuNum and memorySize must be set"},
-		{"cpuNum 0", params(func(p *zstack.CreateVmFromVmBackupParams) { p.CPUNum = i64(0) }), "cpuNum[0] must be between 1 and 1024"},
+		// 0 is "not set" (the Go SDK cannot leave an integer out): without an offering, memory alone is not enough.
+		{"cpuNum 0", params(func(p *zstack.CreateVmFromVmBackupParams) { p.CPUNum = i64(0) }), "instanceOfferingUuid or cpuNum and memorySize must be set"},
 		{"cpuNum negative", params(func(p *zstack.CreateVmFromVmBackupParams) { p.CPUNum = i64(-4) }), "cpuNum[-4] must be between 1 and 1024"},
 		{"cpuNum 1025", params(func(p *zstack.CreateVmFromVmBackupParams) { p.CPUNum = i64(1025) }), "cpuNum[1025] must be between 1 and 1024"},
-		{"cpuNum 0 with an offering", params(func(p *zstack.CreateVmFromVmBackupParams) {
-			p.InstanceOfferingUUID, p.CPUNum, p.MemorySize = offering, i64(0), nil
-		}), "cpuNum[0] must be between 1 and 1024"},
-		{"memorySize 0", params(func(p *zstack.CreateVmFromVmBackupParams) { p.MemorySize = i64(0) }), "memorySize[0] must be a positive number of bytes"},
+		{"memorySize 0", params(func(p *zstack.CreateVmFromVmBackupParams) { p.MemorySize = i64(0) }), "instanceOfferingUuid or cpuNum and memorySize must be set"},
 		{"memorySize negative", params(func(p *zstack.CreateVmFromVmBackupParams) { p.MemorySize = i64(-1) }), "memorySize[-1] must be a positive number of bytes"},
 		{"reservedMemorySize negative", params(func(p *zstack.CreateVmFromVmBackupParams) { p.ReservedMemorySize = i64(-1) }),
 			"reservedMemorySize[-1] cannot be negative"},
@@ -582,6 +604,36 @@ func TestFromZStackAccepts(t *testing.T) {
 				t.Fatalf("JSON round trip differs:\n%s\n%s", raw, raw2)
 			}
 		})
+	}
+}
+
+// Requests as ZStack's SDKs build them are accepted: every field under params (Java,
+// Python), the path's group repeated in params (Python), the Go SDK's zeros for integers it
+// cannot leave out, and keys ZStack ignores.
+func TestFromZStackAcceptsWhatTheSDKsSend(t *testing.T) {
+	b := baseBody()
+	b.Params.GroupUUID = group
+	b.GroupUUID = group
+	b.Params.CPUNum, b.Params.MemorySize, b.Params.ReservedMemorySize = i64(0), i64(0), i64(0)
+	b.Params.InstanceOfferingUUID = offering
+	b.Params.DiskAOs = []json.RawMessage{}
+	b.SystemTags, b.UserTags, b.RequestIP = []string{"hostname::sdk"}, []string{"u"}, "10.0.0.1"
+	b.Unknown = []string{"params.imageUuid", "params.rootDiskOfferingUuid", "params.dataDiskSizes", "params.cpuNumber", "apiVersion", "x"}
+	r := accept(t, b)
+	if r.GroupUUID != group || r.InstanceOfferingUUID != offering || r.CPUNum != 0 || r.MemorySize != 0 || r.ReservedMemorySize != 0 ||
+		r.Hostname != "sdk" || strings.Join(r.UserTags, ",") != "u" {
+		t.Fatalf("%+v", r)
+	}
+	// The native route has no path group: the body names it.
+	b.Unknown = nil
+	r, ec := job.FromZStack("", b)
+	if ec != nil || r.GroupUUID != group {
+		t.Fatalf("group from the body: %+v %v", r, ec)
+	}
+	b.GroupUUID = ""
+	r, ec = job.FromZStack("", b)
+	if ec != nil || r.GroupUUID != group {
+		t.Fatalf("group from params: %+v %v", r, ec)
 	}
 }
 

@@ -322,11 +322,12 @@ func TestOperationsEndToEnd(t *testing.T) {
 		want    int
 		body    string // in the answer
 	}{
-		{demosite.GroupWeb01UUID, web("web01-dr"), map[string]string{"X-Request-Id": "opsharness-request-1"}, 200, `"web01-dr"`},
+		// Some calls ask for the synchronous wait, so that its metrics have series.
+		{demosite.GroupWeb01UUID, web("web01-dr"), map[string]string{"X-Request-Id": "opsharness-request-1", "Prefer": "wait=60"}, 200, `"web01-dr"`},
 		{ghost, web("ghost-1"), nil, 503, "SYS.1003"},
 		{demosite.GroupApp01UUID, web("app01-dr"), map[string]string{"Prefer": "respond-async"}, 200, `"app01-dr"`},
 		{demosite.GroupWeb01UUID, map[string]any{"name": "huge", "cpuNum": 1000, "memorySize": 1 << 30,
-			"l3NetworkUuids": []string{demosite.L3ProdUUID}}, nil, 503, "HOST_ALLOCATION"},
+			"l3NetworkUuids": []string{demosite.L3ProdUUID}}, map[string]string{"Prefer": "wait=60"}, 503, "HOST_ALLOCATION"},
 		{demosite.GroupDB01UUID, map[string]any{"name": "db01-dr", "instanceOfferingUuid": demosite.OfferingLarge,
 			"l3NetworkUuids": []string{demosite.L3ProdUUID, demosite.L3MgmtUUID}, "defaultL3NetworkUuid": demosite.L3ProdUUID}, nil, 200, `"db01-dr"`},
 		{ghost, web("ghost-2"), nil, 503, "SYS.1003"},
@@ -425,10 +426,11 @@ func TestOperationsEndToEnd(t *testing.T) {
 			t.Errorf("%s: want %v, got %v (%v)", q, want, v, err)
 		}
 	}
-	// The HTTP metrics count the status the client got (a failed restore answers 503, a
-	// missing session 400), by route pattern.
+	// The HTTP metrics count the status the client got (a restore call answers 202, the poll
+	// of a failed restore 503, a missing session 400), by route pattern.
 	for _, q := range []string{
-		`vmrestore_http_requests_total{code="503",url="/zstack/v1/vm-instances/from/vm-backups/:groupUuid"}`,
+		`vmrestore_http_requests_total{code="202",url="/zstack/v1/vm-instances/from/vm-backups/:groupUuid"}`,
+		`vmrestore_http_requests_total{code="503",url="/zstack/v1/api-jobs/:uuid"}`,
 		`vmrestore_http_requests_total{code="400",url="/zstack/v1/vm-instances"}`,
 		`vmrestore_placement_refusals_total`,
 	} {

@@ -2,8 +2,10 @@
 //
 //	q=<field><op><value>   (repeatable; ops = != > < >= <= ?= (in) !?= (not in) ~= (like, % wildcard) !~= (not like),
 //	                        and the suffixes "is null" / "not null")
-//	limit, start, count=true, replyWithCount=true, sort=+field|-field
+//	limit, start, count=true, replyWithCount=true, sort=+field|-field, fields=a,b
 //
+// Booleans are read as Java's Boolean.parseBoolean reads them (true in any case is true,
+// anything else false), since ZStack's Python SDK sends count=True.
 // Items are inventories encoded to JSON objects (decoded with UseNumber, see ToItems); a field may be a path into nested objects
 // and lists (vmNics.ip), which matches when any element matches. Fields are checked against
 // the inventory's declared JSON fields, so a typo is an error, not an empty answer.
@@ -49,6 +51,8 @@ type Query struct {
 	ReplyWithCount bool
 	SortBy         string
 	SortDesc       bool
+	// Fields, when set, are the only fields of each item answered (ZStack's fields=).
+	Fields []string
 }
 
 // Error is a malformed query; its text is meant for the client.
@@ -82,8 +86,18 @@ func Parse(v url.Values) (*Query, error) {
 	if q.Start, err = intParam(v, "start", 0); err != nil {
 		return nil, err
 	}
-	q.Count = v.Get("count") == "true"
-	q.ReplyWithCount = v.Get("replyWithCount") == "true"
+	q.Count = strings.EqualFold(strings.TrimSpace(v.Get("count")), "true")
+	q.ReplyWithCount = strings.EqualFold(strings.TrimSpace(v.Get("replyWithCount")), "true")
+	if fs, ok := v["fields"]; ok {
+		for _, f := range strings.Split(fs[0], ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				q.Fields = append(q.Fields, f)
+			}
+		}
+		if len(q.Fields) == 0 {
+			return nil, errorf("Invalid query parameter. 'fields' contains zero field")
+		}
+	}
 	if s := strings.TrimSpace(v.Get("sort")); s != "" {
 		switch s[0] {
 		case '-':
@@ -204,6 +218,11 @@ func (q *Query) Apply(items []map[string]any, known map[string]bool, inventory s
 	if q.SortBy != "" && !known[q.SortBy] {
 		return nil, errorf("inventory class[%s] not having field[%s] to sort by", inventory, q.SortBy)
 	}
+	for _, f := range q.Fields {
+		if !known[f] || strings.Contains(f, ".") {
+			return nil, errorf("inventory class[%s] not having field[%s]; fields names top-level fields", inventory, f)
+		}
+	}
 	var out []map[string]any
 	for _, it := range items {
 		ok := true
@@ -230,7 +249,21 @@ func (q *Query) Apply(items []map[string]any, known map[string]bool, inventory s
 	total := len(out)
 	start := min(q.Start, len(out))
 	end := min(start+q.Limit, len(out))
-	return &Result{Items: out[start:end], Total: total}, nil
+	page := out[start:end]
+	if len(q.Fields) > 0 {
+		projected := make([]map[string]any, len(page))
+		for i, it := range page {
+			m := make(map[string]any, len(q.Fields))
+			for _, f := range q.Fields {
+				if v, ok := it[f]; ok {
+					m[f] = v
+				}
+			}
+			projected[i] = m
+		}
+		page = projected
+	}
+	return &Result{Items: page, Total: total}, nil
 }
 
 // lookup returns the values at a field path (several when the path crosses a list).

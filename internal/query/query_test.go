@@ -119,8 +119,13 @@ func TestParse(t *testing.T) {
 		{"limit=100000", query.Query{Limit: 100000}},
 		{"limit=%2B5", query.Query{Limit: 5}},
 		{"count=true", query.Query{Limit: 1000, Count: true}},
-		{"count=TRUE", query.Query{Limit: 1000}},
+		// Booleans as Java's Boolean.parseBoolean reads them: ZStack's Python SDK sends True.
+		{"count=TRUE", query.Query{Limit: 1000, Count: true}},
+		{"count=True&replyWithCount=True", query.Query{Limit: 1000, Count: true, ReplyWithCount: true}},
 		{"count=1", query.Query{Limit: 1000}},
+		{"count=yes", query.Query{Limit: 1000}},
+		{"fields=uuid,name", query.Query{Limit: 1000, Fields: []string{"uuid", "name"}}},
+		{"fields=+uuid+,+,name", query.Query{Limit: 1000, Fields: []string{"uuid", "name"}}},
 		{"replyWithCount=true", query.Query{Limit: 1000, ReplyWithCount: true}},
 		{"sort=%2Bname", query.Query{Limit: 1000, SortBy: "name"}},
 		{"sort=+name", query.Query{Limit: 1000, SortBy: "name"}}, // '+' decodes to a space
@@ -370,6 +375,8 @@ func TestApplyUnknownField(t *testing.T) {
 		{"q=vmNics.mac%3Dx", "not having field[vmNics.mac]"},
 		{"q=name%3Dx%21%3Dy", "not having field[name=x]"},
 		{"sort=-size", "inventory class[VmInstanceInventory] not having field[size] to sort by"},
+		{"fields=name,nmae", "inventory class[VmInstanceInventory] not having field[nmae]"},
+		{"fields=vmNics.ip", "not having field[vmNics.ip]; fields names top-level fields"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -379,6 +386,25 @@ func TestApplyUnknownField(t *testing.T) {
 				t.Fatalf("Apply = %v, want *query.Error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// fields= answers only the named fields of each item, after filtering and sorting on any.
+func TestApplyFields(t *testing.T) {
+	res, err := run(t, "fields=name,cpuNum&sort=-cpuNum&q="+url.QueryEscape("name~=web%"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Items) != 2 || res.Total != 2 {
+		t.Fatalf("%d items, total %d", len(res.Items), res.Total)
+	}
+	for _, it := range res.Items {
+		if len(it) != 2 || it["name"] == nil || it["cpuNum"] == nil {
+			t.Fatalf("item %v, want only name and cpuNum", it)
+		}
+	}
+	if names(res.Items) != "web-02,web-01" {
+		t.Fatalf("order %s", names(res.Items))
 	}
 }
 

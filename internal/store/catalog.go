@@ -29,6 +29,9 @@ func (s *Store) SaveCatalog(ctx context.Context, site *catalog.Site) (int64, err
 	if err := s.syncRanges(ctx, ix); err != nil {
 		return 0, fmt.Errorf("sync IP ranges: %w", err)
 	}
+	if err := s.stampCatalogDates(ctx, site); err != nil {
+		return 0, fmt.Errorf("record catalog dates: %w", err)
+	}
 	var incr *redis.IntCmd
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, keyCatalog(), blob, 0)

@@ -79,6 +79,63 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 	return nil
 }
 
+// createEndedJobScript creates a job hash that has already ended, unless the key exists: it
+// starts the retention clock and publishes the completion, as a job that ends does.
+// KEYS: job. ARGV: retention seconds, channel, job uuid, field, value...
+var createEndedJobScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`)
+
+// CreateEndedJob stores a job that ended before any task could run for it: a call that
+// breaks the API's rules is a job that failed with e (its poll answers 503, as ZStack reports
+// its interceptors' refusals); the repeat of a restore whose job was purged is a job that
+// succeeded with the VM inventory as result. It fails with ErrJobExists if the uuid was used.
+func (s *Store) CreateEndedJob(ctx context.Context, r *job.Record, state job.State, result json.RawMessage, e *zstack.ErrorCode) error {
+	req, err := json.Marshal(r.Request)
+	if err != nil {
+		return err
+	}
+	outcome, value := jfResult, []byte(result)
+	if state != job.Succeeded {
+		if value, err = json.Marshal(e); err != nil {
+			return err
+		}
+		outcome = jfError
+	}
+	n, err := createEndedJobScript.Run(ctx, s.rdb, []string{keyJob(r.UUID)},
+		int64(job.Retention/time.Second), ChannelJobDone, r.UUID,
+		jfAccount, r.AccountUUID,
+		jfRequest, req,
+		jfCreated, r.CreatedAt.UnixMilli(),
+		jfTimeout, int64(r.Timeout/time.Millisecond),
+		jfWebHook, r.WebHook,
+		jfState, string(state),
+		outcome, value,
+		jfVM, r.VMUUID,
+		jfFinished, time.Now().UnixMilli(),
+		jfAttempts, 0,
+		jfPlan, r.Plan,
+		jfPlanItem, r.PlanItem,
+	).Int()
+	if err != nil {
+		return fmt.Errorf("create ended job: %w", err)
+	}
+	if n == 0 {
+		return ErrJobExists
+	}
+	return nil
+}
+
+// JobExists reports whether a job record with this uuid exists.
+func (s *Store) JobExists(ctx context.Context, uuid string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, keyJob(uuid)).Result()
+	return n == 1, err
+}
+
 // abandonJobScript deletes a job record that no attempt has started: 1 when it deleted it,
 // 0 when there was none, -1 when an attempt has started.
 var abandonJobScript = redis.NewScript(`

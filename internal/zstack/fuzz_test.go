@@ -229,3 +229,33 @@ func FuzzNormalizeMac(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNearMiss feeds arbitrary body keys to the typo check: it never refuses a known name,
+// and what it suggests is a known name close to the key.
+func FuzzNearMiss(f *testing.F) {
+	for _, s := range []string{"", "name", "clustreUuid", "HOSTUUID", "l3NetworkUuid", "x", "ünïcödé", "cpuNumber", "\x00\xff"} {
+		f.Add(s)
+	}
+	top, params := zstack.CreateVmFromVmBackupKeys()
+	f.Fuzz(func(t *testing.T, key string) {
+		for _, known := range [][]string{top, params} {
+			got, ok := zstack.NearMiss(key, known)
+			if slices.Contains(known, key) && ok {
+				t.Fatalf("the known name %q is taken for a near-miss of %q", key, got)
+			}
+			if ok != (got != "") || ok && !slices.Contains(known, got) {
+				t.Fatalf("NearMiss(%q) = %q, %v", key, got, ok)
+			}
+			if ok && !strings.EqualFold(got, key) && abs(len([]rune(got))-len([]rune(key))) > 2 {
+				t.Fatalf("NearMiss(%q) = %q: too far to be a typo", key, got)
+			}
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

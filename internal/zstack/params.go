@@ -10,10 +10,21 @@ import (
 )
 
 // CreateVmFromVmBackupRequest is the body of POST /zstack/v1/vm-instances/from/vm-backups/{groupUuid}.
+// ZStack's SDKs send systemTags, userTags and requestIp at the top level or inside params
+// (the Java and Python SDKs put every field of the action under params); the decoder merges
+// them here, the top level winning as in ZStack's RestServer.
 type CreateVmFromVmBackupRequest struct {
 	Params     CreateVmFromVmBackupParams `json:"params"`
 	SystemTags []string                   `json:"systemTags"`
 	UserTags   []string                   `json:"userTags"`
+	RequestIP  string                     `json:"requestIp"`
+	// GroupUUID is the group of the native POST /api/v1/restores; a ZStack client may also
+	// repeat the path's group here.
+	GroupUUID string `json:"groupUuid"`
+	// Unknown lists the body's keys that this call does not define ("params." before the
+	// keys of params). ZStack ignores them; validation refuses only near-misses of real
+	// parameter names (see UnknownKeyProblem).
+	Unknown []string `json:"-"`
 }
 
 // CreateVmFromVmBackupParams are the API's parameters (contract §6). Numbers are pointers so
@@ -40,7 +51,20 @@ type CreateVmFromVmBackupParams struct {
 	ResourceUUID                    string   `json:"resourceUuid"`
 	TagUUIDs                        []string `json:"tagUuids"`
 	Strategy                        string   `json:"strategy"`
+	// DiskAOs (newer ZStack releases) describes extra disks; vmrestore restores the
+	// group's disks and refuses a non-empty list.
+	DiskAOs []json.RawMessage `json:"diskAOs"`
+	// Fields the SDKs send inside params as well as at the top level (see the request).
+	GroupUUID  string   `json:"groupUuid"`
+	SystemTags []string `json:"systemTags"`
+	UserTags   []string `json:"userTags"`
+	RequestIP  string   `json:"requestIp"`
 }
+
+// SDKOnlyParams are keys ZStack's SDKs put inside params that carry nothing for the API
+// message (credentials and the client's own polling settings, as the TypeScript SDK sends
+// them). They are accepted and ignored, never logged.
+var SDKOnlyParams = []string{"sessionId", "accessKeyId", "accessKeySecret", "timeout", "pollingInterval", "apiId"}
 
 // VMNicParam is one entry of the vmNicParams JSON string.
 type VMNicParam struct {
