@@ -18,6 +18,8 @@ import (
 // A job is one Redis hash. Immutable facts are written once at creation; the mutable parts
 // (state, stage, progress, cancel flag, outcome) and each stage checkpoint are separate
 // fields, so the API (cancel) and the worker (progress, state) never overwrite each other.
+// The create scripts also write "submission", a token that tells a resent create from a
+// duplicate uuid.
 const (
 	jfAccount   = "account"
 	jfRequest   = "request"
@@ -46,10 +48,16 @@ const (
 // ErrJobExists is returned by CreateJob when the uuid is taken.
 var ErrJobExists = errors.New("job uuid already used")
 
-// createJobScript creates a job hash unless the key exists. KEYS: job. ARGV: field, value...
+// createJobScript creates a job hash unless the key exists. KEYS: job. ARGV: submission
+// token, field, value... A key that holds the same submission token was created by an
+// earlier try of this very call (go-redis resends a command whose answer timed out), so it
+// counts as created, not as a duplicate.
 var createJobScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'submission') == ARGV[1] then return 1 end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'submission', unpack(ARGV))
 return 1
 `)
 
@@ -60,6 +68,7 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 		return err
 	}
 	n, err := createJobScript.Run(ctx, s.rdb, []string{keyJob(r.UUID)},
+		zstack.NewUUID(),
 		jfAccount, r.AccountUUID,
 		jfRequest, req,
 		jfCreated, r.CreatedAt.UnixMilli(),
@@ -80,11 +89,16 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 }
 
 // createEndedJobScript creates a job hash that has already ended, unless the key exists: it
-// starts the retention clock and publishes the completion, as a job that ends does.
-// KEYS: job. ARGV: retention seconds, channel, job uuid, field, value...
+// starts the retention clock and publishes the completion, as a job that ends does. A key
+// holding the same submission token was made by an earlier try of this call (see
+// createJobScript). KEYS: job. ARGV: retention seconds, channel, job uuid, submission token,
+// field, value...
 var createEndedJobScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'submission') == ARGV[4] then return 1 end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'submission', unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
@@ -107,7 +121,7 @@ func (s *Store) CreateEndedJob(ctx context.Context, r *job.Record, state job.Sta
 		outcome = jfError
 	}
 	n, err := createEndedJobScript.Run(ctx, s.rdb, []string{keyJob(r.UUID)},
-		int64(job.Retention/time.Second), ChannelJobDone, r.UUID,
+		int64(job.Retention/time.Second), ChannelJobDone, r.UUID, zstack.NewUUID(),
 		jfAccount, r.AccountUUID,
 		jfRequest, req,
 		jfCreated, r.CreatedAt.UnixMilli(),

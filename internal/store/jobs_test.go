@@ -3,13 +3,17 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // An attempt starts in one round trip: the job turns running, counts the attempt, records as
@@ -118,5 +122,53 @@ func TestSystemAdminSeesANewAccountAtOnce(t *testing.T) {
 	}
 	if ok, err := st.SystemAdmin(ctx, user.UUID); ok || err != nil {
 		t.Fatalf("a Normal account: %v %v", ok, err)
+	}
+}
+
+// A create whose answer times out is resent by go-redis; the resent script must not take
+// the job its first try created for someone else's (Duplicate job uuid for a fresh request,
+// seen under load in the fault-injection suite).
+func TestCreateJobResentAfterATimeoutIsNotADuplicate(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	// A client that gives up on an answer after 200 ms and resends it on a new connection
+	// (go-redis's default).
+	impatient := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { impatient.Close() })
+	st := store.New(impatient)
+	for range 2 { // load the scripts
+		rec := &job.Record{UUID: zstack.NewUUID(), AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour, Request: &job.Request{}}
+		if err := st.CreateJob(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateEndedJob(ctx, &job.Record{UUID: zstack.NewUUID(), Request: &job.Request{}}, job.Failed, nil, zstack.InvalidArgument("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server is busy for 320 ms from just before the create: its first try times out
+	// at 220 ms while queued; the resent try, on a new connection whose handshake waits for
+	// the end of the busy spell (under its 200 ms limit), runs after the first try's script
+	// and finds the job already there.
+	busy := func() {
+		srv.Client().Eval(ctx, `local s = redis.call('TIME'); local start = s[1]*1e6 + s[2]
+			repeat local n = redis.call('TIME') until n[1]*1e6 + n[2] - start > 320000 return 1`, nil)
+	}
+	for i, create := range []func(*job.Record) error{
+		func(r *job.Record) error { return st.CreateJob(ctx, r) },
+		func(r *job.Record) error {
+			return st.CreateEndedJob(ctx, r, job.Failed, nil, zstack.InvalidArgument("refused"))
+		},
+	} {
+		rec := &job.Record{UUID: fmt.Sprintf("%032x", i+1), AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
+			Request: &job.Request{GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}}
+		go busy()
+		time.Sleep(20 * time.Millisecond)
+		if err := create(rec); err != nil {
+			t.Fatalf("create %d, resent while Redis was busy: %v", i, err)
+		}
+		// A second, separate submission with the same uuid is a duplicate.
+		if err := create(rec); !errors.Is(err, store.ErrJobExists) {
+			t.Fatalf("create %d submitted again: want ErrJobExists, got %v", i, err)
+		}
 	}
 }
