@@ -225,7 +225,7 @@ func TestLoginLimitsAndSessionCap(t *testing.T) {
 			"accountName": name, "password": auth.SHA512Hex("wrong")}}, nil)
 	}
 	var first response
-	for i := 0; i < auth.AccountFailureLimit; i++ {
+	for i := 0; i < auth.PairFreeFailures; i++ {
 		r := bad("admin")
 		mustf(t, str(r.errorCode(), "code") == "ID.1000" && r.header.Get("Retry-After") == "", "failure %d: %s", i, r.body)
 		if i == 0 {
@@ -238,11 +238,11 @@ func TestLoginLimitsAndSessionCap(t *testing.T) {
 		"accountName": "admin", "password": auth.SHA512Hex(adminPassword)}}, nil)
 	ec := r.errorCode()
 	mustf(t, str(ec, "code") == "ID.1000" && strings.Contains(str(ec, "details"), "too many failed logins") && r.header.Get("Retry-After") != "",
-		"past the limit even the right password waits: %s (Retry-After %q)", r.body, r.header.Get("Retry-After"))
+		"past the free tries this address waits, even with the right password: %s (Retry-After %q)", r.body, r.header.Get("Retry-After"))
 
 	// The per-account session cap (ZStack's 500) answers ID.1006.
 	ctx := context.Background()
-	e.redis.Client().Del(ctx, "vmr:login-fail:account:admin")
+	e.redis.Client().Del(ctx, "vmr:{login}:pair:127.0.0.1|admin")
 	for i := 0; i < auth.DefaultMaxSessions-1; i++ { // one more is e.session
 		now := time.Now()
 		if err := e.store.CreateSession(ctx, &store.Session{UUID: strings.Repeat("0", 24) + fmt0x(i), AccountUUID: auth.AdminUUID,

@@ -111,7 +111,7 @@ func (s *Server) createVMFromBackup() echo.HandlerFunc {
 		rec := &job.Record{UUID: jobUUID, AccountUUID: sess.AccountUUID, Request: req,
 			CreatedAt: time.Now(), Timeout: timeout, WebHook: hook}
 
-		binding := store.ResourceBinding{JobUUID: jobUUID, GroupUUID: req.GroupUUID}
+		binding := store.ResourceBinding{JobUUID: jobUUID, GroupUUID: req.GroupUUID, AccountUUID: sess.AccountUUID}
 		if req.ResourceUUID != "" {
 			prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, binding)
 			if err != nil {
@@ -194,8 +194,12 @@ func (s *Server) waitAndAnswer(c echo.Context, jobUUID string, timeout time.Dura
 }
 
 // jobLocation is the poll URL; it keeps "/zstack/v1/api-jobs" so ZStack's SDK can rewrite
-// the host part.
+// the host part. It is built on the configured public URL when there is one (see
+// publicBase), otherwise on the request's scheme and Host header.
 func jobLocation(c echo.Context, jobUUID string) string {
+	if base, _ := c.Get(publicURLKey).(string); base != "" {
+		return base + "/zstack/v1/api-jobs/" + jobUUID
+	}
 	return fmt.Sprintf("%s://%s/zstack/v1/api-jobs/%s", c.Scheme(), c.Request().Host, jobUUID)
 }
 
