@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,7 +19,10 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/store"
 )
 
 // from returns an HTTP client whose connections come from a given loopback address (Linux
@@ -251,4 +255,41 @@ func TestPublicURLBuildsThePollLocation(t *testing.T) {
 	big := `{"params":{"name":"` + strings.Repeat("x", 1<<20) + `"}}`
 	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+demosite.GroupWeb01UUID, e.session, big, nil)
 	mustf(t, r.status == 503 && strings.Contains(str(r.errorCode(), "details"), "larger than 1 MiB (1048576 bytes)"), "an oversized body: %d %.200s", r.status, r.body)
+}
+
+// indexSyntheticGroups fills the backup index with n groups of one NIC on l3-prod.
+func indexSyntheticGroups(tb testing.TB, e *env, n int) {
+	tb.Helper()
+	groups := make([]store.IndexedGroup, n)
+	for i := range groups {
+		groups[i] = store.IndexedGroup{Group: backup.Group{GroupUUID: fmt.Sprintf("%032x", i+1), Name: fmt.Sprintf("g-%05d", i),
+			VM: backup.SourceVM{Name: fmt.Sprintf("vm-%05d", i), CPUNum: 1, MemorySize: 1 << 30,
+				Nics: []backup.SourceNic{{L3NetworkUUID: demosite.L3ProdUUID}}},
+			Volumes: []backup.Volume{{UUID: fmt.Sprintf("%032x", 1<<40+i), Type: "Root", Format: "raw", Size: 1 << 30, File: "r.raw"}}},
+			BackupStorageUUIDs: []string{demosite.BackupUUID}}
+	}
+	mustf(tb, e.store.ReplaceBackupIndex(context.Background(), groups) == nil, "index")
+}
+
+// Finding: a dry run kept a core busy for 52 s after its client gave up. Plan validation and
+// dry runs now stop when the client goes away.
+func TestDryRunStopsWhenTheClientGoesAway(t *testing.T) {
+	e := newEnv(t, envOptions{noWorker: true}) // no worker: nothing re-indexes the backups
+	indexSyntheticGroups(t, e, plan.MaxItems)
+	spec, _ := json.Marshal(map[string]any{"name": "big", "selector": map[string]any{},
+		"defaults":       map[string]any{"keepSourceSize": true, "nameTemplate": "{{.SourceName}}-dr"},
+		"networkMapping": []map[string]any{{"sourceL3NetworkUuid": demosite.L3ProdUUID, "targetL3NetworkUuid": demosite.L3ProdUUID}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.base+"/api/v1/plans?dryRun=true", bytes.NewReader(spec))
+	req.Header.Set("Authorization", "OAuth "+e.session)
+	_, err := http.DefaultClient.Do(req)
+	mustf(t, err != nil, "the dry run of %d items answered within 300 ms; it cannot show it stops", plan.MaxItems)
+	gone := time.Now()
+	abandoned := regexp.MustCompile(`vmrestore_http_requests_total\{code="499",[^}]*method="POST",url="/api/v1/plans"\} 1`)
+	for !abandoned.MatchString(scrape(t, e.base+"/metrics")) {
+		mustf(t, time.Since(gone) < 3*time.Second, "the dry run still runs 3 s after its client went away")
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("the dry run stopped %v after its client went away", time.Since(gone).Round(time.Millisecond))
 }

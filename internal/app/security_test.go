@@ -161,6 +161,24 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 				ec, _ := m["error"].(map[string]any)
 				mustf(t, r.status == want && ec != nil && str(ec, "code") == "ID.1001", "%s session: %d %s", what, r.status, r.body)
 			}
+			// Every route with a body caps it, in MiB (KiB for login), whoever calls.
+			if body != nil {
+				limit, says := 1<<20, "larger than 1 MiB (1048576 bytes)"
+				if native {
+					limit, says = 32<<20, "larger than 32 MiB (33554432 bytes)"
+				}
+				req, _ := http.NewRequest(rt.Method, e.base+path, io.LimitReader(spaces{}, int64(limit+1)))
+				req.ContentLength = int64(limit + 1)
+				req.Header.Set("Authorization", "OAuth "+b.session)
+				resp, err := http.DefaultClient.Do(req)
+				mustf(t, err == nil, "a body over the cap: %v", err)
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var m map[string]map[string]string
+				json.Unmarshal(got, &m)
+				mustf(t, (resp.StatusCode == 503 || native && resp.StatusCode == 413) && m["error"]["code"] == "SYS.1007" && strings.Contains(m["error"]["details"], says),
+					"a body one byte over the cap: %d %.200s", resp.StatusCode, got)
+			}
 			// Bob must not learn anything of Alice's objects: they answer as not found.
 			if strings.Contains(rt.Path, ":uuid") && rt.Method == "GET" && !strings.Contains(rt.Path, "/accounts/") {
 				r = e.do(rt.Method, path, b.session, nil, nil)
@@ -204,6 +222,16 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 	r = e.do("GET", "/zstack/v1/vm-instances", a.session, nil, nil)
 	mustf(t, str(r.errorCode(), "code") == "ID.1001", "alice's session after the change: %s", r.body)
 	mustf(t, e.login("alice", "a-brand-new-password") != "", "the new password works")
+}
+
+// spaces reads as an endless run of blanks.
+type spaces struct{}
+
+func (spaces) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
 }
 
 func waitGroupIndexed(tb testing.TB, e *env, group string) {
