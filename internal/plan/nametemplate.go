@@ -24,21 +24,56 @@ const MaxNameTemplateLength = 1024
 // nameFields are the fields a name template may use (nameData's).
 var nameFields = []string{"SourceName", "SourceUUID", "GroupName", "GroupUUID", "Tier", "Index"}
 
+// maxNameBytes bounds every string a name template makes, the name and the values piped
+// through its functions alike: a name of MaxNameLen characters takes at most 4 bytes each.
+// Without a bound on the values, a chain of replace could grow them exponentially.
+const maxNameBytes = 4 * job.MaxNameLen
+
+// bounded wraps a string function so that neither its input nor its result passes
+// maxNameBytes.
+func bounded(f func(string) string) func(string) (string, error) {
+	return func(s string) (string, error) {
+		if len(s) > maxNameBytes {
+			return "", errNameTooLong
+		}
+		if out := f(s); len(out) <= maxNameBytes {
+			return out, nil
+		}
+		return "", errNameTooLong
+	}
+}
+
 // nameFuncs are the functions a name template may call. The value piped in comes last.
 var nameFuncs = template.FuncMap{
-	"lower":      strings.ToLower,
-	"upper":      strings.ToUpper,
-	"trimPrefix": func(prefix, s string) string { return strings.TrimPrefix(s, prefix) },
-	"trimSuffix": func(suffix, s string) string { return strings.TrimSuffix(s, suffix) },
-	"replace":    func(old, new, s string) string { return strings.ReplaceAll(s, old, new) },
-	"truncate": func(n int, s string) string {
+	"lower": bounded(strings.ToLower),
+	"upper": bounded(strings.ToUpper),
+	"trimPrefix": func(prefix, s string) (string, error) {
+		return bounded(func(s string) string { return strings.TrimPrefix(s, prefix) })(s)
+	},
+	"trimSuffix": func(suffix, s string) (string, error) {
+		return bounded(func(s string) string { return strings.TrimSuffix(s, suffix) })(s)
+	},
+	"replace": func(old, new, s string) (string, error) {
+		if len(s) > maxNameBytes {
+			return "", errNameTooLong
+		}
+		n := strings.Count(s, old) // for "", one more than the characters of s
+		if len(s)+n*(len(new)-len(old)) > maxNameBytes {
+			return "", errNameTooLong // known before the string is built
+		}
+		return strings.ReplaceAll(s, old, new), nil
+	},
+	"truncate": func(n int, s string) string { // any input: the result is at most n characters
 		if n < 0 {
 			n = 0
 		}
-		if utf8.RuneCountInString(s) <= n {
-			return s
+		for i := range s {
+			if n == 0 {
+				return s[:i]
+			}
+			n--
 		}
-		return string([]rune(s)[:n])
+		return s
 	},
 }
 
@@ -147,8 +182,7 @@ func refusedArg(arg parse.Node) string {
 type cappedBuffer struct{ bytes.Buffer }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	// A name of MaxNameLen characters takes at most 4 bytes a character.
-	if b.Len()+len(p) > 4*job.MaxNameLen {
+	if b.Len()+len(p) > maxNameBytes {
 		return 0, errNameTooLong
 	}
 	return b.Buffer.Write(p)

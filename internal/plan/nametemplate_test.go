@@ -23,6 +23,7 @@ func TestNameTemplateAllowsOnlyWhatANameNeeds(t *testing.T) {
 		"dr-{{.Tier}}-{{.Index}}-{{upper .GroupName}}":     "dr-2-7-WEB01-2026",
 		"{{trimSuffix \"-2026\" .GroupName}}":              "web01",
 		"{{.GroupName | trimPrefix \"web\" | truncate 3}}": "01-",
+		"{{truncate 2 \"é€x\"}}":                           "é€",
 		"{{/* a comment */}}{{(lower .SourceName)}}":       "web_01",
 		"plain": "plain",
 	} {
@@ -57,7 +58,8 @@ func TestNameTemplateAllowsOnlyWhatANameNeeds(t *testing.T) {
 		}
 	}
 	// A name stops at 255 characters, however it is made.
-	for _, text := range []string{strings.Repeat("x", 256), "{{.SourceName}}" + strings.Repeat("é", 250), strings.Repeat(`{{replace "_" "____________" .SourceName}}`, 20)} {
+	for _, text := range []string{strings.Repeat("x", 256), "{{.SourceName}}" + strings.Repeat("é", 250), strings.Repeat(`{{replace "_" "____________" .SourceName}}`, 20),
+		"{{.SourceName" + strings.Repeat(` | replace "" "aaaaaaaaaaaaaaaa"`, 30) + "}}"} {
 		tmpl, ec := parseNameTemplate(text)
 		if ec != nil {
 			t.Fatalf("%.40q refused at parse: %v", text, ec)
@@ -85,4 +87,27 @@ func TestBuildStopsWhenTheClientGoesAway(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v after %v", err, time.Since(start))
 	}
+}
+
+// FuzzNameTemplate: whatever a client sends as a name template, parsing and running it
+// neither panics nor runs away, and what it gives is a name of at most 255 characters.
+func FuzzNameTemplate(f *testing.F) {
+	for _, s := range []string{"{{.SourceName}}-dr", `{{.SourceName | lower | replace "_" "-"}}`, "{{range 9}}x{{end}}",
+		`{{truncate 3 .GroupName}}`, "{{", "{{.}}", `{{printf "%d" 1}}`, "{{/* c */}}", `{{(upper .SourceName) | trimSuffix "X"}}`} {
+		f.Add(s)
+	}
+	d := nameData{SourceName: "Web_01", SourceUUID: "u", GroupName: "web01-2026", GroupUUID: "g", Tier: 2, Index: 7}
+	f.Fuzz(func(t *testing.T, text string) {
+		tmpl, ec := parseNameTemplate(text)
+		if ec != nil {
+			if ec.Code != "SYS.1007" {
+				t.Fatalf("refusal %v", ec)
+			}
+			return
+		}
+		name, err := tmpl.execute(d)
+		if err == nil && len([]rune(name)) > 255 {
+			t.Fatalf("%q gave a name of %d characters", text, len([]rune(name)))
+		}
+	})
 }

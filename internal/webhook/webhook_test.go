@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -150,4 +151,27 @@ func TestRedirectsAndRedaction(t *testing.T) {
 	if got := Redact("https://u:p@h.example/p?token=abc&x=1#frag"); strings.Contains(got, "abc") || strings.Contains(got, ":p@") || strings.Contains(got, "frag") || !strings.Contains(got, "h.example/p") {
 		t.Fatalf("Redact: %s", got)
 	}
+}
+
+// FuzzCheckURL: any URL a client gives is checked without panic, a URL that passes is an
+// http(s) URL of at most MaxURLLength characters, and Redact never shows its user info.
+func FuzzCheckURL(f *testing.F) {
+	for _, s := range []string{"https://hooks.example.com/x?token=t", "http://u:p@127.0.0.1:6379/", "http://[::ffff:10.0.0.1]/",
+		"http://localhost./", "ftp://x", "http://%zz", "http://0x7f.1/", "http://[fe80::1%25eth0]/"} {
+		f.Add(s)
+	}
+	p := NewPolicy(nil)
+	f.Fuzz(func(t *testing.T, raw string) {
+		if err := p.CheckURL(raw); err == nil {
+			if len(raw) > MaxURLLength || !(strings.HasPrefix(strings.ToLower(raw), "http://") || strings.HasPrefix(strings.ToLower(raw), "https://")) {
+				t.Fatalf("%q passed", raw)
+			}
+		}
+		red := Redact(raw)
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok && len(pw) > 5 && strings.Contains(red, pw) {
+				t.Fatalf("Redact(%q) = %q shows the password", raw, red)
+			}
+		}
+	})
 }
