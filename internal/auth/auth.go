@@ -152,7 +152,6 @@ func (s *Service) hashSlot(ctx context.Context) (func(), error) {
 	select {
 	case s.slots <- struct{}{}:
 	case <-t.C:
-		s.observe(OutcomeBusy)
 		return nil, &Throttled{RetryAfter: time.Second, ErrorCode: zstack.Errorf(zstack.CodeAuthFailed,
 			"the api is checking as many passwords as it may at once; retry in 1 s")}
 	case <-ctx.Done():
@@ -260,6 +259,10 @@ func errBadLogin() *zstack.ErrorCode {
 // against the same limits as known ones, so neither answers nor timings tell which exist.
 func (s *Service) Verify(ctx context.Context, name, sha512Hex, addr string) (*catalog.Account, error) {
 	release, err := s.hashSlot(ctx)
+	var busy *Throttled
+	if errors.As(err, &busy) {
+		s.observe(OutcomeBusy)
+	}
 	if err != nil {
 		return nil, err
 	}
