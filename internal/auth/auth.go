@@ -63,10 +63,10 @@ var Limits = store.LoginLimits{
 	FamiliarFor: FamiliarFor, MaxFamiliar: 20,
 }
 
-// Password checks cost 19 MiB and ~30 ms of a core each (argon2id): at most
-// DefaultHashConcurrency run at once in a process; a check that cannot start within
-// HashQueueWait is refused with Retry-After (Busy), so that no burst of requests can take
-// more than HashConcurrency × 19 MiB.
+// Password checks cost 19 MiB and ~30 ms of a core each (argon2id): at most the Service's
+// hash concurrency (VMRESTORE_LOGIN_CONCURRENCY; DefaultHashConcurrency by default) run at
+// once in a process, and a check that cannot start within HashQueueWait is refused with
+// Retry-After, so that no burst of requests can take more than that many times 19 MiB.
 const (
 	DefaultHashConcurrency = 4
 	HashQueueWait          = time.Second
