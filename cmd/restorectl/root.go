@@ -260,7 +260,7 @@ func (a *cli) report(err error) int {
 	case errors.As(err, &ae) && ae.Code != nil:
 		printErrorCode(a.stderr, ae.Code)
 		if ae.RetryAfter != "" {
-			fmt.Fprintf(a.stderr, "  hint: the api asks to wait %s s before trying again (too many failed attempts)\n", ae.RetryAfter)
+			fmt.Fprintf(a.stderr, "  hint: the api asks to wait %s s before trying again\n", ae.RetryAfter)
 		} else if hint := codeHint(ae.Code.Code, a.url); hint != "" {
 			fmt.Fprintf(a.stderr, "  hint: %s\n", hint)
 		}

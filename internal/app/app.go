@@ -32,6 +32,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/probe"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 )
 
 // NewLogger builds the process logger on stderr.
@@ -217,7 +218,10 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		cleanup()
 		return fail(fmt.Errorf("load the site catalog into redis: %w", err))
 	}
-	authSvc := auth.New(st, c.SessionTTL, auth.DefaultMaxSessions)
+	m := metrics.New()
+	authSvc := auth.New(st, c.SessionTTL, auth.DefaultMaxSessions, c.LoginConcurrency)
+	authSvc.Observe = func(outcome string) { m.LoginAttempts.WithLabelValues(outcome).Inc() }
+	authSvc.Hashing = m.PasswordHashing.Add
 	if err := authSvc.SyncAccounts(ctx, site.Accounts); err != nil {
 		cleanup()
 		return fail(err)
@@ -232,12 +236,13 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		return fail(err)
 	}
 
-	m := metrics.New()
 	cache := st.NewCatalogCache()
+	hooks := webhook.NewPolicy(c.WebHookAllow)
 	srv := &httpapi.Server{
 		Store: st, Catalog: cache, Events: events, Queue: queue.NewClient(rdb, c.MaxRetry), Auth: authSvc,
-		Plans:   &plan.Service{Store: st, Catalog: cache},
-		Metrics: m, Log: log, Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken},
+		Plans: &plan.Service{Store: st, Catalog: cache, WebHooks: hooks}, WebHooks: hooks,
+		Metrics: m, Log: log,
+		Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken, PublicURL: c.PublicURL},
 	}
 	srv.Ready = func() error { return ready(context.Background(), st, cache) }
 	startOpsMetrics(gctx, g, m, st, rdb, cache, log)
@@ -251,8 +256,11 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		WriteTimeout:      c.WaitLimit + time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		// The outer bound on reading a request; each route's body has its own, shorter or
+		// equal (httpapi.readBody).
+		ReadTimeout:  10*time.Second + httpapi.NativeBodyTimeout,
+		WriteTimeout: c.WaitLimit + time.Minute,
+		IdleTimeout:  2 * time.Minute,
 	}
 	if c.TLSCertFile != "" || c.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
@@ -396,9 +404,11 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return err
 	}
+	hooks := webhook.NewClient(webhook.NewPolicy(w.c.WebHookAllow))
 	p := &pipeline.Pipeline{
 		Store: w.st, Catalog: w.cache, Events: events, Metrics: w.m, Log: w.log,
 		Queue:            queue.NewClient(w.rdb, w.c.MaxRetry),
+		WebHooks:         hooks,
 		Hypervisor:       &hypervisor.Simulator{Store: w.st, Metrics: w.m, Log: w.log},
 		CloneParallelism: w.c.CloneParallelism,
 	}
@@ -412,7 +422,7 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	})
 	mux.HandleFunc(queue.TypeRestore, p.Handle)
 	mux.HandleFunc(queue.TypeWebHook, p.DeliverWebHook)
-	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log}
+	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log, WebHooks: hooks}
 	mux.HandleFunc(queue.TypePlanWebHook, runner.DeliverWebHook)
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("start the worker: %w", err)

@@ -8,10 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/vmrestore/vmrestore/internal/webhook"
 )
 
 // Config is the configuration of both binaries.
@@ -44,6 +49,9 @@ type Config struct {
 	TLSKeyFile         string
 	LogFormat          string
 	LogLevel           string
+	PublicURL          string
+	WebHookAllow       []netip.Prefix
+	LoginConcurrency   int
 }
 
 // Embedded reports whether the api runs its own in-process Redis and workers.
@@ -94,6 +102,34 @@ func num(dst func(*Config) *int, lo, hi int) func(*Config, string) error {
 	}
 }
 
+func cidrs(dst func(*Config) *[]netip.Prefix) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		p, err := webhook.ParseAllowList(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = p
+		return nil
+	}
+}
+
+// publicURL accepts an absolute http(s) URL with no query or fragment; its path, if any,
+// prefixes the API's (a reverse proxy serving it under /vmrestore).
+func publicURL(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "" {
+			*dst(c) = ""
+			return nil
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("%q is not an absolute http or https URL like https://vmrestore.example.com", v)
+		}
+		*dst(c) = strings.TrimSuffix(v, "/")
+		return nil
+	}
+}
+
 // DefaultDataDir is where the embedded mode writes its demo site.
 func DefaultDataDir() string {
 	if d, err := os.UserCacheDir(); err == nil {
@@ -132,6 +168,9 @@ var Settings = []setting{
 	{"VMRESTORE_METRICS_TOKEN", "metrics-token", "", "when set, /metrics needs 'Authorization: Bearer <token>'", str(func(c *Config) *string { return &c.MetricsToken })},
 	{"VMRESTORE_LOG_FORMAT", "log-format", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"VMRESTORE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"VMRESTORE_PUBLIC_URL", "public-url", "", "api: the URL clients reach the api at (https://host[:port][/prefix]); builds the poll location of 202 answers instead of the request's Host header", publicURL(func(c *Config) *string { return &c.PublicURL })},
+	{"VMRESTORE_WEBHOOK_ALLOW_CIDRS", "webhook-allow-cidrs", "", "internal addresses web hooks may reach (comma-separated CIDRs or addresses); by default hooks reach only public addresses", cidrs(func(c *Config) *[]netip.Prefix { return &c.WebHookAllow })},
+	{"VMRESTORE_LOGIN_CONCURRENCY", "login-concurrency", "4", "api: password checks (argon2id, 19 MiB each) run at once; more wait up to 1 s, then answer ID.1000 with Retry-After", num(func(c *Config) *int { return &c.LoginConcurrency }, 1, 256)},
 }
 
 // LoadConfig reads the environment, then flags (which win). The FlagSet prints its usage to

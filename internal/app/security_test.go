@@ -164,6 +164,24 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 				ec, _ := m["error"].(map[string]any)
 				mustf(t, r.status == want && ec != nil && str(ec, "code") == "ID.1001", "%s session: %d %s", what, r.status, r.body)
 			}
+			// Every route with a body caps it, in MiB (KiB for login), whoever calls.
+			if body != nil {
+				limit, says := 1<<20, "larger than 1 MiB (1048576 bytes)"
+				if native {
+					limit, says = 32<<20, "larger than 32 MiB (33554432 bytes)"
+				}
+				req, _ := http.NewRequest(rt.Method, e.base+path, io.LimitReader(spaces{}, int64(limit+1)))
+				req.ContentLength = int64(limit + 1)
+				req.Header.Set("Authorization", "OAuth "+b.session)
+				resp, err := http.DefaultClient.Do(req)
+				mustf(t, err == nil, "a body over the cap: %v", err)
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var m map[string]map[string]string
+				json.Unmarshal(got, &m)
+				mustf(t, (resp.StatusCode == 503 || native && resp.StatusCode == 413) && m["error"]["code"] == "SYS.1007" && strings.Contains(m["error"]["details"], says),
+					"a body one byte over the cap: %d %.200s", resp.StatusCode, got)
+			}
 			// Bob must not learn anything of Alice's objects: they answer as not found.
 			if strings.Contains(rt.Path, ":uuid") && rt.Method == "GET" && !strings.Contains(rt.Path, "/accounts/") {
 				r = e.do(rt.Method, path, b.session, nil, nil)
@@ -210,6 +228,16 @@ func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.
 	mustf(t, e.login("alice", "a-brand-new-password") != "", "the new password works")
 }
 
+// spaces reads as an endless run of blanks.
+type spaces struct{}
+
+func (spaces) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
 func waitGroupIndexed(tb testing.TB, e *env, group string) {
 	tb.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -229,7 +257,7 @@ func TestLoginLimitsAndSessionCap(t *testing.T) {
 			"accountName": name, "password": auth.SHA512Hex("wrong")}}, nil)
 	}
 	var first response
-	for i := 0; i < auth.AccountFailureLimit; i++ {
+	for i := 0; i < auth.PairFreeFailures; i++ {
 		r := bad("admin")
 		mustf(t, str(r.errorCode(), "code") == "ID.1000" && r.header.Get("Retry-After") == "", "failure %d: %s", i, r.body)
 		if i == 0 {
@@ -242,11 +270,11 @@ func TestLoginLimitsAndSessionCap(t *testing.T) {
 		"accountName": "admin", "password": auth.SHA512Hex(adminPassword)}}, nil)
 	ec := r.errorCode()
 	mustf(t, str(ec, "code") == "ID.1000" && strings.Contains(str(ec, "details"), "too many failed logins") && r.header.Get("Retry-After") != "",
-		"past the limit even the right password waits: %s (Retry-After %q)", r.body, r.header.Get("Retry-After"))
+		"past the free tries this address waits, even with the right password: %s (Retry-After %q)", r.body, r.header.Get("Retry-After"))
 
 	// The per-account session cap (ZStack's 500) answers ID.1006.
 	ctx := context.Background()
-	e.redis.Client().Del(ctx, "vmr:login-fail:account:admin")
+	e.redis.Client().Del(ctx, "vmr:{login}:pair:127.0.0.1|admin")
 	for i := 0; i < auth.DefaultMaxSessions-1; i++ { // one more is e.session
 		now := time.Now()
 		if err := e.store.CreateSession(ctx, &store.Session{UUID: strings.Repeat("0", 24) + fmt0x(i), AccountUUID: auth.AdminUUID,

@@ -34,22 +34,65 @@ const (
 	DefaultMaxSessions = 500
 )
 
-// Login abuse limits: at most this many failed logins per account name, and per client
-// address, within FailureWindow; past them, logins answer ID.1000 with Retry-After until
-// the window ends.
+// Login abuse limits (see docs/security.md). Failures are counted per account name and
+// client address, per account name, and per client address:
+//   - a name from one address gets PairFreeFailures tries, then waits 1 s, 2 s, 4 s, ... up
+//     to PairMaxWait before each further try;
+//   - a name gets AccountFailureLimit failures over all addresses, then addresses it has not
+//     logged in from within FamiliarFor wait 1 s, 2 s, ... up to AccountMaxWait before each
+//     try (its familiar addresses do not wait: no one can lock an account's owner out);
+//   - an address gets AddressFailureLimit failures over all names per FailureWindow.
+//
+// Failures are forgotten FailureWindow after the last one (the address's at the end of its
+// window). A password change with a wrong currentPassword counts as a failed login.
 const (
+	PairFreeFailures    = 5
+	PairMaxWait         = 15 * time.Minute
 	AccountFailureLimit = 10
+	AccountMaxWait      = time.Minute
 	AddressFailureLimit = 50
 	FailureWindow       = 15 * time.Minute
+	FamiliarFor         = 30 * 24 * time.Hour
 )
 
-// Throttled is a refused login whose account or address must wait.
+// Limits are the login limits as the store applies them.
+var Limits = store.LoginLimits{
+	PairFree: PairFreeFailures, PairMaxWait: PairMaxWait,
+	NameFree: AccountFailureLimit, NameMaxWait: AccountMaxWait,
+	AddressLimit: AddressFailureLimit, Window: FailureWindow, BaseWait: time.Second,
+	FamiliarFor: FamiliarFor, MaxFamiliar: 20,
+}
+
+// Password checks cost 19 MiB and ~30 ms of a core each (argon2id): at most the Service's
+// hash concurrency (VMRESTORE_LOGIN_CONCURRENCY; DefaultHashConcurrency by default) run at
+// once in a process, and a check that cannot start within HashQueueWait is refused with
+// Retry-After, so that no burst of requests can take more than that many times 19 MiB.
+const (
+	DefaultHashConcurrency = 4
+	HashQueueWait          = time.Second
+)
+
+// Throttled is a refused login (or password check) that must wait: the account or address
+// is backing off, or the process is checking as many passwords as it may.
 type Throttled struct {
 	*zstack.ErrorCode
 	RetryAfter time.Duration
 }
 
 func (t *Throttled) Unwrap() error { return t.ErrorCode }
+
+// RetryAfterSeconds is the Retry-After header's value: whole seconds, at least 1.
+func (t *Throttled) RetryAfterSeconds() int {
+	return max(int((t.RetryAfter+time.Second-1)/time.Second), 1)
+}
+
+// Login attempt outcomes, as Observe receives them.
+const (
+	OutcomeSuccess   = "success"
+	OutcomeFailure   = "failure"
+	OutcomeThrottled = "throttled"
+	OutcomeBusy      = "busy"
+)
 
 // hashParams follow OWASP's argon2id recommendation (19 MiB, 2 iterations, 1 lane): about
 // 30 ms per login on one core, and a memory cost that makes offline guessing expensive.
@@ -71,19 +114,68 @@ type Service struct {
 	Store       *store.Store
 	SessionTTL  time.Duration
 	MaxSessions int
-	dummy       string
+	// Observe, when set, is told the outcome of every login attempt and password check.
+	Observe func(outcome string)
+	// Hashing, when set, is told when a password hash starts (+1) and ends (-1).
+	Hashing func(delta float64)
+	dummy   string
+	slots   chan struct{} // one per password hash allowed to run at once
 }
 
-// New returns a Service with ZStack's defaults where ttl or max are zero.
-func New(s *store.Store, ttl time.Duration, max int) *Service {
+// New returns a Service with ZStack's defaults where ttl or max are zero, running at most
+// hashes password hashes at once (DefaultHashConcurrency when zero).
+func New(s *store.Store, ttl time.Duration, max, hashes int) *Service {
 	if ttl <= 0 {
 		ttl = DefaultSessionTTL
 	}
 	if max <= 0 {
 		max = DefaultMaxSessions
 	}
+	if hashes <= 0 {
+		hashes = DefaultHashConcurrency
+	}
 	dummy, _ := HashPassword(SHA512Hex("no account has this password"))
-	return &Service{Store: s, SessionTTL: ttl, MaxSessions: max, dummy: dummy}
+	return &Service{Store: s, SessionTTL: ttl, MaxSessions: max, dummy: dummy, slots: make(chan struct{}, hashes)}
+}
+
+func (s *Service) observe(outcome string) {
+	if s.Observe != nil {
+		s.Observe(outcome)
+	}
+}
+
+// hashSlot waits (at most HashQueueWait) for one of the password hashing slots and returns
+// its release; when none frees up in time the answer is a Throttled busy refusal.
+func (s *Service) hashSlot(ctx context.Context) (func(), error) {
+	t := time.NewTimer(HashQueueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+	case <-t.C:
+		return nil, &Throttled{RetryAfter: time.Second, ErrorCode: zstack.Errorf(zstack.CodeAuthFailed,
+			"the api is checking as many passwords as it may at once; retry in 1 s")}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if s.Hashing != nil {
+		s.Hashing(1)
+	}
+	return func() {
+		if s.Hashing != nil {
+			s.Hashing(-1)
+		}
+		<-s.slots
+	}, nil
+}
+
+// hash is HashPassword in a hashing slot.
+func (s *Service) hash(ctx context.Context, sha512Hex string) (string, error) {
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	return HashPassword(sha512Hex)
 }
 
 // EnsureAdmin makes sure the admin account exists. With a password given, the admin gets it
@@ -160,18 +252,28 @@ func errBadLogin() *zstack.ErrorCode {
 	return zstack.Errorf(zstack.CodeAuthFailed, "wrong account name or password")
 }
 
-// Login checks an account name and SHA-512 hex password, from a client address, and opens a
-// session. Unknown names cost the same hash computation as known ones and count against
-// the same limits, so neither answers nor timings tell which names exist.
-func (s *Service) Login(ctx context.Context, name, sha512Hex, addr string) (*store.Session, error) {
-	wait, err := s.Store.LoginBlocked(ctx, name, addr, AccountFailureLimit, AddressFailureLimit)
+// Verify checks an account name and SHA-512 hex password from a client address under the
+// login limits, and returns the account when the password is right. The attempt is counted
+// before the hash is computed, in one atomic step with the check of every limit, and the hash
+// runs in one of the process's few hashing slots. Unknown names cost the same hash and count
+// against the same limits as known ones, so neither answers nor timings tell which exist.
+func (s *Service) Verify(ctx context.Context, name, sha512Hex, addr string) (*catalog.Account, error) {
+	release, err := s.hashSlot(ctx)
+	var busy *Throttled
+	if errors.As(err, &busy) {
+		s.observe(OutcomeBusy)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if wait > 0 {
-		secs := int(wait.Round(time.Second) / time.Second)
-		return nil, &Throttled{RetryAfter: wait, ErrorCode: zstack.Errorf(zstack.CodeAuthFailed,
-			"too many failed logins for this account or from this address; retry in %d s", max(secs, 1))}
+	defer release()
+	why, wait, err := s.Store.ReserveLoginAttempt(ctx, name, addr, Limits)
+	if err != nil {
+		return nil, err
+	}
+	if why != store.LoginAllowed {
+		s.observe(OutcomeThrottled)
+		return nil, throttled(why, wait)
 	}
 	a, err := s.Store.GetAccount(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -183,12 +285,35 @@ func (s *Service) Login(ctx context.Context, name, sha512Hex, addr string) (*sto
 	}
 	ok, err := argon2id.ComparePasswordAndHash(strings.ToLower(sha512Hex), hash)
 	if err != nil || !ok || a == nil {
-		if err := s.Store.RecordLoginFailure(ctx, name, addr, FailureWindow); err != nil {
-			return nil, err
-		}
+		s.observe(OutcomeFailure)
 		return nil, errBadLogin()
 	}
-	if err := s.Store.ClearLoginFailures(ctx, name); err != nil {
+	s.observe(OutcomeSuccess)
+	if err := s.Store.LoginSucceeded(ctx, name, addr, Limits); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// throttled is the answer to an attempt the limits hold back.
+func throttled(why int, wait time.Duration) *Throttled {
+	t := &Throttled{RetryAfter: wait}
+	whose := "from this address"
+	switch why {
+	case store.LoginByPair:
+		whose = "for this account from this address"
+	case store.LoginByName:
+		whose = "for this account from addresses it has not logged in from lately"
+	}
+	t.ErrorCode = zstack.Errorf(zstack.CodeAuthFailed, "too many failed logins %s; retry in %d s", whose, t.RetryAfterSeconds())
+	return t
+}
+
+// Login checks an account name and SHA-512 hex password, from a client address, under the
+// login limits (see Verify), and opens a session.
+func (s *Service) Login(ctx context.Context, name, sha512Hex, addr string) (*store.Session, error) {
+	a, err := s.Verify(ctx, name, sha512Hex, addr)
+	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
@@ -262,7 +387,7 @@ func (s *Service) CreateAccount(ctx context.Context, name, password, typ string)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	h, err := HashPassword(SHA512Hex(password))
+	h, err := s.hash(ctx, SHA512Hex(password))
 	if err != nil {
 		return nil, err
 	}
@@ -282,24 +407,13 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	if err != nil {
 		return err
 	}
-	if a.PasswordHash, err = HashPassword(SHA512Hex(password)); err != nil {
+	if a.PasswordHash, err = s.hash(ctx, SHA512Hex(password)); err != nil {
 		return err
 	}
 	if err := s.Store.PutAccount(ctx, *a); err != nil {
 		return err
 	}
 	return s.Store.RevokeSessions(ctx, a.UUID)
-}
-
-// CheckPassword reports whether password (plain text) is an account's.
-func (s *Service) CheckPassword(ctx context.Context, name, password string) bool {
-	a, err := s.Store.GetAccount(ctx, name)
-	hash := s.dummy
-	if err == nil {
-		hash = a.PasswordHash
-	}
-	ok, _ := argon2id.ComparePasswordAndHash(SHA512Hex(password), hash)
-	return ok && err == nil
 }
 
 // DeleteAccount removes an account and ends its sessions. The admin account stays.

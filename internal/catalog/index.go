@@ -159,3 +159,27 @@ func (ix *Index) HostUsable(h *Host) bool {
 func StorageUsable(ps *PrimaryStorage) bool {
 	return ps.State == StateEnabled && ps.Status == StatusConnected
 }
+
+// Has reports whether uuid names anything the site declares: a zone, cluster, host, primary
+// or backup storage, L2 or L3 network, IP range, instance offering or account. Such a uuid
+// cannot become a new resource's uuid, as in ZStack, where every resource uuid is unique.
+func (ix *Index) Has(uuid string) bool {
+	if ix.Zones[uuid] != nil || ix.Clusters[uuid] != nil || ix.Hosts[uuid] != nil ||
+		ix.PrimaryStorages[uuid] != nil || ix.BackupStorages[uuid] != nil || ix.L2Networks[uuid] != nil ||
+		ix.L3Networks[uuid] != nil || ix.InstanceOfferings[uuid] != nil {
+		return true
+	}
+	for _, l3 := range ix.Site.L3Networks {
+		for _, r := range l3.IPRanges {
+			if r.UUID == uuid {
+				return true
+			}
+		}
+	}
+	for _, a := range ix.Site.Accounts {
+		if a.UUID == uuid {
+			return true
+		}
+	}
+	return false
+}

@@ -48,7 +48,8 @@ type APIError struct {
 	Status int
 	Code   *zstack.ErrorCode
 	Text   string
-	// RetryAfter is the Retry-After header, when the api sent one (too many failed logins).
+	// RetryAfter is the Retry-After header, when the api sent one (login limits, or every
+	// password check slot busy).
 	RetryAfter string
 }
 

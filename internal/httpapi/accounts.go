@@ -73,7 +73,9 @@ func (s *Server) createAccount() echo.HandlerFunc {
 }
 
 // setPassword is PUT /api/v1/accounts/{name}/password: admin sets any password; an account
-// may change its own with its current password. Every session of the account ends.
+// may change its own with its current password, checked under the login limits (a wrong one
+// counts as a failed login, and a throttled one answers 429 with Retry-After). Every session
+// of the account ends.
 func (s *Server) setPassword() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		name := c.Param("name")
@@ -87,8 +89,13 @@ func (s *Server) setPassword() echo.HandlerFunc {
 			if sess.AccountName != name {
 				return zstack.Errorf(zstack.CodePermission, "an account may only change its own password")
 			}
-			if !s.Auth.CheckPassword(ctx, name, b.CurrentPassword) {
-				return zstack.Errorf(zstack.CodeAuthFailed, "currentPassword is wrong")
+			if _, err := s.Auth.Verify(ctx, name, auth.SHA512Hex(b.CurrentPassword), c.RealIP()); err != nil {
+				// A wrong password is a bare ID.1000; a throttled check (*auth.Throttled) keeps its
+				// own answer and Retry-After.
+				if ec, ok := err.(*zstack.ErrorCode); ok && ec.Code == zstack.CodeAuthFailed {
+					return zstack.Errorf(zstack.CodeAuthFailed, "currentPassword is wrong")
+				}
+				return err
 			}
 		}
 		if err := s.Auth.SetPassword(ctx, name, b.Password); err != nil {

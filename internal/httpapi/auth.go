@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,8 +13,14 @@ import (
 
 const sessionKey = "vmrestore.session"
 
+// loginPath is ZStack's login route (routes.go), the one route of /zstack/v1 that anyone may
+// call.
+const loginPath = "/zstack/v1/accounts/login"
+
 // requireSession checks "Authorization: OAuth <session>" as ZStack does: a missing header or
-// another scheme is a plain-text 400, an unknown or expired session is ID.1001.
+// another scheme is a plain-text 400, an unknown or expired session is ID.1001. The request's
+// context then reads on behalf of the session's account (store.OnBehalfOf): another account's
+// job answers as one that does not exist, from the store itself, whatever the handler.
 func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
@@ -33,6 +36,7 @@ func (s *Server) requireSession(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.Set(sessionKey, sess)
+		c.SetRequest(c.Request().WithContext(store.OnBehalfOf(c.Request().Context(), sess.AccountUUID, auth.IsAdmin(sess))))
 		return next(c)
 	}
 }
@@ -79,11 +83,6 @@ func (s *Server) login() echo.HandlerFunc {
 			return zstack.InvalidArgument("field[password] must be the SHA-512 hex (128 characters) of the password")
 		}
 		sess, err := s.Auth.Login(c.Request().Context(), l.AccountName, l.Password, c.RealIP())
-		var th *auth.Throttled
-		if errors.As(err, &th) {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(max(int(th.RetryAfter/time.Second), 1)))
-			return th.ErrorCode
-		}
 		if err != nil {
 			return err
 		}

@@ -19,9 +19,6 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// nativeBodyLimit bounds native API bodies: a plan of 50,000 groups with overrides fits.
-const nativeBodyLimit = "32M"
-
 // submitPlan is POST /api/v1/plans (?dryRun=true simulates and stores nothing).
 func (s *Server) submitPlan() echo.HandlerFunc {
 	return func(c echo.Context) error {

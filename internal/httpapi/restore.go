@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -52,14 +51,15 @@ func apiTimeoutHeader(c echo.Context) (time.Duration, error) {
 	return time.Duration(n) * time.Second, nil
 }
 
-func webHookHeader(c echo.Context) (string, error) {
+// webHookHeader reads X-Web-Hook: an absolute http(s) URL the web hook policy allows (its
+// address, when the URL names one; names are checked again on their address at delivery).
+func (s *Server) webHookHeader(c echo.Context) (string, error) {
 	v := c.Request().Header.Get("X-Web-Hook")
 	if v == "" {
 		return "", nil
 	}
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(v) > 2048 {
-		return "", plain(http.StatusBadRequest, "Invalid header[X-Web-Hook], it must be an absolute http or https URL")
+	if err := s.WebHooks.CheckURL(v); err != nil {
+		return "", plain(http.StatusBadRequest, "Invalid header[X-Web-Hook]: %v", err)
 	}
 	return v, nil
 }
@@ -114,7 +114,7 @@ func (s *Server) readSubmission(c echo.Context, group string) (*submission, erro
 	if err != nil {
 		return nil, err
 	}
-	hook, err := webHookHeader(c)
+	hook, err := s.webHookHeader(c)
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (s *Server) submit(c echo.Context, sub *submission, wait time.Duration, nat
 	sess := session(c)
 	if sub.invalid == nil && sub.req.ResourceUUID != "" {
 		req := sub.req
-		prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, store.ResourceBinding{JobUUID: sub.jobUUID, GroupUUID: req.GroupUUID})
+		prev, err := s.Store.ClaimResource(ctx, req.ResourceUUID, store.ResourceBinding{JobUUID: sub.jobUUID, GroupUUID: req.GroupUUID, AccountUUID: sess.AccountUUID})
 		if ec, ok := zstack.AsErrorCode(err); ok {
 			sub.invalid = ec
 		} else if err != nil {
@@ -190,7 +190,7 @@ func (s *Server) submit(c echo.Context, sub *submission, wait time.Duration, nat
 		return s.refuseAsJob(c, sub, wait, native)
 	}
 	req := sub.req
-	binding := store.ResourceBinding{JobUUID: sub.jobUUID, GroupUUID: req.GroupUUID}
+	binding := store.ResourceBinding{JobUUID: sub.jobUUID, GroupUUID: req.GroupUUID, AccountUUID: sess.AccountUUID}
 	rec := &job.Record{UUID: sub.jobUUID, AccountUUID: sess.AccountUUID, Request: req,
 		CreatedAt: time.Now(), Timeout: sub.timeout, WebHook: sub.hook}
 	if err := s.Store.CreateJob(ctx, rec); err != nil {
@@ -316,8 +316,12 @@ func (s *Server) answerJob(c echo.Context, jobUUID string, timeout, wait time.Du
 }
 
 // jobLocation is the poll URL; it keeps "/zstack/v1/api-jobs" so ZStack's SDK can rewrite
-// the host part.
+// the host part. It is built on the configured public URL when there is one (see
+// publicBase), otherwise on the request's scheme and Host header.
 func jobLocation(c echo.Context, jobUUID string) string {
+	if base, _ := c.Get(publicURLKey).(string); base != "" {
+		return base + "/zstack/v1/api-jobs/" + jobUUID
+	}
 	return fmt.Sprintf("%s://%s/zstack/v1/api-jobs/%s", c.Scheme(), c.Request().Host, jobUUID)
 }
 

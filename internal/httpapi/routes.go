@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 )
 
 // routes lists every route. ZStack routes need a session, except login; health, readiness
@@ -15,13 +14,8 @@ func (s *Server) routes(e *echo.Echo) {
 	e.GET("/metrics", s.metrics())
 
 	// Route-level (not group-level) middleware, so that a known path with another method
-	// answers 405 rather than the group's catch-all 404.
-	// Body limits are global middleware chosen by path: group-level middleware would add
-	// catch-all routes that turn a wrong method into 404 instead of 405.
-	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: s.Config.BodyLimit,
-		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/zstack/") }}))
-	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: nativeBodyLimit,
-		Skipper: func(c echo.Context) bool { return !strings.HasPrefix(c.Request().URL.Path, "/api/") }}))
+	// answers 405 rather than the group's catch-all 404. Body caps and read times are global
+	// middleware chosen by path (limitBody, server.go), for the same reason.
 	e.Use(exactParams)
 	z := e.Group("/zstack/v1")
 	auth := s.requireSession

@@ -10,11 +10,13 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -36,10 +39,14 @@ type Config struct {
 	// the poll location (the native POST /api/v1/restores waits this long, a ZStack call only
 	// with "Prefer: wait=N"); zero never waits.
 	WaitLimit time.Duration
-	// BodyLimit bounds request bodies.
-	BodyLimit string
 	// MetricsToken, when set, is required as a bearer token on /metrics.
 	MetricsToken string
+	// ZStackBodyTimeout and NativeBodyTimeout, when set, replace the default times a request
+	// body has to arrive in (ZStackBodyTimeout, NativeBodyTimeout).
+	ZStackBodyTimeout, NativeBodyTimeout time.Duration
+	// PublicURL, when set, is the URL clients reach the api at: the poll locations of 202
+	// answers are built on it rather than on the request's Host header.
+	PublicURL string
 }
 
 // Server holds what the handlers need.
@@ -50,18 +57,17 @@ type Server struct {
 	Queue   *queue.Client
 	Auth    *auth.Service
 	Plans   *plan.Service
-	Metrics *metrics.Metrics
-	Log     *slog.Logger
-	Config  Config
+	// WebHooks says where X-Web-Hook may point.
+	WebHooks *webhook.Policy
+	Metrics  *metrics.Metrics
+	Log      *slog.Logger
+	Config   Config
 	// Ready reports whether the process can serve (Redis reachable, catalog loaded).
 	Ready func() error
 }
 
 // Handler builds the echo instance with every route.
 func (s *Server) Handler() *echo.Echo {
-	if s.Config.BodyLimit == "" {
-		s.Config.BodyLimit = "1M"
-	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -79,6 +85,8 @@ func (s *Server) Handler() *echo.Echo {
 	}))
 	e.Use(s.accessLog)
 	e.Use(s.answerErrors) // inside the metrics and the access log: they see the status answered
+	e.Use(s.limitBody)
+	e.Use(s.publicBase)
 	s.routes(e)
 	return e
 }
@@ -102,13 +110,32 @@ func (s *Server) handleError(err error, c echo.Context) {
 	var pe *plainError
 	var ec *zstack.ErrorCode
 	var he *echo.HTTPError
+	var th *auth.Throttled
+	var big *bodyTooLarge
+	if errors.As(err, &th) {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(th.RetryAfterSeconds()))
+	}
 	switch {
+	case errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil:
+		// The client went away and its request's work stopped: no one reads an answer.
+		s.Log.Debug("request abandoned by its client", "request_id", c.Response().Header().Get(echo.HeaderXRequestID),
+			"method", c.Request().Method, "path", c.Path())
+		c.Response().WriteHeader(499) // nginx's "client closed request", for the access log and metrics
 	case errors.As(err, &pe):
 		_ = c.String(pe.status, pe.text)
+	case errors.As(err, &big):
+		status := http.StatusServiceUnavailable // a refused ZStack API, as ZStack answers it
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			status = http.StatusRequestEntityTooLarge
+		}
+		_ = writeJSON(c, status, map[string]any{"error": zstack.InvalidArgument("%s", big.Error())})
 	case errors.As(err, &ec):
 		status := http.StatusServiceUnavailable // how ZStack answers a failed API
 		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 			status = nativeStatus(ec)
+			if th != nil {
+				status = http.StatusTooManyRequests
+			}
 		}
 		_ = writeJSON(c, status, map[string]any{"error": ec})
 	case errors.As(err, &he):
@@ -118,9 +145,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 			_ = c.String(http.StatusNotFound, "no api mapping to "+path)
 		case http.StatusMethodNotAllowed:
 			_ = c.String(http.StatusMethodNotAllowed, fmt.Sprintf("The method[%s] is not allowed for the path[%s]", c.Request().Method, path))
-		case http.StatusRequestEntityTooLarge:
-			_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": zstack.InvalidArgument(
-				"the request body is larger than %s; send a smaller request", s.Config.BodyLimit)})
 		default:
 			_ = c.String(he.Code, fmt.Sprint(he.Message))
 		}
@@ -171,6 +195,20 @@ func writeJSONBytes(c echo.Context, status int, b []byte) error {
 	}
 	_, err := c.Response().Write([]byte{'\n'})
 	return err
+}
+
+// publicURLKey holds the configured public URL in a request's context, for the URLs the
+// api answers with (jobLocation).
+const publicURLKey = "vmrestore.publicURL"
+
+// publicBase makes the configured public URL (VMRESTORE_PUBLIC_URL) known to handlers.
+func (s *Server) publicBase(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.Config.PublicURL != "" {
+			c.Set(publicURLKey, s.Config.PublicURL)
+		}
+		return next(c)
+	}
 }
 
 // accessLog logs each request at debug level (errors are logged by handleError).

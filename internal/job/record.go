@@ -44,22 +44,25 @@ const Retention = 3 * time.Hour
 // Record is a job as stored: who asked for what, where it is, and how it ended. Checkpoints
 // of the stages are stored beside it (see Checkpoints).
 type Record struct {
-	UUID        string            `json:"uuid"`
-	AccountUUID string            `json:"accountUuid"`
-	State       State             `json:"state"`
-	Stage       string            `json:"stage,omitempty"`
-	Request     *Request          `json:"request"`
-	CreatedAt   time.Time         `json:"createdAt"`
-	StartedAt   time.Time         `json:"startedAt,omitzero"`
-	FinishedAt  time.Time         `json:"finishedAt,omitzero"`
-	Timeout     time.Duration     `json:"timeout"`
-	WebHook     string            `json:"webHook,omitempty"`
-	VMUUID      string            `json:"vmUuid,omitempty"`
-	Result      json.RawMessage   `json:"result,omitempty"`
-	Error       *zstack.ErrorCode `json:"error,omitempty"`
-	Attempts    int               `json:"attempts"`
-	Progress    *Progress         `json:"progress,omitempty"`
-	CancelAsked bool              `json:"cancelAsked,omitempty"`
+	UUID        string        `json:"uuid"`
+	AccountUUID string        `json:"accountUuid"`
+	State       State         `json:"state"`
+	Stage       string        `json:"stage,omitempty"`
+	Request     *Request      `json:"request"`
+	CreatedAt   time.Time     `json:"createdAt"`
+	StartedAt   time.Time     `json:"startedAt,omitzero"`
+	FinishedAt  time.Time     `json:"finishedAt,omitzero"`
+	Timeout     time.Duration `json:"timeout"`
+	WebHook     string        `json:"webHook,omitempty"`
+	VMUUID      string        `json:"vmUuid,omitempty"`
+	// GeneratedVMUUID is the uuid the VM gets when the request names none (resourceUuid),
+	// fixed by the job's first attempt.
+	GeneratedVMUUID string            `json:"-"`
+	Result          json.RawMessage   `json:"result,omitempty"`
+	Error           *zstack.ErrorCode `json:"error,omitempty"`
+	Attempts        int               `json:"attempts"`
+	Progress        *Progress         `json:"progress,omitempty"`
+	CancelAsked     bool              `json:"cancelAsked,omitempty"`
 	// Plan and PlanItem name the restore plan item the job runs, if any.
 	Plan        string       `json:"plan,omitempty"`
 	PlanItem    int          `json:"planItem,omitempty"`

@@ -28,6 +28,8 @@ type Metrics struct {
 	CloneDuration     *prometheus.HistogramVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
+	LoginAttempts     *prometheus.CounterVec
+	PasswordHashing   prometheus.Gauge
 
 	stages *stageTracker
 }
@@ -82,9 +84,19 @@ func New() *Metrics {
 		SimulatedVMs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmrestore_hypervisor_simulated_vms_total", Help: "VMs handed to the simulator hypervisor (no guest is really started), by resulting state.",
 		}, []string{"state"}),
+		LoginAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_login_attempts_total", Help: "Logins and current-password checks, by outcome: success, failure (wrong name or password), throttled (login limits), busy (no password hashing slot).",
+		}, []string{"outcome"}),
+		PasswordHashing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vmrestore_password_hashes_in_flight", Help: "Password hashes (argon2id, 19 MiB each) being computed by this process.",
+		}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
-		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs)
+		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
+		m.LoginAttempts, m.PasswordHashing)
+	for _, o := range []string{"success", "failure", "throttled", "busy"} {
+		m.LoginAttempts.WithLabelValues(o)
+	}
 	m.stages = newStageTracker(job.Stages)
 	r.MustRegister(m.stages)
 	// Series that exist from the start, so that dashboards and alerts read 0, not "no data".

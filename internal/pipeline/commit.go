@@ -27,7 +27,7 @@ func (p *Pipeline) instantiate(ctx context.Context, rec *job.Record) error {
 // commit stores the VM inventory and ends the job with it.
 func (p *Pipeline) commit(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	vm := Inventory(ix, rec)
-	if err := p.Store.PutVM(ctx, rec.AccountUUID, vm); err != nil {
+	if err := p.Store.PutVM(ctx, rec.AccountUUID, rec.UUID, vm); err != nil {
 		return err
 	}
 	b, err := json.Marshal(vm)

@@ -27,6 +27,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -37,6 +38,7 @@ type Pipeline struct {
 	Events     *store.Events
 	Hypervisor hypervisor.Driver
 	Queue      *queue.Client // for web hooks
+	WebHooks   *webhook.Client
 	Metrics    *metrics.Metrics
 	Log        *slog.Logger
 	// CloneParallelism is how many volumes of one VM are copied at once.
@@ -251,7 +253,10 @@ func (p *Pipeline) fail(parent context.Context, rec *job.Record, state job.State
 }
 
 // compensate undoes, in reverse order, whatever the job's checkpoints say it did. Every
-// step is idempotent, so a compensation interrupted half-way can simply run again.
+// step is idempotent, so a compensation interrupted half-way can simply run again. It only
+// ever removes what this job created: the VM record and the hypervisor's VM only when the
+// VM's uuid is this job's (its claim), volume files, addresses and capacity by this job's
+// keys, and the uuid claims this job holds.
 func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 	// Reload: the in-memory checkpoints may lag what a stage recorded just before failing.
 	fresh, err := p.Store.GetJob(ctx, rec.UUID)
@@ -261,11 +266,19 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 	cp := fresh.Checkpoints
 	var errs []error
 	if r := cp.Resolved; r != nil {
-		if err := p.Store.DeleteVM(ctx, fresh.AccountUUID, r.VMUUID); err != nil {
+		holder, err := p.Store.ResourceHolder(ctx, r.VMUUID)
+		switch {
+		case err != nil:
 			errs = append(errs, err)
-		}
-		if err := p.Hypervisor.Destroy(ctx, r.VMUUID); err != nil {
-			errs = append(errs, err)
+		case holder == fresh.UUID:
+			if err := p.Store.DeleteVM(ctx, fresh.UUID, r.VMUUID); err != nil {
+				errs = append(errs, err)
+			}
+			if err := p.Hypervisor.Destroy(ctx, r.VMUUID); err != nil {
+				errs = append(errs, err)
+			}
+		default:
+			p.Log.Warn("compensation leaves the VM alone: this job does not hold its uuid", "job", fresh.UUID, "vm", r.VMUUID, "holder", holder)
 		}
 		if err := p.removeVolumes(ctx, fresh); err != nil {
 			errs = append(errs, err)
@@ -277,10 +290,22 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 	if _, err := p.Store.Release(ctx, fresh.UUID); err != nil {
 		errs = append(errs, err)
 	}
-	if fresh.Request != nil && fresh.Request.ResourceUUID != "" {
-		if err := p.Store.ReleaseResource(ctx, fresh.Request.ResourceUUID, store.ResourceBinding{JobUUID: fresh.UUID, GroupUUID: fresh.Request.GroupUUID}); err != nil {
+	mine := store.ResourceBinding{JobUUID: fresh.UUID}
+	for _, uuid := range []string{fresh.GeneratedVMUUID, requestedUUID(fresh)} {
+		if uuid == "" {
+			continue
+		}
+		if err := p.Store.ReleaseResource(ctx, uuid, mine); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// requestedUUID is the resourceUuid a job's request names, if any.
+func requestedUUID(rec *job.Record) string {
+	if rec.Request == nil {
+		return ""
+	}
+	return rec.Request.ResourceUUID
 }

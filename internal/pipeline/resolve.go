@@ -29,8 +29,15 @@ func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Reco
 	if err := p.checkOwnership(ctx, rec, g); err != nil {
 		return err
 	}
-	r, err := Resolve(ix, req, g, bs.UUID)
+	vmUUID := req.ResourceUUID
+	if vmUUID == "" {
+		vmUUID = rec.GeneratedVMUUID
+	}
+	r, err := Resolve(ix, req, g, bs.UUID, vmUUID)
 	if err != nil {
+		return err
+	}
+	if err := p.claimVMUUID(ctx, rec, r.VMUUID); err != nil {
 		return err
 	}
 	if r.InternalID, err = p.Store.NextVMInternalID(ctx); err != nil {
@@ -38,6 +45,25 @@ func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Reco
 	}
 	rec.Checkpoints.Resolved = r
 	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageResolve, store.CheckpointResolved, r)
+}
+
+// claimVMUUID makes the VM's uuid this job's before anything is built under it. The API
+// claimed a requested resourceUuid for this job already (claiming again is a no-op); one the
+// job generated is claimed now, so that no later request can name it.
+func (p *Pipeline) claimVMUUID(ctx context.Context, rec *job.Record, vmUUID string) error {
+	b := store.ResourceBinding{JobUUID: rec.UUID, AccountUUID: rec.AccountUUID}
+	if rec.Request.ResourceUUID == "" {
+		return p.Store.ClaimVMUUID(ctx, vmUUID, b)
+	}
+	b.GroupUUID = rec.Request.GroupUUID
+	prev, err := p.Store.ClaimResource(ctx, vmUUID, b)
+	if err != nil {
+		return err
+	}
+	if prev != nil { // another job of the same request holds it: that job builds the VM
+		return store.ResourceTaken(vmUUID)
+	}
+	return nil
 }
 
 // CheckRequest applies the validation rules that need the catalog but not the backup group:
@@ -80,9 +106,10 @@ func sizes(ix *catalog.Index, req *job.Request, r *job.Resolved) (*job.Resolved,
 }
 
 // Resolve fixes the VM a request builds from a group found on backup storage bs: sizes,
-// scope, identities, the volumes (root first, then data volumes in their original deviceId
-// order) and the NICs. It has no side effect; InternalID is left for the caller to assign.
-func Resolve(ix *catalog.Index, req *job.Request, g *backup.Group, bs string) (*job.Resolved, error) {
+// scope, identities (the VM gets vmUUID, or a new uuid when it is empty), the volumes (root
+// first, then data volumes in their original deviceId order) and the NICs. It has no side
+// effect; InternalID is left for the caller to assign.
+func Resolve(ix *catalog.Index, req *job.Request, g *backup.Group, bs, vmUUID string) (*job.Resolved, error) {
 	r := &job.Resolved{
 		Name: req.Name, Description: req.Description, Type: req.Type,
 		DefaultL3NetworkUUID: req.DefaultL3NetworkUUID,
@@ -106,7 +133,7 @@ func Resolve(ix *catalog.Index, req *job.Request, g *backup.Group, bs string) (*
 		r.Architecture = "x86_64"
 	}
 	r.ImageUUID, r.SourceHostUUID = g.VM.ImageUUID, g.VM.HostUUID
-	r.VMUUID = req.ResourceUUID
+	r.VMUUID = vmUUID
 	if r.VMUUID == "" {
 		r.VMUUID = zstack.NewUUID()
 	}

@@ -188,6 +188,9 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 	order := append([]store.PlanItem(nil), items...)
 	sortByTier(order)
 	for _, it := range order {
+		if err := ctx.Err(); err != nil { // the client went away: stop
+			return nil, err
+		}
 		out := DryRunItem{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name}
 		refuse := func(code, details string) {
 			out.ErrorCode, out.Error = code, details
@@ -202,7 +205,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 				break
 			}
 		}
-		r, err := pipeline.Resolve(ix, it.Request, &g.Group, bs)
+		r, err := pipeline.Resolve(ix, it.Request, &g.Group, bs, it.Request.ResourceUUID)
 		if err != nil {
 			ec, _ := zstack.AsErrorCode(err)
 			refuse(ec.Root().Code, ec.Root().Details)

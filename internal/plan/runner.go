@@ -14,6 +14,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -27,6 +28,8 @@ type Runner struct {
 	Queue    *queue.Client
 	Log      *slog.Logger
 	Interval time.Duration
+	// WebHooks posts plans' web hooks.
+	WebHooks *webhook.Client
 
 	mu      sync.Mutex
 	listing map[string][]store.PlanItem // plan → items (immutable), for tiers and sizes

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -16,6 +17,8 @@ import (
 type Service struct {
 	Store   *store.Store
 	Catalog *store.CatalogCache
+	// WebHooks checks plans' web hook URLs when they are submitted.
+	WebHooks *webhook.Policy
 }
 
 // Submitted is the outcome of Submit.
@@ -40,10 +43,10 @@ func (s *Service) Submit(ctx context.Context, spec *Spec, account string, admin,
 	if err != nil {
 		return nil, err
 	}
-	items, ec := Build(spec, Input{Catalog: ix, Groups: groups, Account: account, Admin: admin, UsedMacs: macs,
+	items, err := Build(ctx, spec, Input{Catalog: ix, Groups: groups, Account: account, Admin: admin, UsedMacs: macs, WebHooks: s.WebHooks,
 		UsedIPs: func(l3 string) (map[string]string, error) { return s.Store.UsedIPs(ctx, l3) }})
-	if ec != nil {
-		return nil, ec
+	if err != nil {
+		return nil, err
 	}
 	if dryRun {
 		byUUID := make(map[string]store.IndexedGroup, len(groups))

@@ -11,14 +11,12 @@
 package plan
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"path"
 	"sort"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/backup"
@@ -26,6 +24,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/pipeline"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -145,22 +144,25 @@ type Input struct {
 	// UsedMacs and UsedIPs (per L3, ipInLong → owner) detect conflicts of kept addresses.
 	UsedMacs map[string]string
 	UsedIPs  func(l3 string) (map[string]string, error)
+	// WebHooks checks the plan's web hook URL (nil: only public addresses).
+	WebHooks *webhook.Policy
 }
 
 // Build validates a spec and turns it into items, each with the job request it will run.
-// Every problem found is reported at once, in one SYS.1007 error.
-func Build(spec *Spec, in Input) ([]store.PlanItem, *zstack.ErrorCode) {
+// Every problem found is reported at once, in one SYS.1007 error (*zstack.ErrorCode); it
+// stops with ctx's error when ctx ends (the client went away).
+func Build(ctx context.Context, spec *Spec, in Input) ([]store.PlanItem, error) {
 	var p problems
-	if err := checkSpec(spec, in.Catalog); err != nil {
+	if err := checkSpec(spec, in.Catalog, in.WebHooks); err != nil {
 		return nil, err
 	}
 	tmplText := spec.Defaults.NameTemplate
 	if tmplText == "" {
 		tmplText = "{{.SourceName}}"
 	}
-	tmpl, err := template.New("name").Option("missingkey=error").Parse(tmplText)
-	if err != nil {
-		return nil, zstack.InvalidArgument("defaults.nameTemplate %q does not parse: %v", tmplText, err)
+	tmpl, ec := parseNameTemplate(tmplText)
+	if ec != nil {
+		return nil, ec
 	}
 	groups, ec := selectGroups(spec, in)
 	if ec != nil {
@@ -176,18 +178,23 @@ func Build(spec *Spec, in Input) ([]store.PlanItem, *zstack.ErrorCode) {
 	keptMacs := map[string]string{}
 	usedIPs := map[string]map[string]string{}
 	for i, g := range groups {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		ov := spec.Overrides[g.GroupUUID]
 		tier := tierOf(spec, g, ov)
-		var name bytes.Buffer
-		if err := tmpl.Execute(&name, nameData{SourceName: g.VM.Name, SourceUUID: g.VM.UUID, GroupName: g.Name,
-			GroupUUID: g.GroupUUID, Tier: tier, Index: i}); err != nil {
+		name, err := tmpl.execute(nameData{SourceName: g.VM.Name, SourceUUID: g.VM.UUID, GroupName: g.Name,
+			GroupUUID: g.GroupUUID, Tier: tier, Index: i})
+		if err != nil {
 			p.addf("item %d (group %s): the name template fails: %v", i, g.GroupUUID, err)
 			continue
 		}
 		where := fmt.Sprintf("item %d (group %s, vm %q)", i, g.GroupUUID, g.VM.Name)
-		body, err := request(spec, g, ov, name.String(), mapping)
-		if err != "" {
-			p.addf("%s: %s", where, err)
+		body, problem := request(spec, g, ov, name, mapping)
+		if problem != "" {
+			p.addf("%s: %s", where, problem)
 			continue
 		}
 		req, ec := job.FromZStack(g.GroupUUID, body)
@@ -244,7 +251,7 @@ func Build(spec *Spec, in Input) ([]store.PlanItem, *zstack.ErrorCode) {
 	return items, nil
 }
 
-func checkSpec(spec *Spec, ix *catalog.Index) *zstack.ErrorCode {
+func checkSpec(spec *Spec, ix *catalog.Index, hooks *webhook.Policy) *zstack.ErrorCode {
 	switch {
 	case strings.TrimSpace(spec.Name) == "" || len(spec.Name) > 255:
 		return zstack.InvalidArgument("name is required (at most 255 characters)")
@@ -262,9 +269,11 @@ func checkSpec(spec *Spec, ix *catalog.Index) *zstack.ErrorCode {
 		return zstack.InvalidArgument("defaults: give instanceOfferingUuid or keepSourceSize, not both")
 	}
 	if spec.WebHook != "" {
-		u, err := url.Parse(spec.WebHook)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return zstack.InvalidArgument("webHook %q must be an absolute http or https URL", spec.WebHook)
+		if hooks == nil {
+			hooks = webhook.NewPolicy(nil)
+		}
+		if err := hooks.CheckURL(spec.WebHook); err != nil {
+			return zstack.InvalidArgument("webHook %s: %v", webhook.Redact(spec.WebHook), err)
 		}
 	}
 	seen := map[string]bool{}

@@ -1,24 +1,22 @@
 package plan
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/vmrestore/vmrestore/internal/queue"
+	"github.com/vmrestore/vmrestore/internal/webhook"
 )
-
-var hookClient = &http.Client{Timeout: 10 * time.Second}
 
 // DeliverWebHook is the asynq handler that POSTs a finished plan's summary (its report
 // without items) to the plan's web hook, with X-Plan-UUID and X-Plan-State; like job hooks
-// it is retried every 2 s, 15 tries in all, until the receiver answers 2xx.
+// it is retried every 2 s, 15 tries in all, until the receiver answers 2xx, and a hook the
+// web hook policy refuses is not tried again.
 func (r *Runner) DeliverWebHook(ctx context.Context, t *asynq.Task) error {
 	plan := string(t.Payload())
 	meta, _, err := r.Store.GetPlan(ctx, plan)
@@ -33,23 +31,19 @@ func (r *Runner) DeliverWebHook(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	body, _ := json.Marshal(rep)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.WebHook, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("web hook URL of plan %s: %v: %w", plan, err, asynq.SkipRetry)
-	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("X-Plan-UUID", plan)
-	req.Header.Set("X-Plan-State", rep.State)
-	resp, err := hookClient.Do(req)
+	h := http.Header{}
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Plan-UUID", plan)
+	h.Set("X-Plan-State", rep.State)
+	err = r.WebHooks.Post(ctx, meta.WebHook, h, body)
 	try, _ := asynq.GetRetryCount(ctx)
+	if errors.Is(err, webhook.ErrRefused) {
+		r.Log.Warn("plan web hook refused; it will not be tried again", "plan", plan, "url", webhook.Redact(meta.WebHook), "err", err)
+		return fmt.Errorf("web hook of plan %s: %w: %w", plan, err, asynq.SkipRetry)
+	}
 	if err != nil {
-		return fmt.Errorf("web hook of plan %s to %s (try %d of %d): %w", plan, meta.WebHook, try+1, queue.WebHookTries, err)
+		return fmt.Errorf("web hook of plan %s (try %d of %d): %w", plan, try+1, queue.WebHookTries, err)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("web hook of plan %s to %s answered %d (try %d of %d)", plan, meta.WebHook, resp.StatusCode, try+1, queue.WebHookTries)
-	}
-	r.Log.Info("plan web hook delivered", "plan", plan, "url", meta.WebHook, "state", rep.State)
+	r.Log.Info("plan web hook delivered", "plan", plan, "url", webhook.Redact(meta.WebHook), "state", rep.State)
 	return nil
 }

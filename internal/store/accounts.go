@@ -63,18 +63,25 @@ const accountTypesFresh = 10 * time.Second
 // ownership check of a restore costs no round trip; a changed type or a deleted account
 // shows within that time.
 func (s *Store) SystemAdmin(ctx context.Context, uuid string) (bool, error) {
+	t, _, err := s.accountType(ctx, uuid)
+	return t == catalog.AccountSystemAdmin, err
+}
+
+// accountType returns an account's type and whether the account exists, from the types
+// read at most accountTypesFresh ago (at once for an account not seen yet).
+func (s *Store) accountType(ctx context.Context, uuid string) (string, bool, error) {
 	c := &s.accountTypes
 	c.Lock()
 	t, known := c.byUUID[uuid]
 	fresh := time.Since(c.read) <= accountTypesFresh
 	c.Unlock()
 	if known && fresh {
-		return t == catalog.AccountSystemAdmin, nil
+		return t, true, nil
 	}
 	// Read outside the lock: with Redis slow or down, restores do not queue behind it.
 	accounts, err := s.ListAccounts(ctx)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	types := make(map[string]string, len(accounts))
 	for _, a := range accounts {
@@ -83,7 +90,8 @@ func (s *Store) SystemAdmin(ctx context.Context, uuid string) (bool, error) {
 	c.Lock()
 	c.byUUID, c.read = types, time.Now()
 	c.Unlock()
-	return types[uuid] == catalog.AccountSystemAdmin, nil
+	t, known = types[uuid]
+	return t, known, nil
 }
 
 // Session is a login session as stored.

@@ -51,7 +51,8 @@ func (s *Store) ReplaceBackupIndex(ctx context.Context, groups []IndexedGroup) e
 	return nil
 }
 
-// ListBackupGroups returns every indexed backup group.
+// ListBackupGroups returns every indexed backup group. Decoding tens of thousands takes a
+// while: it stops when ctx ends.
 func (s *Store) ListBackupGroups(ctx context.Context) ([]IndexedGroup, error) {
 	m, err := s.rdb.HGetAll(ctx, keyBackups()).Result()
 	if err != nil {
@@ -59,6 +60,9 @@ func (s *Store) ListBackupGroups(ctx context.Context) ([]IndexedGroup, error) {
 	}
 	out := make([]IndexedGroup, 0, len(m))
 	for _, b := range m {
+		if len(out)%256 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		var g IndexedGroup
 		if err := json.Unmarshal([]byte(b), &g); err != nil {
 			return nil, fmt.Errorf("decode backup index: %w", err)

@@ -8,19 +8,22 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // CheckInvariants recomputes what is in use from the records that justify it and lists
 // every disagreement. An empty list means: capacity counters equal the sum of reservations
 // and none exceeds its limit; no reservation, address or MAC is held by a job that failed or
 // was cancelled; every L3's address bitmaps, allocations and owners agree; MACs and owners
-// agree; and no two VMs share an address on an L3 or a MAC. Tests and benchmarks call it
-// during and after concurrent runs.
+// agree; no two VMs share an address on an L3 or a MAC; every VM's uuid is claimed by the
+// job that built it, and no uuid by a job that failed or was cancelled. Tests and benchmarks
+// call it during and after concurrent runs.
 func (s *Store) CheckInvariants(ctx context.Context, ix *catalog.Index) ([]string, error) {
 	problems, err := s.CapacityDrift(ctx)
 	if err != nil {
@@ -112,7 +115,70 @@ func (s *Store) CheckInvariants(ctx context.Context, ix *catalog.Index) ([]strin
 			}
 		}
 	}
+	p, err := s.checkClaims(ctx, vms, dead)
+	if err != nil {
+		return nil, err
+	}
+	problems = append(problems, p...)
 	sort.Strings(problems)
+	return problems, nil
+}
+
+// checkClaims checks the uuid claims: every VM's uuid is held by the job that built the VM,
+// and no claim is held by a job that failed or was cancelled.
+func (s *Store) checkClaims(ctx context.Context, vms []*zstack.VmInstanceInventory, dead func(string) (bool, error)) ([]string, error) {
+	var problems []string
+	for _, vm := range vms {
+		builder, err := s.rdb.HGet(ctx, keyVM(vm.UUID), "job").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		holder, err := s.ResourceHolder(ctx, vm.UUID)
+		if err != nil {
+			return nil, err
+		}
+		if holder == "" || holder != builder {
+			problems = append(problems, fmt.Sprintf("VM %s was built by job %q but its uuid is held by %q", vm.UUID, builder, holder))
+		}
+	}
+	var keys []string
+	scan := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, keyResource("*"), 1000).Iterator()
+		for it.Next(ctx) {
+			keys = append(keys, it.Val())
+		}
+		return it.Err()
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, n)
+		})
+	case *redis.Client:
+		err = scan(ctx, c)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		uuid := strings.TrimPrefix(k, keyResource(""))
+		holder, err := s.ResourceHolder(ctx, uuid)
+		if err != nil {
+			return nil, err
+		}
+		if holder == "" {
+			continue
+		}
+		if d, err := dead(holder); err != nil {
+			return nil, err
+		} else if d {
+			problems = append(problems, fmt.Sprintf("uuid %s is still claimed by job %s, which ended without a VM", uuid, holder))
+		}
+	}
 	return problems, nil
 }
 

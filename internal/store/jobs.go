@@ -32,6 +32,7 @@ const (
 	jfFinished  = "finished"
 	jfAttempts  = "attempts"
 	jfVM        = "vm"
+	jfVMUUID    = "vmUuid" // the uuid the job generated for its VM, fixed by its first attempt
 	jfResult    = "result"
 	jfError     = "error"
 	jfProgress  = "progress"
@@ -179,9 +180,23 @@ func (s *Store) AbandonJob(ctx context.Context, uuid, resource string, b Resourc
 	return nil
 }
 
-// GetJob reads a job with its checkpoints. ErrNotFound if it does not exist or expired.
+// viewJobScript is HGETALL of a job that belongs to an account, nothing otherwise.
+// KEYS: job. ARGV: account.
+var viewJobScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'account') ~= ARGV[1] then return {} end
+return redis.call('HGETALL', KEYS[1])
+`)
+
+// GetJob reads a job with its checkpoints. ErrNotFound if it does not exist or expired, or
+// belongs to another account than the one the read is made for (OnBehalfOf).
 func (s *Store) GetJob(ctx context.Context, uuid string) (*job.Record, error) {
-	m, err := s.rdb.HGetAll(ctx, keyJob(uuid)).Result()
+	var m map[string]string
+	var err error
+	if account, ok := viewer(ctx); ok {
+		m, err = flatMap(viewJobScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, account).Slice())
+	} else {
+		m, err = s.rdb.HGetAll(ctx, keyJob(uuid)).Result()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -193,15 +208,16 @@ func (s *Store) GetJob(ctx context.Context, uuid string) (*job.Record, error) {
 
 func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	r := &job.Record{
-		UUID:        uuid,
-		AccountUUID: m[jfAccount],
-		State:       job.State(m[jfState]),
-		Stage:       m[jfStage],
-		WebHook:     m[jfWebHook],
-		VMUUID:      m[jfVM],
-		CancelAsked: m[jfCancel] == "1",
-		Plan:        m[jfPlan],
-		Checkpoints: &job.Checkpoints{},
+		UUID:            uuid,
+		AccountUUID:     m[jfAccount],
+		State:           job.State(m[jfState]),
+		Stage:           m[jfStage],
+		WebHook:         m[jfWebHook],
+		VMUUID:          m[jfVM],
+		GeneratedVMUUID: m[jfVMUUID],
+		CancelAsked:     m[jfCancel] == "1",
+		Plan:            m[jfPlan],
+		Checkpoints:     &job.Checkpoints{},
 	}
 	r.PlanItem, _ = strconv.Atoi(m[jfPlanItem])
 	r.Attempts, _ = strconv.Atoi(m[jfAttempts])
@@ -250,6 +266,19 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	return r, nil
 }
 
+// flatMap turns a script's flat field/value list into a map.
+func flatMap(flat []any, err error) (map[string]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		m[k], _ = flat[i+1].(string)
+	}
+	return m, nil
+}
+
 func millis(s string) time.Time {
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n == 0 {
@@ -273,11 +302,29 @@ type JobStatus struct {
 	Error   *zstack.ErrorCode
 }
 
-// GetJobStatus reads what a poll needs in one round trip. ErrNotFound if absent.
+// viewJobStatusScript is HMGET of a job's state, account, result and error when the job
+// belongs to an account, nothing otherwise. KEYS: job. ARGV: account.
+var viewJobStatusScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'state', 'account', 'result', 'error')
+if v[2] ~= ARGV[1] then return {false, false, false, false} end
+return v
+`)
+
+// GetJobStatus reads what a poll needs in one round trip. ErrNotFound if absent, or if it
+// belongs to another account than the one the read is made for (OnBehalfOf).
 func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, error) {
-	v, err := s.rdb.HMGet(ctx, keyJob(uuid), jfState, jfAccount, jfResult, jfError).Result()
-	if err != nil {
+	var v []any
+	var err error
+	if account, ok := viewer(ctx); ok {
+		v, err = viewJobStatusScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, account).Slice()
+	} else {
+		v, err = s.rdb.HMGet(ctx, keyJob(uuid), jfState, jfAccount, jfResult, jfError).Result()
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
+	}
+	if len(v) < 4 {
+		return nil, ErrNotFound
 	}
 	state, _ := v[0].(string)
 	if state == "" {
@@ -296,10 +343,12 @@ func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, erro
 	return st, nil
 }
 
-// startAttemptScript marks a job running, counts the attempt and records as its current
-// stage the first one without a checkpoint (the last, the commit, always runs); it returns
-// the state the job had and the whole record, so that an attempt starts in one round trip.
-// A job that had ended is returned unchanged. KEYS: job. ARGV: started, stages...
+// startAttemptScript marks a job running, counts the attempt, fixes the uuid its VM gets
+// unless the request names one (the first attempt's stays, so that a re-run resolve claims
+// the same uuid) and records as its current stage the first one without a checkpoint (the
+// last, the commit, always runs); it returns the state the job had and the whole record, so
+// that an attempt starts in one round trip. A job that had ended is returned unchanged.
+// KEYS: job. ARGV: started, a fresh VM uuid, stages...
 var startAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {''} end
@@ -309,7 +358,8 @@ end
 redis.call('HSET', KEYS[1], 'state', 'running')
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 if not redis.call('HGET', KEYS[1], 'started') then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
-for i = 2, #ARGV do
+redis.call('HSETNX', KEYS[1], 'vmUuid', ARGV[2])
+for i = 3, #ARGV do
   if i == #ARGV or redis.call('HEXISTS', KEYS[1], 'cp:done:' .. ARGV[i]) == 0 then
     redis.call('HSET', KEYS[1], 'stage', ARGV[i])
     break
@@ -322,7 +372,7 @@ return {st, redis.call('HGETALL', KEYS[1])}
 // as the attempt starts (ErrNotFound if the job does not exist or expired). A terminal
 // state means there is nothing to do; the record is then as the job ended.
 func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.Record, error) {
-	args := []any{time.Now().UnixMilli()}
+	args := []any{time.Now().UnixMilli(), zstack.NewUUID()}
 	for _, st := range job.Stages {
 		args = append(args, st)
 	}
@@ -335,11 +385,7 @@ func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.
 		return "", nil, ErrNotFound
 	}
 	flat, _ := v[1].([]any)
-	m := make(map[string]string, len(flat)/2)
-	for i := 0; i+1 < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		m[k], _ = flat[i+1].(string)
-	}
+	m, _ := flatMap(flat, nil)
 	rec, err := decodeJob(uuid, m)
 	if err != nil {
 		return "", nil, err
@@ -480,38 +526,4 @@ func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Durati
 // UnlockJob releases the lock if token holds it.
 func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
 	return unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Err()
-}
-
-// ResourceBinding is what a resourceUuid is bound to: the job that restores it, and its group.
-type ResourceBinding struct {
-	JobUUID   string
-	GroupUUID string
-}
-
-func (b ResourceBinding) value() string { return b.JobUUID + ":" + b.GroupUUID }
-
-// ClaimResource binds a resourceUuid to a job; when it was already bound it returns the
-// earlier binding instead (and binds nothing).
-func (s *Store) ClaimResource(ctx context.Context, resource string, b ResourceBinding) (*ResourceBinding, error) {
-	ok, err := s.rdb.SetNX(ctx, keyResource(resource), b.value(), 0).Result()
-	if err != nil || ok {
-		return nil, err
-	}
-	v, err := s.rdb.Get(ctx, keyResource(resource)).Result()
-	if err != nil {
-		return nil, err
-	}
-	j, g, _ := strings.Cut(v, ":")
-	return &ResourceBinding{JobUUID: j, GroupUUID: g}, nil
-}
-
-// ReleaseResource unbinds a resourceUuid from a job (a failed restore frees it for a retry).
-var releaseResourceScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
-
-// ReleaseResource unbinds resource if it is still bound to b.
-func (s *Store) ReleaseResource(ctx context.Context, resource string, b ResourceBinding) error {
-	return releaseResourceScript.Run(ctx, s.rdb, []string{keyResource(resource)}, b.value()).Err()
 }

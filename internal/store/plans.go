@@ -215,7 +215,7 @@ func (s *Store) CreatePlan(ctx context.Context, m *PlanMeta, items []PlanItem) e
 	}
 	// The plan hash last: a plan is visible only once all its items are stored. The lists
 	// of plans are other slots: a plain pipeline, each command atomic on its own.
-	if err := s.rdb.HSet(ctx, keyPlan(m.UUID), "meta", meta, "state", PlanRunning, "n:"+ItemPending, len(items),
+	if err := s.rdb.HSet(ctx, keyPlan(m.UUID), "meta", meta, "account", m.AccountUUID, "state", PlanRunning, "n:"+ItemPending, len(items),
 		"bytesDone", 0, "updatedAt", time.Now().UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("store plan: %w", err)
 	}
@@ -229,9 +229,17 @@ func (s *Store) CreatePlan(ctx context.Context, m *PlanMeta, items []PlanItem) e
 	return nil
 }
 
-// GetPlan reads a plan's metadata and state. ErrNotFound if it does not exist.
+// GetPlan reads a plan's metadata and state. ErrNotFound if it does not exist, or belongs to
+// another account than the one the read is made for (OnBehalfOf).
 func (s *Store) GetPlan(ctx context.Context, uuid string) (*PlanMeta, *PlanState, error) {
-	h, err := s.rdb.HGetAll(ctx, keyPlan(uuid)).Result()
+	var h map[string]string
+	var err error
+	account, restricted := viewer(ctx)
+	if restricted {
+		h, err = flatMap(viewPlanScript.Run(ctx, s.rdb, []string{keyPlan(uuid)}, account).Slice())
+	} else {
+		h, err = s.rdb.HGetAll(ctx, keyPlan(uuid)).Result()
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -242,6 +250,9 @@ func (s *Store) GetPlan(ctx context.Context, uuid string) (*PlanMeta, *PlanState
 	if err := json.Unmarshal([]byte(h["meta"]), &m); err != nil {
 		return nil, nil, fmt.Errorf("decode plan %s: %w", uuid, err)
 	}
+	if restricted && m.AccountUUID != account { // a plan stored before its account had a field of its own
+		return nil, nil, ErrNotFound
+	}
 	st := &PlanState{State: h["state"], Reason: h["reason"], Counts: map[string]int{}}
 	for _, s := range ItemStates {
 		st.Counts[s], _ = strconv.Atoi(h["n:"+s])
@@ -251,6 +262,14 @@ func (s *Store) GetPlan(ctx context.Context, uuid string) (*PlanMeta, *PlanState
 	st.UpdatedAt = millis(h["updatedAt"])
 	return &m, st, nil
 }
+
+// viewPlanScript is HGETALL of a plan unless its account field names another account.
+// KEYS: plan. ARGV: account.
+var viewPlanScript = redis.NewScript(`
+local a = redis.call('HGET', KEYS[1], 'account')
+if a and a ~= ARGV[1] then return {} end
+return redis.call('HGETALL', KEYS[1])
+`)
 
 // ListPlans returns the plans of an account (all plans when account is empty), newest first.
 func (s *Store) ListPlans(ctx context.Context, account string) ([]string, error) {

@@ -25,6 +25,8 @@ import (
 // Store is vmrestore's Redis state. It is safe for concurrent use.
 type Store struct {
 	rdb redis.UniversalClient
+	// view is the store's own view of the catalog (resource uuids must not collide with it).
+	view *CatalogCache
 
 	vmIDs struct { // the block of VM internal ids this process hands out, see NextVMInternalID
 		sync.Mutex
@@ -38,7 +40,11 @@ type Store struct {
 }
 
 // New wraps a connected client.
-func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+func New(rdb redis.UniversalClient) *Store {
+	s := &Store{rdb: rdb}
+	s.view = s.NewCatalogCache()
+	return s
+}
 
 // Client returns the underlying client (for asynq, which shares it).
 func (s *Store) Client() redis.UniversalClient { return s.rdb }

@@ -11,31 +11,63 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// PutVM stores a VM inventory and lists it (globally and under its account). Writing the same
-// VM again replaces it, so a re-run commit is harmless.
-func (s *Store) PutVM(ctx context.Context, account string, vm *zstack.VmInstanceInventory) error {
+// putVMScript writes a VM record unless another job's record holds the uuid. KEYS: vm.
+// ARGV: inventory, account, job.
+var putVMScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'job') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], 'inventory', ARGV[1], 'account', ARGV[2], 'job', ARGV[3])
+return 1
+`)
+
+// PutVM stores the VM inventory a job built and lists it (globally and under its account).
+// The same job writing it again replaces it, so a re-run commit is harmless; a record that
+// another job wrote (or that predates the job field) is never overwritten: that is another
+// account's VM, and the job fails with SYS.1007 instead.
+func (s *Store) PutVM(ctx context.Context, account, jobUUID string, vm *zstack.VmInstanceInventory) error {
 	b, err := json.Marshal(vm)
 	if err != nil {
 		return err
 	}
+	n, err := putVMScript.Run(ctx, s.rdb, []string{keyVM(vm.UUID)}, b, account, jobUUID).Int()
+	if err != nil {
+		return fmt.Errorf("store vm %s: %w", vm.UUID, err)
+	}
+	if n == 0 {
+		return ResourceTaken(vm.UUID)
+	}
 	score := float64(vm.CreateDate.UnixMilli())
 	pipe := s.rdb.Pipeline()
-	pipe.HSet(ctx, keyVM(vm.UUID), "inventory", b, "account", account)
 	pipe.ZAdd(ctx, keyVMIndex(), redis.Z{Score: score, Member: vm.UUID})
 	pipe.ZAdd(ctx, keyVMAccount(account), redis.Z{Score: score, Member: vm.UUID})
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("store vm %s: %w", vm.UUID, err)
+		return fmt.Errorf("list vm %s: %w", vm.UUID, err)
 	}
 	return nil
 }
 
-// DeleteVM removes a VM record (compensation of a failed restore).
-func (s *Store) DeleteVM(ctx context.Context, account, uuid string) error {
+// deleteVMScript deletes a VM record a job wrote and returns its account, or false when the
+// record is absent or another job's. KEYS: vm. ARGV: job.
+var deleteVMScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return false end
+local account = redis.call('HGET', KEYS[1], 'account')
+redis.call('DEL', KEYS[1])
+return account
+`)
+
+// DeleteVM removes the VM record a job wrote (compensation of a failed restore). A record
+// that another job wrote is left alone: compensation only ever removes what its own job made.
+func (s *Store) DeleteVM(ctx context.Context, jobUUID, uuid string) error {
+	account, err := deleteVMScript.Run(ctx, s.rdb, []string{keyVM(uuid)}, jobUUID).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete vm %s: %w", uuid, err)
+	}
 	pipe := s.rdb.Pipeline()
-	pipe.Del(ctx, keyVM(uuid))
 	pipe.ZRem(ctx, keyVMIndex(), uuid)
 	pipe.ZRem(ctx, keyVMAccount(account), uuid)
-	_, err := pipe.Exec(ctx)
+	_, err = pipe.Exec(ctx)
 	return err
 }
 
