@@ -375,6 +375,7 @@ type workerParts struct {
 	m        *metrics.Metrics
 	log      *slog.Logger
 	cache    *store.CatalogCache
+	index    *backupindex.Indexer
 	srv      *asynq.Server
 	stopOnce sync.Once
 	// running counts handlers that have not returned: asynq's Shutdown hands their tasks
@@ -384,7 +385,9 @@ type workerParts struct {
 }
 
 func newWorker(c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
-	return &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: st.NewCatalogCache(),
+	cache := st.NewCatalogCache()
+	return &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: cache,
+		index: &backupindex.Indexer{Cache: cache, Store: st, Interval: c.BackupScanInterval, Log: log, Metrics: m},
 		srv: queue.NewServer(rdb, queue.ServerConfig{
 			Concurrency: c.Concurrency, TaskCheckInterval: c.TaskCheckInterval, ShutdownTimeout: c.ShutdownTimeout,
 		}, log)}, nil
@@ -418,7 +421,7 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("start the worker: %w", err)
 	}
 	g.Go(func() error {
-		backupindex.Run(ctx, w.cache, w.st, w.c.BackupScanInterval, w.log)
+		w.index.Run(ctx)
 		return nil
 	})
 	g.Go(func() error {
@@ -497,7 +500,12 @@ func StartWorker(parent context.Context, c Config, log *slog.Logger) (*Worker, e
 		return nil, err
 	}
 	health := &httpapi.Server{Metrics: m, Log: log, Config: httpapi.Config{MetricsToken: c.MetricsToken}}
-	health.Ready = func() error { return ready(context.Background(), st, parts.cache) }
+	health.Ready = func() error {
+		if err := ready(context.Background(), st, parts.cache); err != nil {
+			return err
+		}
+		return parts.index.Health.Err()
+	}
 	ln, err := net.Listen("tcp", c.MetricsAddr)
 	if err != nil {
 		cancel()

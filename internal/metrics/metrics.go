@@ -28,6 +28,9 @@ type Metrics struct {
 	CloneDuration     *prometheus.HistogramVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
+	// Set by the worker's backup storage scan (package backupindex).
+	BackupStorageReadable *prometheus.GaugeVec
+	BackupStorageGroups   *prometheus.GaugeVec
 
 	stages *stageTracker
 }
@@ -82,9 +85,16 @@ func New() *Metrics {
 		SimulatedVMs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmrestore_hypervisor_simulated_vms_total", Help: "VMs handed to the simulator hypervisor (no guest is really started), by resulting state.",
 		}, []string{"state"}),
+		BackupStorageReadable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vmrestore_backup_storage_readable", Help: "1 when this worker can read the backup storage's folder, 0 when it is missing or unreadable (worker processes only).",
+		}, []string{"backup_storage", "name"}),
+		BackupStorageGroups: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vmrestore_backup_storage_groups", Help: "Group folders this worker found on the backup storage at its last scan, complete or not (worker processes only).",
+		}, []string{"backup_storage", "name"}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
-		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs)
+		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
+		m.BackupStorageReadable, m.BackupStorageGroups)
 	m.stages = newStageTracker(job.Stages)
 	r.MustRegister(m.stages)
 	// Series that exist from the start, so that dashboards and alerts read 0, not "no data".
