@@ -239,7 +239,9 @@ func (a *cli) backupCreate(cmd *cobra.Command, storage *storageRef, src backupma
 		}
 	}
 	opt.Progress = func(i int, p clone.Progress) { view.update(i, p.Done) }
-	opt.Copied = func(i int, _ *backup.Volume, _ clone.Result) { view.finish(i, true, "") }
+	opt.Copied = func(i int, _ *backup.Volume, res clone.Result) {
+		view.finish(i, true, dataNote(res.DataBytes, res.Reflinked))
+	}
 	g, err := backupmaker.Make(a.ctx, src, storage.Dir, opt)
 	view.stop()
 	if err != nil && g == nil {
@@ -512,7 +514,11 @@ func (a *cli) verify(storage *storageRef, entries []backup.Entry, all bool) (rep
 				n++
 				view.add(fmt.Sprintf("%s %s", v.Type, v.File), fileSize(backup.GroupDir(storage.Dir, e.UUID), v.File))
 				res := backup.VerifyVolume(a.ctx, storage.Dir, e.Group, &v, func(p clone.Progress) { view.update(i, p.Done) })
-				view.finish(i, res.OK, res.Error)
+				note := res.Error
+				if res.OK {
+					note = dataNote(res.DataBytes, false)
+				}
+				view.finish(i, res.OK, note)
 				r.Volumes = append(r.Volumes, res)
 				if !res.OK {
 					r.OK = false
@@ -528,6 +534,14 @@ func (a *cli) verify(storage *storageRef, entries []backup.Entry, all bool) (rep
 		}
 	}
 	return reports, failed
+}
+
+// dataNote says how much data a copy or a verification read (holes are not read).
+func dataNote(data int64, reflinked bool) string {
+	if reflinked {
+		return fmt.Sprintf("%s of data, extents shared with the image (reflink)", bytesText(data))
+	}
+	return fmt.Sprintf("%s of data", bytesText(data))
 }
 
 func fileSize(dir, name string) int64 {

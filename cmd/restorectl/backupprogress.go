@@ -17,7 +17,8 @@ type fileProgress interface {
 	add(label string, total int64)
 	// update moves file i to done bytes.
 	update(i int, done int64)
-	// finish ends file i: ok, or failed with a reason.
+	// finish ends file i: ok (note, if any, says more, like the data read), or failed
+	// (note is the reason).
 	finish(i int, ok bool, note string)
 	// note prints a line between the bars.
 	note(format string, a ...any)
@@ -134,7 +135,11 @@ func (l *fileLines) finish(i int, ok bool, note string) {
 	defer l.mu.Unlock()
 	if ok {
 		took := l.now().Sub(l.starts[i])
-		l.printf("%s: done, %s in %s", l.labels[i], bytesText(l.totals[i]), durationText(took))
+		if note != "" {
+			l.printf("%s: done, %s (%s) in %s", l.labels[i], bytesText(l.totals[i]), note, durationText(took))
+		} else {
+			l.printf("%s: done, %s in %s", l.labels[i], bytesText(l.totals[i]), durationText(took))
+		}
 		return
 	}
 	l.printf("%s: FAILED: %s", l.labels[i], note)

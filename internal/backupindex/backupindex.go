@@ -209,8 +209,8 @@ func (x *Indexer) Run(ctx context.Context) {
 
 func (x *Indexer) scan(ctx context.Context, ix *catalog.Index) {
 	states := CheckStorages(ix)
+	x.report(states) // logged before /readyz can answer from it
 	x.Health.set(states)
-	x.report(states)
 	if x.Metrics != nil {
 		x.Metrics.BackupStorageReadable.Reset()
 		x.Metrics.BackupStorageGroups.Reset()
