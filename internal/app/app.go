@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/backupindex"
+	"github.com/vmrestore/vmrestore/internal/backupverify"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/httpapi"
@@ -382,6 +384,8 @@ type workerParts struct {
 	// back and cancels them without waiting, and their last Redis writes (the job lock's
 	// release) must happen before Redis is closed.
 	running sync.WaitGroup
+	// inFlight counts the tasks running now: scheduled backup verification waits while any do.
+	inFlight atomic.Int64
 }
 
 func newWorker(c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
@@ -409,7 +413,8 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	mux.Use(func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			w.running.Add(1)
-			defer w.running.Done()
+			w.inFlight.Add(1)
+			defer func() { w.inFlight.Add(-1); w.running.Done() }()
 			return next.ProcessTask(ctx, t)
 		})
 	})
@@ -426,6 +431,13 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	})
 	g.Go(func() error {
 		probe.Run(ctx, w.cache, w.st, storageProbeInterval, w.log)
+		return nil
+	})
+	host, _ := os.Hostname()
+	verifier := &backupverify.Verifier{Cache: w.cache, Store: w.st, Metrics: w.m, Log: w.log, Interval: w.c.BackupVerifyEvery,
+		Busy: func() bool { return w.inFlight.Load() > 0 }, Holder: fmt.Sprintf("%s:%d", host, os.Getpid())}
+	g.Go(func() error {
+		verifier.Run(ctx)
 		return nil
 	})
 	g.Go(func() error {

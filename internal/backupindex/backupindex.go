@@ -74,6 +74,17 @@ func Scan(ctx context.Context, ix *catalog.Index, st *store.Store) (groups int, 
 	if err := st.ReplaceBackupIndex(ctx, out); err != nil {
 		return 0, problems, err
 	}
+	// A group that left the index (deleted, its storage disabled) is no longer reported as
+	// failing verification.
+	indexed := map[string]bool{}
+	for _, g := range out {
+		for _, bs := range g.BackupStorageUUIDs {
+			indexed[bs+"/"+g.GroupUUID] = true
+		}
+	}
+	if err := st.KeepVerificationFailures(ctx, indexed); err != nil {
+		return len(out), problems, err
+	}
 	return len(out), problems, nil
 }
 

@@ -31,6 +31,9 @@ type Metrics struct {
 	// Set by the worker's backup storage scan (package backupindex).
 	BackupStorageReadable *prometheus.GaugeVec
 	BackupStorageGroups   *prometheus.GaugeVec
+	// Set by the worker's scheduled backup verification (package backupverify).
+	BackupVerifications *prometheus.CounterVec
+	BackupVerifyBytes   *prometheus.CounterVec
 
 	stages *stageTracker
 }
@@ -91,10 +94,16 @@ func New() *Metrics {
 		BackupStorageGroups: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "vmrestore_backup_storage_groups", Help: "Group folders this worker found on the backup storage at its last scan, complete or not (worker processes only).",
 		}, []string{"backup_storage", "name"}),
+		BackupVerifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_backup_verifications_total", Help: "Scheduled verifications of backup groups this worker finished, by backup storage and outcome (ok, failed).",
+		}, []string{"backup_storage", "outcome"}),
+		BackupVerifyBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_backup_verify_bytes_total", Help: "Bytes of volume data this worker re-read to verify backups, by backup storage.",
+		}, []string{"backup_storage"}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
 		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
-		m.BackupStorageReadable, m.BackupStorageGroups)
+		m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes)
 	m.stages = newStageTracker(job.Stages)
 	r.MustRegister(m.stages)
 	// Series that exist from the start, so that dashboards and alerts read 0, not "no data".
