@@ -35,17 +35,18 @@ func (a *cli) newFileProgress(w io.Writer, interval time.Duration) fileProgress 
 
 // fileBars draws one mpb bar per file.
 type fileBars struct {
-	p    *mpb.Progress
-	bars []*mpb.Bar
+	p      *mpb.Progress
+	bars   []*mpb.Bar
+	totals []int64
 }
 
 func newFileBars(w io.Writer, opts ...mpb.ContainerOption) *fileBars {
-	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(150 * time.Millisecond)}, opts...)
+	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithRefreshRate(150 * time.Millisecond)}, opts...)
 	return &fileBars{p: mpb.New(opts...)}
 }
 
 func (b *fileBars) add(label string, total int64) {
-	bar := b.p.AddBar(max(total, 1),
+	bar := b.p.AddBar(max(total, 1), mpb.BarWidth(30),
 		mpb.PrependDecorators(decor.Name(label, decor.WC{C: decor.DindentRight | decor.DextraSpace})),
 		mpb.AppendDecorators(
 			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 24}),
@@ -53,6 +54,7 @@ func (b *fileBars) add(label string, total int64) {
 			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_MMSS, decor.WC{W: 8}), ""),
 		))
 	b.bars = append(b.bars, bar)
+	b.totals = append(b.totals, max(total, 1))
 }
 
 func (b *fileBars) update(i int, done int64) {
@@ -66,7 +68,8 @@ func (b *fileBars) finish(i int, ok bool, note string) {
 		return
 	}
 	if ok {
-		b.bars[i].SetTotal(-1, true)
+		b.bars[i].SetCurrent(b.totals[i])
+		b.bars[i].SetTotal(b.totals[i], true)
 		return
 	}
 	b.bars[i].Abort(false)

@@ -24,3 +24,21 @@ func TestParseRefusals(t *testing.T) {
 		t.Fatalf("a good qcow2: %+v %v", i, err)
 	}
 }
+
+// qemu-img's answer describes an untrusted image (its backing file name, sizes): whatever it
+// holds, parse returns an Info that a group can hold, or an error, and never panics.
+func FuzzParseQemuInfo(f *testing.F) {
+	f.Add([]byte(`{"format":"qcow2","virtual-size":1073741824,"actual-size":200704,"format-specific":{"type":"qcow2","data":{"corrupt":false}},"dirty-flag":false}`))
+	f.Add([]byte(`{"format":"raw","virtual-size":10485760}`))
+	f.Add([]byte(`{"format":"qcow2","virtual-size":1,"backing-filename":"/etc/shadow"}`))
+	f.Add([]byte(`{"format":"vmdk","virtual-size":-1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		i, err := parse(data)
+		if err != nil {
+			return
+		}
+		if (i.Format != "qcow2" && i.Format != "raw") || i.VirtualSize <= 0 {
+			t.Fatalf("parse accepted %+v from %q", i, data)
+		}
+	})
+}
