@@ -69,6 +69,9 @@ func (a *cli) resolveStorage(ref string) (*storageRef, error) {
 	}
 	bs, err := c.FindBackupStorage(a.ctx, ref)
 	if err != nil {
+		if _, serr := os.Stat(ref); serr == nil {
+			return nil, fmt.Errorf("%w (for the folder %s of this machine, give a path with a '/': --storage ./%s)", err, ref, ref)
+		}
 		return nil, err
 	}
 	st, err := os.Stat(bs.URL)

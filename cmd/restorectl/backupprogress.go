@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -27,7 +30,7 @@ type fileProgress interface {
 }
 
 func (a *cli) newFileProgress(w io.Writer, interval time.Duration) fileProgress {
-	if isTerminal(w) {
+	if isTerminal(w) && terminalWidth(w) > 0 { // a terminal of no width (a bare pty) shows no bar
 		return newFileBars(w)
 	}
 	return &fileLines{w: w, interval: interval, now: time.Now}
@@ -155,3 +158,16 @@ func (l *fileLines) note(format string, a ...any) {
 }
 
 func (l *fileLines) stop() {}
+
+// terminalWidth is the width of the terminal w writes to, 0 when unknown.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
+}
