@@ -36,11 +36,14 @@ func (a *cli) newFileProgress(w io.Writer, interval time.Duration) fileProgress 
 	return &fileLines{w: w, interval: interval, now: time.Now}
 }
 
-// fileBars draws one mpb bar per file.
+// fileBars draws a bar per file while it is read; a finished file leaves one line in its
+// place, so that verifying a whole storage does not fill the screen with bars.
 type fileBars struct {
 	p      *mpb.Progress
 	bars   []*mpb.Bar
+	labels []string
 	totals []int64
+	starts []time.Time
 }
 
 func newFileBars(w io.Writer, opts ...mpb.ContainerOption) *fileBars {
@@ -49,15 +52,17 @@ func newFileBars(w io.Writer, opts ...mpb.ContainerOption) *fileBars {
 }
 
 func (b *fileBars) add(label string, total int64) {
-	bar := b.p.AddBar(max(total, 1), mpb.BarWidth(30),
+	bar := b.p.AddBar(max(total, 1), mpb.BarWidth(30), mpb.BarRemoveOnComplete(),
 		mpb.PrependDecorators(decor.Name(label, decor.WC{C: decor.DindentRight | decor.DextraSpace})),
 		mpb.AppendDecorators(
 			decor.CountersKibiByte("% .1f / % .1f", decor.WC{W: 24}),
-			decor.OnComplete(decor.AverageSpeed(decor.SizeB1024(0), "  % .1f", decor.WC{W: 14}), "  done"),
-			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_MMSS, decor.WC{W: 8}), ""),
+			decor.AverageSpeed(decor.SizeB1024(0), "  % .1f", decor.WC{W: 14}),
+			decor.AverageETA(decor.ET_STYLE_MMSS, decor.WC{W: 8}),
 		))
 	b.bars = append(b.bars, bar)
+	b.labels = append(b.labels, label)
 	b.totals = append(b.totals, max(total, 1))
+	b.starts = append(b.starts, time.Now())
 }
 
 func (b *fileBars) update(i int, done int64) {
@@ -70,15 +75,18 @@ func (b *fileBars) finish(i int, ok bool, note string) {
 	if i >= len(b.bars) {
 		return
 	}
-	if ok {
-		b.bars[i].SetCurrent(b.totals[i])
-		b.bars[i].SetTotal(b.totals[i], true)
+	if !ok {
+		b.bars[i].Abort(true)
+		fmt.Fprintf(b.p, "%s: FAILED: %s\n", b.labels[i], note)
 		return
 	}
-	b.bars[i].Abort(false)
+	b.bars[i].SetCurrent(b.totals[i])
+	b.bars[i].SetTotal(b.totals[i], true)
+	line := fmt.Sprintf("%s: done, %s", b.labels[i], bytesText(b.totals[i]))
 	if note != "" {
-		fmt.Fprintf(b.p, "  %s\n", note)
+		line += " (" + note + ")"
 	}
+	fmt.Fprintf(b.p, "%s in %s\n", line, durationText(time.Since(b.starts[i])))
 }
 
 func (b *fileBars) note(format string, a ...any) { fmt.Fprintf(b.p, format+"\n", a...) }

@@ -55,7 +55,8 @@ func TestFileBarsDrawAndStop(t *testing.T) {
 		t.Fatal("stopping the bars hangs")
 	}
 	out := buf.String()
-	for _, want := range []string{"disk 0 (Root) root.qcow2", "disk 1 (Data) data.raw", "10.0 MiB", "done", "a note", "it broke"} {
+	for _, want := range []string{"disk 0 (Root) root.qcow2: done, 10.0 MiB in 0s", "disk 1 (Data) data.raw  [", "1.0 MiB / 20.0 MiB", "a note",
+		"disk 1 (Data) data.raw: FAILED: it broke"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("bars output lacks %q:\n%s", want, out)
 		}
