@@ -87,7 +87,7 @@ func (a *cli) env(key, def string) string {
 func (a *cli) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "restorectl",
-		Short: "Drive a vmrestore api: bulk restore plans, restored VMs, restore jobs",
+		Short: "Drive a vmrestore api: bulk restore plans, restored VMs, restore jobs; take and check backups",
 		Long: `restorectl drives a vmrestore api over HTTP.
 
   restorectl login                        open a session (saved per api URL)
@@ -96,9 +96,13 @@ func (a *cli) rootCommand() *cobra.Command {
   restorectl plan list|get|cancel|pause|resume|retry
   restorectl vm list [--q name=web01]     restored VMs
   restorectl job get|cancel <uuid>        one restore job
+  restorectl backup create --storage bs-main --root disk.qcow2 --name web01 --cpu 2 --memory 4G
+                                          take a backup group from disk images
+  restorectl backup list|show|verify|delete --storage bs-main
+                                          the groups of a backup storage; verify re-reads every volume
 
 Exit codes: 0 success, 1 error, 2 wrong command line, 3 the plan failed or was cancelled
-(or a dry run refused items), 130 interrupted.`,
+(or a dry run refused items, or a backup failed verification), 130 interrupted.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -118,7 +122,7 @@ Exit codes: 0 success, 1 error, 2 wrong command line, 3 the plan failed or was c
 	pf.StringVar(&a.caFile, "ca-file", a.getenv("RESTORECTL_CA_FILE"), "PEM file of the CA that signed an https api's certificate, trusted besides the system's (env RESTORECTL_CA_FILE)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{err: err, cmd: cmd} })
 
-	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.planCommand(), a.vmCommand(), a.jobCommand())
+	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.planCommand(), a.vmCommand(), a.jobCommand(), a.backupCommand())
 	return root
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/backupindex"
+	"github.com/vmrestore/vmrestore/internal/backupverify"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/httpapi"
@@ -383,16 +385,21 @@ type workerParts struct {
 	m        *metrics.Metrics
 	log      *slog.Logger
 	cache    *store.CatalogCache
+	index    *backupindex.Indexer
 	srv      *asynq.Server
 	stopOnce sync.Once
 	// running counts handlers that have not returned: asynq's Shutdown hands their tasks
 	// back and cancels them without waiting, and their last Redis writes (the job lock's
 	// release) must happen before Redis is closed.
 	running sync.WaitGroup
+	// inFlight counts the tasks running now: scheduled backup verification waits while any do.
+	inFlight atomic.Int64
 }
 
 func newWorker(c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
-	return &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: st.NewCatalogCache(),
+	cache := st.NewCatalogCache()
+	return &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: cache,
+		index: &backupindex.Indexer{Cache: cache, Store: st, Interval: c.BackupScanInterval, Log: log, Metrics: m},
 		srv: queue.NewServer(rdb, queue.ServerConfig{
 			Concurrency: c.Concurrency, TaskCheckInterval: c.TaskCheckInterval, ShutdownTimeout: c.ShutdownTimeout,
 		}, log)}, nil
@@ -416,7 +423,8 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	mux.Use(func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			w.running.Add(1)
-			defer w.running.Done()
+			w.inFlight.Add(1)
+			defer func() { w.inFlight.Add(-1); w.running.Done() }()
 			return next.ProcessTask(ctx, t)
 		})
 	})
@@ -428,11 +436,18 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		return fmt.Errorf("start the worker: %w", err)
 	}
 	g.Go(func() error {
-		backupindex.Run(ctx, w.cache, w.st, w.c.BackupScanInterval, w.log)
+		w.index.Run(ctx)
 		return nil
 	})
 	g.Go(func() error {
 		probe.Run(ctx, w.cache, w.st, storageProbeInterval, w.log)
+		return nil
+	})
+	host, _ := os.Hostname()
+	verifier := &backupverify.Verifier{Cache: w.cache, Store: w.st, Metrics: w.m, Log: w.log, Interval: w.c.BackupVerifyEvery,
+		Busy: func() bool { return w.inFlight.Load() > 0 }, Holder: fmt.Sprintf("%s:%d", host, os.Getpid())}
+	g.Go(func() error {
+		verifier.Run(ctx)
 		return nil
 	})
 	g.Go(func() error {
@@ -507,7 +522,12 @@ func StartWorker(parent context.Context, c Config, log *slog.Logger) (*Worker, e
 		return nil, err
 	}
 	health := &httpapi.Server{Metrics: m, Log: log, Config: httpapi.Config{MetricsToken: c.MetricsToken}}
-	health.Ready = func() error { return ready(context.Background(), st, parts.cache) }
+	health.Ready = func() error {
+		if err := ready(context.Background(), st, parts.cache); err != nil {
+			return err
+		}
+		return parts.index.Health.Err()
+	}
 	ln, err := net.Listen("tcp", c.MetricsAddr)
 	if err != nil {
 		cancel()

@@ -43,6 +43,7 @@ type Config struct {
 	CloneParallelism   int
 	SessionTTL         time.Duration
 	BackupScanInterval time.Duration
+	BackupVerifyEvery  time.Duration
 	MetricsAddr        string
 	MetricsToken       string
 	TLSCertFile        string
@@ -162,6 +163,7 @@ var Settings = []setting{
 	{"VMRESTORE_CLONE_PARALLELISM", "clone-parallelism", "4", "volumes of one VM copied at once", num(func(c *Config) *int { return &c.CloneParallelism }, 1, 64)},
 	{"VMRESTORE_SESSION_TTL", "session-ttl", "2h", "login session lifetime", dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
 	{"VMRESTORE_BACKUP_SCAN_INTERVAL", "backup-scan-interval", "30s", "how often workers re-index the backup storages", dur(func(c *Config) *time.Duration { return &c.BackupScanInterval })},
+	{"VMRESTORE_BACKUP_VERIFY_INTERVAL", "backup-verify-interval", "0s", "worker: re-read every indexed backup group and check its checksums once per this interval (like 168h); 0 turns it off", dur(func(c *Config) *time.Duration { return &c.BackupVerifyEvery })},
 	{"VMRESTORE_METRICS_ADDR", "metrics-addr", ":9091", "worker: address of /metrics, /healthz and /readyz", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"VMRESTORE_TLS_CERT_FILE", "tls-cert-file", "", "api: PEM certificate (chain) to serve HTTPS with; with VMRESTORE_TLS_KEY_FILE", str(func(c *Config) *string { return &c.TLSCertFile })},
 	{"VMRESTORE_TLS_KEY_FILE", "tls-key-file", "", "api: PEM private key of VMRESTORE_TLS_CERT_FILE", str(func(c *Config) *string { return &c.TLSKeyFile })},

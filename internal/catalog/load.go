@@ -21,7 +21,9 @@ const MaxRangeSize = 1 << 24
 // MaxSiteFileSize bounds the site file; a site of 10,000 hosts is a few MiB of YAML.
 const MaxSiteFileSize = 64 << 20
 
-// LoadFile reads, defaults and validates a site file.
+// LoadFile reads, defaults and validates a site file. A storage url that is a relative path
+// is taken relative to the folder of the file (the site and its storages kept in one
+// folder); the catalog holds the absolute path.
 func LoadFile(path string) (*Site, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -35,7 +37,11 @@ func LoadFile(path string) (*Site, error) {
 	if len(data) > MaxSiteFileSize {
 		return nil, fmt.Errorf("site file %s is larger than %d bytes", path, MaxSiteFileSize)
 	}
-	s, err := Parse(data)
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("site file %s: %w", path, err)
+	}
+	s, err := parse(data, base)
 	if err != nil {
 		return nil, fmt.Errorf("site file %s: %w", path, err)
 	}
@@ -44,7 +50,11 @@ func LoadFile(path string) (*Site, error) {
 
 // Parse decodes a site from YAML (JSON is YAML too), rejecting unknown fields, then fills in
 // ZStack's defaults and validates every reference. The error lists every problem found.
-func Parse(data []byte) (*Site, error) {
+// Storage urls must be absolute (LoadFile also takes them relative to the file).
+func Parse(data []byte) (*Site, error) { return parse(data, "") }
+
+// parse is Parse with relative storage urls resolved against base (when not empty).
+func parse(data []byte, base string) (*Site, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var s Site
@@ -54,11 +64,30 @@ func Parse(data []byte) (*Site, error) {
 		}
 		return nil, fmt.Errorf("cannot parse: %w", err)
 	}
+	if base != "" {
+		s.resolveURLs(base)
+	}
 	s.applyDefaults()
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// resolveURLs makes the relative storage urls (inside base: no "..") absolute under base;
+// anything else is left to Validate.
+func (s *Site) resolveURLs(base string) {
+	fix := func(u *string) {
+		if *u != "" && !strings.ContainsRune(*u, 0) && filepath.IsLocal(*u) {
+			*u = filepath.Join(base, *u)
+		}
+	}
+	for i := range s.PrimaryStorages {
+		fix(&s.PrimaryStorages[i].URL)
+	}
+	for i := range s.BackupStorages {
+		fix(&s.BackupStorages[i].URL)
+	}
 }
 
 // Normalize fills in ZStack's defaults and validates, as Parse does for a file; for sites
@@ -208,7 +237,7 @@ func (s *Site) Validate() error {
 		case strings.ContainsRune(url, 0):
 			p.addf("%s: url contains a NUL byte", where)
 		case !filepath.IsAbs(url):
-			p.addf("%s: url %q must be an absolute directory path", where, url)
+			p.addf("%s: url %q must be an absolute directory path (in a site file, it may also be relative to the file's folder, without '..')", where, url)
 		case filepath.Clean(url) != strings.TrimSuffix(url, "/") && filepath.Clean(url) != url:
 			p.addf("%s: url %q must be a clean path (no '..', '.' or repeated '/')", where, url)
 		}

@@ -99,6 +99,10 @@ type Options struct {
 	ChunkSize int
 	// NoReflink copies the bytes even where the filesystem could share extents with the source.
 	NoReflink bool
+	// Compute makes a copy whose checksum is not known yet (taking a backup): the digest of
+	// Digest.Algorithm is computed on the way through and returned in Result.Checksum, and
+	// Digest.Value is not checked.
+	Compute bool
 }
 
 // Progress of a copy: Done bytes of the source file's Total length were processed (holes
@@ -126,6 +130,8 @@ type Result struct {
 	Size int64
 	// Reflinked reports that the copy shares its extents with the source (FICLONE).
 	Reflinked bool
+	// Checksum is the digest of the bytes copied (or verified), in Options.Digest.Algorithm.
+	Checksum string
 }
 
 // Typed failures, so callers can map them to the right ZStack error.
@@ -206,8 +212,9 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 	if err != nil {
 		return res, err
 	}
-	if got := v.sum(); got != opt.Digest.Value {
-		return res, fmt.Errorf("%w: %s expected %s, computed %s", ErrChecksum, opt.Digest.Algorithm, opt.Digest.Value, got)
+	res.Checksum = v.sum()
+	if !opt.Compute && res.Checksum != opt.Digest.Value {
+		return res, fmt.Errorf("%w: %s expected %s, computed %s", ErrChecksum, opt.Digest.Algorithm, opt.Digest.Value, res.Checksum)
 	}
 	if err := out.Sync(); err != nil {
 		return res, &DestError{err}

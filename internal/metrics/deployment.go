@@ -46,6 +46,7 @@ type Deployment struct {
 	clusterMem, clusterMemFree              *prometheus.Desc
 	psCapacity, psFree                      *prometheus.Desc
 	bsSlots, workersAlive, slots, slotsBusy *prometheus.Desc
+	bsFailedVerification                    *prometheus.Desc
 }
 
 // RegisterDeployment adds the Redis-backed collectors to m's registry: vmrestore_redis_up
@@ -80,6 +81,8 @@ func (m *Metrics) RegisterDeployment(st *store.Store, cache *store.CatalogCache,
 			"Restore jobs the live workers can run at once (sum of their VMRESTORE_CONCURRENCY).", nil, nil),
 		slotsBusy: prometheus.NewDesc("vmrestore_worker_slots_busy",
 			"Tasks the live workers are running now.", nil, nil),
+		bsFailedVerification: prometheus.NewDesc("vmrestore_backup_groups_failed_verification",
+			"Indexed backup groups whose last scheduled verification on the backup storage failed (VMRESTORE_BACKUP_VERIFY_INTERVAL).", []string{"backup_storage", "name"}, nil),
 	}
 	m.Registry.MustRegister(d, &leaderOnly{leader: d.Leader, inner: asynqmetrics.NewQueueMetricsCollector(inspector)})
 	return d
@@ -135,7 +138,7 @@ func (d *Deployment) setLeader(ok bool, holder string) {
 
 func (d *Deployment) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{d.exporter, d.redisUpDesc, d.clusterCPU, d.clusterCPUFree, d.clusterMem,
-		d.clusterMemFree, d.psCapacity, d.psFree, d.bsSlots, d.workersAlive, d.slots, d.slotsBusy} {
+		d.clusterMemFree, d.psCapacity, d.psFree, d.bsSlots, d.workersAlive, d.slots, d.slotsBusy, d.bsFailedVerification} {
 		ch <- desc
 	}
 }
@@ -151,6 +154,9 @@ func (d *Deployment) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	if err := d.collectCapacity(ctx, ch); err != nil {
 		d.log.Warn("capacity metrics not collected", "err", err)
+	}
+	if err := d.collectVerifications(ctx, ch); err != nil {
+		d.log.Warn("backup verification metrics not collected", "err", err)
 	}
 	servers, err := d.inspector.Servers()
 	if err != nil {
@@ -264,6 +270,27 @@ func (d *Deployment) collectCapacity(ctx context.Context, ch chan<- prometheus.M
 	}
 	for _, bs := range ix.Site.BackupStorages {
 		ch <- prometheus.MustNewConstMetric(d.bsSlots, prometheus.GaugeValue, float64(bs.MaxConcurrentClones), bs.UUID, bs.Name)
+	}
+	return nil
+}
+
+// collectVerifications counts, per backup storage of the catalog, the groups whose last
+// scheduled verification failed (a series per storage, 0 when none did).
+func (d *Deployment) collectVerifications(ctx context.Context, ch chan<- prometheus.Metric) error {
+	ix, err := d.catalog.Current(ctx)
+	if err != nil {
+		return err
+	}
+	fails, err := d.store.VerificationFailures(ctx)
+	if err != nil {
+		return err
+	}
+	failed := map[string]int{}
+	for _, f := range fails {
+		failed[f.BackupStorageUUID]++
+	}
+	for _, bs := range ix.Site.BackupStorages {
+		ch <- prometheus.MustNewConstMetric(d.bsFailedVerification, prometheus.GaugeValue, float64(failed[bs.UUID]), bs.UUID, bs.Name)
 	}
 	return nil
 }

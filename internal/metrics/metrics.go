@@ -30,6 +30,12 @@ type Metrics struct {
 	SimulatedVMs      *prometheus.CounterVec
 	LoginAttempts     *prometheus.CounterVec
 	PasswordHashing   prometheus.Gauge
+	// Set by the worker's backup storage scan (package backupindex).
+	BackupStorageReadable *prometheus.GaugeVec
+	BackupStorageGroups   *prometheus.GaugeVec
+	// Set by the worker's scheduled backup verification (package backupverify).
+	BackupVerifications *prometheus.CounterVec
+	BackupVerifyBytes   *prometheus.CounterVec
 
 	stages *stageTracker
 }
@@ -90,10 +96,23 @@ func New() *Metrics {
 		PasswordHashing: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vmrestore_password_hashes_in_flight", Help: "Password hashes (argon2id, 19 MiB each) being computed by this process.",
 		}),
+		BackupStorageReadable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vmrestore_backup_storage_readable", Help: "1 when this worker can read the backup storage's folder, 0 when it is missing or unreadable (worker processes only).",
+		}, []string{"backup_storage", "name"}),
+		BackupStorageGroups: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vmrestore_backup_storage_groups", Help: "Group folders this worker found on the backup storage at its last scan, complete or not (worker processes only).",
+		}, []string{"backup_storage", "name"}),
+		BackupVerifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_backup_verifications_total", Help: "Scheduled verifications of backup groups this worker finished, by backup storage and outcome (ok, failed).",
+		}, []string{"backup_storage", "outcome"}),
+		BackupVerifyBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_backup_verify_bytes_total", Help: "Bytes of volume data this worker re-read to verify backups, by backup storage.",
+		}, []string{"backup_storage"}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
 		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
-		m.LoginAttempts, m.PasswordHashing)
+		m.LoginAttempts, m.PasswordHashing,
+		m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes)
 	for _, o := range []string{"success", "failure", "throttled", "busy"} {
 		m.LoginAttempts.WithLabelValues(o)
 	}

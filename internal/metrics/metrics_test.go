@@ -203,11 +203,22 @@ func TestDeploymentMetricsComeFromTheLeaseHolderOnly(t *testing.T) {
 			cpuB += c.CPU
 		}
 	}
+	// One group failed its last verification, another passed it after failing before.
+	for _, v := range []store.Verification{
+		{BackupStorageUUID: demosite.BackupUUID, GroupUUID: demosite.GroupWeb01UUID, OK: false, Problem: "bit rot"},
+		{BackupStorageUUID: demosite.BackupUUID, GroupUUID: demosite.GroupDB01UUID, OK: false, Problem: "bit rot"},
+		{BackupStorageUUID: demosite.BackupUUID, GroupUUID: demosite.GroupDB01UUID, OK: true},
+	} {
+		if err := st.SaveVerification(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
+		{"vmrestore_backup_groups_failed_verification", map[string]string{"backup_storage": demosite.BackupUUID, "name": "bs-main"}, 1},
 		{"vmrestore_cluster_cpu_capacity", map[string]string{"name": "cluster-a"}, float64(cpuA)},
 		{"vmrestore_cluster_cpu_free", map[string]string{"name": "cluster-a"}, float64(cpuA)},
 		{"vmrestore_cluster_memory_free_bytes", map[string]string{"name": "cluster-a"}, float64(memA)},
