@@ -23,7 +23,11 @@ func TestResourceUUIDCannotNameAnotherResource(t *testing.T) {
 	bg := ownedGroup(t, e, demosite.GroupWeb01UUID, "b0b00000b0b00000b0b00000b0b00001", bob.uuid)
 	waitGroupIndexed(t, e, ag)
 	waitGroupIndexed(t, e, bg)
+	// The ZStack route answers 202 at once; these calls ask for the wait to read the answer.
 	restore := func(s, group string, params map[string]any, headers map[string]string) response {
+		if headers == nil {
+			headers = map[string]string{"Prefer": "wait=60"}
+		}
 		return e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, s, map[string]any{"params": params}, headers)
 	}
 
