@@ -11,7 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/vmrestore/vmrestore/internal/hypervisor"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // Config is the configuration of both binaries.
@@ -44,6 +48,43 @@ type Config struct {
 	TLSKeyFile         string
 	LogFormat          string
 	LogLevel           string
+	// Hypervisor is simulator or libvirt; empty picks the simulator for the embedded mode
+	// and libvirt for a worker (see HypervisorName).
+	Hypervisor        string
+	LibvirtURI        string
+	LibvirtDomainType string
+	LibvirtTimeout    time.Duration
+	// HostUUIDs binds a worker to hosts: a comma-separated list of host uuids, or "auto" for
+	// the hosts whose managementIp is an address of this machine.
+	HostUUIDs string
+	// HostLocal is which jobs continue on their host's own queue: localstorage or all.
+	HostLocal string
+	// HostWait bounds how long a host-local job waits for a worker of its host.
+	HostWait time.Duration
+}
+
+// Hypervisor drivers.
+const (
+	HypervisorSimulator = "simulator"
+	HypervisorLibvirt   = "libvirt"
+)
+
+// Which jobs run their clone and instantiate stages on their host's own queue.
+const (
+	HostLocalStorage = "localstorage"
+	HostLocalAll     = "all"
+)
+
+// HypervisorName is the driver in use: the one configured, else the simulator in the
+// embedded mode (the demo) and libvirt in a worker process.
+func (c Config) HypervisorName() string {
+	switch {
+	case c.Hypervisor != "":
+		return c.Hypervisor
+	case c.Embedded():
+		return HypervisorSimulator
+	}
+	return HypervisorLibvirt
 }
 
 // Embedded reports whether the api runs its own in-process Redis and workers.
@@ -132,6 +173,13 @@ var Settings = []setting{
 	{"VMRESTORE_METRICS_TOKEN", "metrics-token", "", "when set, /metrics needs 'Authorization: Bearer <token>'", str(func(c *Config) *string { return &c.MetricsToken })},
 	{"VMRESTORE_LOG_FORMAT", "log-format", "text", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"VMRESTORE_LOG_LEVEL", "log-level", "info", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"VMRESTORE_HYPERVISOR", "hypervisor", "", "simulator or libvirt; empty: the simulator in the embedded mode, libvirt in a worker", str(func(c *Config) *string { return &c.Hypervisor })},
+	{"VMRESTORE_LIBVIRT_URI", "libvirt-uri", "qemu+tls://{managementIp}/system", "libvirt URI template of each host ({managementIp}, {hostUuid}); workers bound to a host use qemu:///system for it", str(func(c *Config) *string { return &c.LibvirtURI })},
+	{"VMRESTORE_LIBVIRT_DOMAIN_TYPE", "libvirt-domain-type", "kvm", "kvm, or qemu (emulation) where hosts have no /dev/kvm", str(func(c *Config) *string { return &c.LibvirtDomainType })},
+	{"VMRESTORE_LIBVIRT_TIMEOUT", "libvirt-timeout", "2m", "deadline of each libvirt call (connect, define, start...); a call past it drops the connection", dur(func(c *Config) *time.Duration { return &c.LibvirtTimeout })},
+	{"VMRESTORE_HOST_UUIDS", "host-uuids", "", "bind this worker to hosts: comma-separated host uuids, or auto (hosts whose managementIp is an address of this machine)", str(func(c *Config) *string { return &c.HostUUIDs })},
+	{"VMRESTORE_HOST_LOCAL", "host-local", "localstorage", "jobs whose clone and instantiate run on their host's worker: localstorage (volumes on LocalStorage) or all", str(func(c *Config) *string { return &c.HostLocal })},
+	{"VMRESTORE_HOST_WAIT", "host-wait", "10m", "how long a host-local job waits for a worker of its host before failing", dur(func(c *Config) *time.Duration { return &c.HostWait })},
 }
 
 // LoadConfig reads the environment, then flags (which win). The FlagSet prints its usage to
@@ -177,5 +225,56 @@ func LoadConfig(name string, args []string, getenv func(string) string, out io.W
 	default:
 		return c, fmt.Errorf("log format %q must be text or json", c.LogFormat)
 	}
+	if err := c.checkHypervisor(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// checkHypervisor validates the hypervisor and host-local settings.
+func (c Config) checkHypervisor() error {
+	switch c.Hypervisor {
+	case "", HypervisorSimulator, HypervisorLibvirt:
+	default:
+		return fmt.Errorf("VMRESTORE_HYPERVISOR %q must be simulator or libvirt", c.Hypervisor)
+	}
+	if err := hypervisor.CheckURITemplate(c.LibvirtURI); err != nil {
+		return fmt.Errorf("VMRESTORE_LIBVIRT_URI: %w", err)
+	}
+	switch c.LibvirtDomainType {
+	case hypervisor.DomainKVM, hypervisor.DomainQEMU:
+	default:
+		return fmt.Errorf("VMRESTORE_LIBVIRT_DOMAIN_TYPE %q must be kvm or qemu", c.LibvirtDomainType)
+	}
+	if c.LibvirtTimeout < time.Second {
+		return fmt.Errorf("VMRESTORE_LIBVIRT_TIMEOUT %s is shorter than a second", c.LibvirtTimeout)
+	}
+	switch c.HostLocal {
+	case HostLocalStorage, HostLocalAll:
+	default:
+		return fmt.Errorf("VMRESTORE_HOST_LOCAL %q must be localstorage or all", c.HostLocal)
+	}
+	if _, _, err := parseHostBinding(c.HostUUIDs); err != nil {
+		return fmt.Errorf("VMRESTORE_HOST_UUIDS: %w", err)
+	}
+	return nil
+}
+
+// parseHostBinding reads VMRESTORE_HOST_UUIDS: "auto", or host uuids separated by commas.
+func parseHostBinding(v string) (auto bool, uuids []string, err error) {
+	v = strings.TrimSpace(v)
+	if v == "auto" {
+		return true, nil, nil
+	}
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if !zstack.IsUUID(u) {
+			return false, nil, fmt.Errorf("%q is not a host uuid (32 lowercase hex characters) nor auto", u)
+		}
+		uuids = append(uuids, u)
+	}
+	return false, uuids, nil
 }

@@ -115,6 +115,7 @@ func startStack(t testing.TB) *stack {
 			"REDIS_ADDR": r.Addr, "VMRESTORE_SITE": paths.SiteFile,
 			"VMRESTORE_HTTP_ADDR": "127.0.0.1:0", "VMRESTORE_METRICS_ADDR": "127.0.0.1:0",
 			"VMRESTORE_ADMIN_PASSWORD": adminPassword, "VMRESTORE_BACKUP_SCAN_INTERVAL": "1s",
+			"VMRESTORE_HYPERVISOR":       "simulator",
 			"VMRESTORE_SHUTDOWN_TIMEOUT": "2s", "VMRESTORE_LOG_FORMAT": "json", "VMRESTORE_LOG_LEVEL": "debug",
 		}[k]
 	}, io.Discard)
