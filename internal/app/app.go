@@ -415,8 +415,8 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		Queue:            queue.NewClient(w.rdb, w.c.MaxRetry),
 		Hypervisor:       w.hypervisor,
 		CloneParallelism: w.c.CloneParallelism,
-		HostLocal: pipeline.HostLocal{Bound: map[string]bool{}, All: w.c.HostLocal == HostLocalAll, Wait: w.c.HostWait,
-			Inspector: queue.Inspector(w.rdb)},
+		HostLocal: pipeline.HostLocal{Bound: map[string]bool{}, Off: w.c.HostLocalMode() == HostLocalOff,
+			All: w.c.HostLocalMode() == HostLocalAll, Wait: w.c.HostWait, Inspector: queue.Inspector(w.rdb)},
 	}
 	for _, h := range w.hosts {
 		p.HostLocal.Bound[h] = true

@@ -57,7 +57,8 @@ type Config struct {
 	// HostUUIDs binds a worker to hosts: a comma-separated list of host uuids, or "auto" for
 	// the hosts whose managementIp is an address of this machine.
 	HostUUIDs string
-	// HostLocal is which jobs continue on their host's own queue: localstorage or all.
+	// HostLocal is which jobs continue on their host's own queue: localstorage, all or off;
+	// empty: see HostLocalMode.
 	HostLocal string
 	// HostWait bounds how long a host-local job waits for a worker of its host.
 	HostWait time.Duration
@@ -73,7 +74,21 @@ const (
 const (
 	HostLocalStorage = "localstorage"
 	HostLocalAll     = "all"
+	HostLocalOff     = "off"
 )
+
+// HostLocalMode is which jobs are host-local: the one configured, else localstorage with
+// libvirt and off with the simulator (which runs nothing on a host; its storages are all
+// directories of the one machine).
+func (c Config) HostLocalMode() string {
+	switch {
+	case c.HostLocal != "":
+		return c.HostLocal
+	case c.HypervisorName() == HypervisorSimulator:
+		return HostLocalOff
+	}
+	return HostLocalStorage
+}
 
 // HypervisorName is the driver in use: the one configured, else the simulator in the
 // embedded mode (the demo) and libvirt in a worker process.
@@ -178,7 +193,7 @@ var Settings = []setting{
 	{"VMRESTORE_LIBVIRT_DOMAIN_TYPE", "libvirt-domain-type", "kvm", "kvm, or qemu (emulation) where hosts have no /dev/kvm", str(func(c *Config) *string { return &c.LibvirtDomainType })},
 	{"VMRESTORE_LIBVIRT_TIMEOUT", "libvirt-timeout", "2m", "deadline of each libvirt call (connect, define, start...); a call past it drops the connection", dur(func(c *Config) *time.Duration { return &c.LibvirtTimeout })},
 	{"VMRESTORE_HOST_UUIDS", "host-uuids", "", "bind this worker to hosts: comma-separated host uuids, or auto (hosts whose managementIp is an address of this machine)", str(func(c *Config) *string { return &c.HostUUIDs })},
-	{"VMRESTORE_HOST_LOCAL", "host-local", "localstorage", "jobs whose clone and instantiate run on their host's worker: localstorage (volumes on LocalStorage) or all", str(func(c *Config) *string { return &c.HostLocal })},
+	{"VMRESTORE_HOST_LOCAL", "host-local", "", "jobs whose clone and instantiate run on their host's worker: localstorage (volumes on LocalStorage), all or off; empty: localstorage with libvirt, off with the simulator", str(func(c *Config) *string { return &c.HostLocal })},
 	{"VMRESTORE_HOST_WAIT", "host-wait", "10m", "how long a host-local job waits for a worker of its host before failing", dur(func(c *Config) *time.Duration { return &c.HostWait })},
 }
 
@@ -250,9 +265,9 @@ func (c Config) checkHypervisor() error {
 		return fmt.Errorf("VMRESTORE_LIBVIRT_TIMEOUT %s is shorter than a second", c.LibvirtTimeout)
 	}
 	switch c.HostLocal {
-	case HostLocalStorage, HostLocalAll:
+	case "", HostLocalStorage, HostLocalAll, HostLocalOff:
 	default:
-		return fmt.Errorf("VMRESTORE_HOST_LOCAL %q must be localstorage or all", c.HostLocal)
+		return fmt.Errorf("VMRESTORE_HOST_LOCAL %q must be localstorage, all or off", c.HostLocal)
 	}
 	if _, _, err := parseHostBinding(c.HostUUIDs); err != nil {
 		return fmt.Errorf("VMRESTORE_HOST_UUIDS: %w", err)

@@ -72,7 +72,8 @@ func clean(s string) string {
 }
 
 func (w *consoleWatch) line(raw string) {
-	s := strings.TrimRight(clean(raw), " \t")
+	c := clean(raw)
+	s := strings.TrimRight(c, " \t")
 	if s == "" {
 		return
 	}
@@ -80,7 +81,7 @@ func (w *consoleWatch) line(raw string) {
 	if len(w.lines) > consoleTail {
 		w.lines = w.lines[len(w.lines)-consoleTail:]
 	}
-	if !w.found && w.re.MatchString(s) {
+	if !w.found && (w.re.MatchString(c) || w.re.MatchString(s)) {
 		w.found = true
 		w.matched <- s
 	}
@@ -200,7 +201,7 @@ func (l *Libvirt) bootCheck(ctx context.Context, h Host, dom libvirt.Domain, che
 			err := watch.openErr
 			watch.mu.Unlock()
 			if err != nil && lostConnection(err) {
-				return "", fmt.Errorf("%w: the console of domain %s on %s: %w", ErrUnreachable, dom.Name, h, err)
+				return "", fmt.Errorf("%w: the console of domain %s on %s: %v", ErrUnreachable, dom.Name, h, err)
 			}
 			return "", &BootCheckError{Check: check, Reason: "the guest stopped before the check passed", Console: watch.tail()}
 		case <-deadline.C:

@@ -102,7 +102,10 @@ func refused(what string, h Host, err error) error {
 	if errors.As(err, &le) {
 		return fmt.Errorf("%w: %s on %s: %s", ErrNotBootable, what, h, le.Message)
 	}
-	return fmt.Errorf("%s on %s: %w", what, h, err)
+	if errors.Is(err, ErrUnreachable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s on %s: %w", what, h, err)
+	}
+	return fmt.Errorf("%s on %s: %v", what, h, err)
 }
 
 // Instantiate defines (CreateStopped) or defines and starts (InstantStart) the domain,
@@ -140,6 +143,7 @@ func (l *Libvirt) Instantiate(ctx context.Context, vm *VM, strategy string, chec
 		}
 		state = libvirt.DomainShutoff
 		l.Log.Info("domain defined", "vm", vm.UUID, "host", h.UUID)
+		faultPoint("after-define")
 	}
 	if strategy == zstack.StrategyCreateStopped {
 		return l.readBack(ctx, h, dom, nil)

@@ -204,7 +204,9 @@ func (p *Pool) timeout() time.Duration {
 	return 30 * time.Second
 }
 
-// ErrUnreachable wraps errors connecting to a host's libvirtd.
+// ErrUnreachable marks errors reaching a host's libvirtd: the connection failed or was lost,
+// or a call did not answer in time. The network error is kept as text only, so that it is
+// never mistaken for an outage of vmrestore's own Redis.
 var ErrUnreachable = errors.New("libvirt unreachable")
 
 // get returns the host's open connection and its pool key, connecting if there is none.
@@ -227,7 +229,7 @@ func (p *Pool) get(ctx context.Context, h Host) (*Conn, string, error) {
 	}
 	c, err = p.open(ctx, uri)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: %s through %s: %w", ErrUnreachable, h, redact(uri), err)
+		return nil, "", fmt.Errorf("%w: %s through %s: %v", ErrUnreachable, h, redact(uri), err)
 	}
 	p.mu.Lock()
 	if cur := p.conns[uri]; cur != nil && cur.lv.IsConnected() {
@@ -270,7 +272,7 @@ func (p *Pool) Open(ctx context.Context, h Host) (*Conn, error) {
 	}
 	c, err := p.open(ctx, uri)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s through %s: %w", ErrUnreachable, h, redact(uri), err)
+		return nil, fmt.Errorf("%w: %s through %s: %v", ErrUnreachable, h, redact(uri), err)
 	}
 	return c, nil
 }
@@ -322,7 +324,7 @@ func (p *Pool) Call(ctx context.Context, h Host, what string, fn func(lv *libvir
 	err = p.bounded(ctx, c, what, fn)
 	if err != nil && lostConnection(err) {
 		p.drop(uri, c)
-		return fmt.Errorf("%w: %s through %s on %s: %w", ErrUnreachable, what, c.URI, h, err)
+		return fmt.Errorf("%w: %s through %s on %s: %v", ErrUnreachable, what, c.URI, h, err)
 	}
 	return err
 }

@@ -84,3 +84,30 @@ func TestFromZStackBootCheck(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseBootCheckTag: any tag either parses into a valid check whose JSON round-trips, or
+// is refused with an error; it never panics.
+func FuzzParseBootCheckTag(f *testing.F) {
+	for _, s := range []string{"bootCheck::running", "bootCheck::guestAgent::60", "bootCheck::console:login: $::120",
+		"bootCheck::console:a::b::7", "bootCheck::console:(", "bootCheck::::::", "bootCheck::running::99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tag string) {
+		b, err := job.ParseBootCheckTag(tag)
+		if err != nil {
+			return
+		}
+		if b.Timeout <= 0 || b.Timeout > job.MaxBootCheckTimeout {
+			t.Fatalf("%q: timeout %s", tag, b.Timeout)
+		}
+		out, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back job.BootCheck
+		if err := json.Unmarshal(out, &back); err != nil || back != *b {
+			t.Fatalf("%q: %s does not round-trip: %+v %v", tag, out, back, err)
+		}
+		_ = b.Regexp()
+	})
+}

@@ -24,6 +24,9 @@ import (
 type HostLocal struct {
 	// Bound are the hosts this worker runs on (VMRESTORE_HOST_UUIDS).
 	Bound map[string]bool
+	// Off lets any worker run every job: every storage is reachable from every worker (the
+	// simulator's demo and tests).
+	Off bool
 	// All makes every job host-local, not only those with volumes on LocalStorage.
 	All bool
 	// Wait bounds how long a job waits for a worker of its host.
@@ -38,7 +41,7 @@ var errHandedOver = errors.New("handed over to the host's queue")
 // hostOfLocalJob is the host a job must continue on, or "" if any worker may run it.
 func (p *Pipeline) hostOfLocalJob(ix *catalog.Index, rec *job.Record) string {
 	pl := rec.Checkpoints.Placement
-	if pl == nil || justCreate(rec) {
+	if pl == nil || justCreate(rec) || p.HostLocal.Off {
 		return ""
 	}
 	if p.HostLocal.All {
@@ -76,7 +79,7 @@ func (p *Pipeline) goHostLocal(ctx context.Context, ix *catalog.Index, rec *job.
 // too long for a worker of their host (or were cancelled while waiting), and keeps the
 // metrics of hosts without a worker current.
 func (p *Pipeline) WatchHosts(ctx context.Context, interval time.Duration) {
-	if p.HostLocal.Inspector == nil {
+	if p.HostLocal.Inspector == nil || p.HostLocal.Off {
 		return
 	}
 	t := time.NewTicker(interval)

@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,9 +15,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/testenv"
 )
 
@@ -351,4 +355,54 @@ func build(dir, kernelPkg, imageID string) error {
 		os.Remove(d)
 	}
 	return nil
+}
+
+// WriteGroup puts a disk image into a backup storage as a VM backup group whose only volume
+// is the root volume, and returns the group's uuid. The source VM is a 96 MiB, one-vCPU
+// Linux guest with one NIC on l3.
+func WriteGroup(t testing.TB, backupStorage, name, image, l3 string) string {
+	t.Helper()
+	group := newUUID()
+	dir := filepath.Join(backupStorage, "vm-backups", group)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	volume := newUUID()
+	file := volume + ".qcow2"
+	data, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := run("", "qemu-img", "info", "--output=json", image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qi struct {
+		VirtualSize int64 `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(info, &qi); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	g := backup.Group{
+		GroupUUID: group, Name: name, CreateDate: time.Now().UTC().Truncate(time.Second),
+		VM: backup.SourceVM{UUID: newUUID(), Name: name, Platform: "Linux", GuestOsType: "Debian 12", Architecture: "x86_64",
+			CPUNum: 1, MemorySize: 96 << 20, Nics: []backup.SourceNic{{L3NetworkUUID: l3, DeviceID: 0, DriverType: "virtio"}}},
+		Volumes: []backup.Volume{{UUID: volume, VolumeUUID: newUUID(), Type: backup.VolumeRoot, DeviceID: 0, Format: "qcow2",
+			Size: qi.VirtualSize, ActualSize: int64(len(data)), File: file, SHA256: hex.EncodeToString(sum[:])}},
+	}
+	b, _ := json.MarshalIndent(g, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "group.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return group
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,10 @@ const install = "install qemu-system-x86 qemu-utils libvirt-daemon-system libvir
 // lockPath serialises tests of different packages that use the machine's libvirtd.
 const lockPath = "/tmp/vmrestore-libvirt-tests.lock"
 
+// exclusive is set while a test of this process holds the exclusive lock (which covers the
+// shared one: flock locks of one process on two descriptors would deadlock).
+var exclusive atomic.Bool
+
 // Need skips (fails under CI) unless libvirtd answers on its socket, and holds a shared
 // lock on it for the test.
 func Need(t testing.TB) {
@@ -37,7 +42,9 @@ func Need(t testing.TB) {
 		testenv.Missing(t, "libvirtd does not answer on %s (%v); %s", Socket, err, install)
 	}
 	c.Close()
-	lock(t, unix.LOCK_SH)
+	if !exclusive.Load() {
+		lock(t, unix.LOCK_SH)
+	}
 }
 
 // NeedExclusive is Need for a test that stops or kills libvirtd: no other test package
@@ -47,6 +54,8 @@ func NeedExclusive(t testing.TB) {
 	testenv.LookPath(t, "virsh", install)
 	testenv.LookPath(t, "libvirtd", install)
 	lock(t, unix.LOCK_EX)
+	exclusive.Store(true)
+	t.Cleanup(func() { exclusive.Store(false) })
 	if _, err := os.Stat(Socket); err != nil {
 		testenv.Missing(t, "libvirtd is not running (%v); %s", err, install)
 	}
