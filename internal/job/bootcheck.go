@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -107,8 +109,8 @@ func ParseBootCheckTag(tag string) (*BootCheck, error) {
 }
 
 type bootCheckJSON struct {
-	Mode    string `json:"mode"`
-	Timeout int64  `json:"timeout,omitempty"`
+	Mode    string `json:"mode" yaml:"mode"`
+	Timeout int64  `json:"timeout,omitempty" yaml:"timeout,omitempty"`
 }
 
 // MarshalJSON writes {"mode": ..., "timeout": seconds}.
@@ -121,6 +123,20 @@ func (b *BootCheck) UnmarshalJSON(data []byte) error {
 	var j bootCheckJSON
 	if err := json.Unmarshal(data, &j); err != nil {
 		return fmt.Errorf("bootCheck must be {\"mode\": \"running|guestAgent|console:<regex>\", \"timeout\": <seconds>}: %v", err)
+	}
+	parsed, err := ParseBootCheck(j.Mode, j.Timeout)
+	if err != nil {
+		return err
+	}
+	*b = *parsed
+	return nil
+}
+
+// UnmarshalYAML reads and validates the same shape from a plan file.
+func (b *BootCheck) UnmarshalYAML(value *yaml.Node) error {
+	var j bootCheckJSON
+	if err := value.Decode(&j); err != nil {
+		return fmt.Errorf("bootCheck must be {mode: running|guestAgent|console:<regex>, timeout: <seconds>}: %v", err)
 	}
 	parsed, err := ParseBootCheck(j.Mode, j.Timeout)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
@@ -110,4 +112,19 @@ func FuzzParseBootCheckTag(f *testing.F) {
 		}
 		_ = b.Regexp()
 	})
+}
+
+func TestBootCheckYAML(t *testing.T) {
+	var v struct {
+		BootCheck *job.BootCheck `yaml:"bootCheck"`
+	}
+	if err := yaml.Unmarshal([]byte("bootCheck: {mode: 'console:login: $', timeout: 600}\n"), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.BootCheck == nil || v.BootCheck.Pattern != "login: $" || v.BootCheck.Timeout != 10*time.Minute {
+		t.Fatalf("%+v", v.BootCheck)
+	}
+	if err := yaml.Unmarshal([]byte("bootCheck: {mode: ping}\n"), &v); err == nil {
+		t.Fatal("mode ping accepted")
+	}
 }
