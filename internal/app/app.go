@@ -167,6 +167,8 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 
 	var mini *miniredis.Miniredis
 	if embedded {
+		// Pin the demo's defaults before Redis gets an address (which ends "embedded").
+		c.Hypervisor, c.HostLocal = c.HypervisorName(), c.HostLocalMode()
 		mini = miniredis.NewMiniRedis()
 		mini.ClockTTL(true)
 		if err := mini.StartAddr("127.0.0.1:0"); err != nil {
@@ -571,7 +573,7 @@ func Banner(a *API, c Config) string {
 	if a.Embedded {
 		fmt.Fprintf(&b, "  mode:       EMBEDDED: in-process Redis and workers; all state is IN MEMORY and lost when this process exits\n")
 		if c.HypervisorName() == HypervisorSimulator {
-			fmt.Fprintf(&b, "  hypervisor: SIMULATOR, for this demo only (volume files are really restored; no guest is started, VM states are recorded; VMRESTORE_HYPERVISOR=libvirt starts real guests)\n")
+			fmt.Fprintf(&b, "  hypervisor: simulator, for this demo only (volume files are really restored; no guest is started, VM states are recorded; VMRESTORE_HYPERVISOR=libvirt starts real guests)\n")
 		} else {
 			fmt.Fprintf(&b, "  hypervisor: libvirt (%s, domain type %s)\n", hypervisor.RedactedTemplate(c.LibvirtURI), c.LibvirtDomainType)
 		}
