@@ -6,7 +6,7 @@ run:
 	go run ./cmd/api
 
 test:
-	go test -race ./...
+	go test -race -timeout 30m ./...
 
 # The figures vmrestore competes on, each beside a reference measured in the same run.
 # BENCH_OUT=<file> also writes them as JSON.
