@@ -42,13 +42,15 @@ var firingOutage = map[string]bool{
 }
 
 // Alerts the harness never makes fire: they need a stage stuck for 10 minutes, copies making
-// no progress for 10 minutes, or tasks queued for 5 minutes. Their expressions must still
+// no progress for 10 minutes, tasks queued for 5 minutes, or a LocalStorage host without a
+// worker for 5 minutes (the harness's workers run the simulator, where no job is host-local). Their expressions must still
 // parse, name only exported metrics and return nothing while all is well; their firing is
 // proven by promtool test rules (deploy/prometheus/tests).
 var neverFiring = map[string]bool{
-	"VmrestoreStageStuck":       true,
-	"VmrestoreCloneStalled":     true,
-	"VmrestoreQueueLatencyHigh": true,
+	"VmrestoreStageStuck":        true,
+	"VmrestoreCloneStalled":      true,
+	"VmrestoreQueueLatencyHigh":  true,
+	"VmrestoreHostWithoutWorker": true,
 }
 
 const adminPassword = "opsharness-admin"
