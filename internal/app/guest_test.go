@@ -152,7 +152,8 @@ func TestRestoreStrategiesOnLibvirt(t *testing.T) {
 	r, _ := e.restoreWithTags(group, p, nil, 2*time.Minute)
 	mustf(t, r.status == 200, "CreateStopped: %d %s", r.status, r.body)
 	vm := r.json()["inventory"].(map[string]any)
-	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, str(vm, "uuid")) })
+	stopped := str(vm, "uuid")
+	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, stopped) })
 	mustf(t, str(vm, "state") == "Stopped", "state %q", str(vm, "state"))
 	mustf(t, libvirttest.DomainState(t, hypervisor.LocalURI, str(vm, "uuid")) == "shut off", "virsh does not see a defined, stopped domain")
 
