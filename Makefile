@@ -11,7 +11,7 @@ run: ## run the api in embedded mode (in-memory Redis, demo site, simulator hype
 	go run ./cmd/api
 
 test: ## run every test with the race detector (see docs/development.md for what the tests need)
-	go test -race ./...
+	go test -race -timeout 30m ./...
 
 lint: ## gofmt, go vet, staticcheck and a tidy go.mod, as CI runs them
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi

@@ -71,6 +71,8 @@ func newHarness(t *testing.T, settings ...map[string]string) *harness {
 			return adminPassword
 		case "VMRESTORE_BACKUP_SCAN_INTERVAL":
 			return "1s"
+		case "VMRESTORE_HYPERVISOR":
+			return "simulator"
 		}
 		return ""
 	}, io.Discard)

@@ -170,6 +170,8 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 
 	var mini *miniredis.Miniredis
 	if embedded {
+		// Pin the demo's defaults before Redis gets an address (which ends "embedded").
+		c.Hypervisor, c.HostLocal = c.HypervisorName(), c.HostLocalMode()
 		mini = miniredis.NewMiniRedis()
 		mini.ClockTTL(true)
 		if err := mini.StartAddr("127.0.0.1:0"); err != nil {
@@ -279,7 +281,7 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 
 	var worker *workerParts
 	if embedded {
-		worker, err = newWorker(c, st, rdb, m, log)
+		worker, err = newWorker(ctx, c, st, rdb, m, log)
 		if err != nil {
 			ln.Close()
 			cleanup()
@@ -394,15 +396,29 @@ type workerParts struct {
 	running sync.WaitGroup
 	// inFlight counts the tasks running now: scheduled backup verification waits while any do.
 	inFlight atomic.Int64
+	// hosts this worker is bound to (VMRESTORE_HOST_UUIDS), and its hypervisor driver.
+	hosts           []string
+	hypervisor      hypervisor.Driver
+	closeHypervisor func()
 }
 
-func newWorker(c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
+// hostWatchInterval is how often workers check the jobs waiting for their host's worker.
+const hostWatchInterval = 5 * time.Second
+
+func newWorker(ctx context.Context, c Config, st *store.Store, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) (*workerParts, error) {
 	cache := st.NewCatalogCache()
-	return &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: cache,
-		index: &backupindex.Indexer{Cache: cache, Store: st, Interval: c.BackupScanInterval, Log: log, Metrics: m},
-		srv: queue.NewServer(rdb, queue.ServerConfig{
-			Concurrency: c.Concurrency, TaskCheckInterval: c.TaskCheckInterval, ShutdownTimeout: c.ShutdownTimeout,
-		}, log)}, nil
+	w := &workerParts{c: c, st: st, rdb: rdb, m: m, log: log, cache: cache,
+		index: &backupindex.Indexer{Cache: cache, Store: st, Interval: c.BackupScanInterval, Log: log, Metrics: m}}
+	hosts, err := boundHosts(ctx, c, w.cache, log)
+	if err != nil {
+		return nil, err
+	}
+	w.hosts = hosts
+	w.hypervisor, w.closeHypervisor = newHypervisor(c, st, m, hosts, log)
+	w.srv = queue.NewServer(rdb, queue.ServerConfig{
+		Concurrency: c.Concurrency, TaskCheckInterval: c.TaskCheckInterval, ShutdownTimeout: c.ShutdownTimeout, Hosts: hosts,
+	}, log)
+	return w, nil
 }
 
 // start subscribes to job events, starts the asynq server and the backup index scanner.
@@ -416,8 +432,13 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		Store: w.st, Catalog: w.cache, Events: events, Metrics: w.m, Log: w.log,
 		Queue:            queue.NewClient(w.rdb, w.c.MaxRetry),
 		WebHooks:         hooks,
-		Hypervisor:       &hypervisor.Simulator{Store: w.st, Metrics: w.m, Log: w.log},
+		Hypervisor:       w.hypervisor,
 		CloneParallelism: w.c.CloneParallelism,
+		HostLocal: pipeline.HostLocal{Bound: map[string]bool{}, Off: w.c.HostLocalMode() == HostLocalOff,
+			All: w.c.HostLocalMode() == HostLocalAll, Wait: w.c.HostWait, Inspector: queue.Inspector(w.rdb)},
+	}
+	for _, h := range w.hosts {
+		p.HostLocal.Bound[h] = true
 	}
 	mux := asynq.NewServeMux()
 	mux.Use(func(next asynq.Handler) asynq.Handler {
@@ -454,6 +475,10 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		runner.Run(ctx)
 		return nil
 	})
+	g.Go(func() error {
+		p.WatchHosts(ctx, hostWatchInterval)
+		return nil
+	})
 	return nil
 }
 
@@ -472,6 +497,7 @@ func (w *workerParts) stop() {
 		case <-time.After(handlersWait):
 			w.log.Warn("some restores did not stop in time; their jobs wait for their locks to expire", "waited", handlersWait.String())
 		}
+		w.closeHypervisor()
 	})
 }
 
@@ -515,7 +541,7 @@ func StartWorker(parent context.Context, c Config, log *slog.Logger) (*Worker, e
 		return nil, err
 	}
 	m := metrics.New()
-	parts, err := newWorker(c, st, rdb, m, log)
+	parts, err := newWorker(ctx, c, st, rdb, m, log)
 	if err != nil {
 		cancel()
 		rdb.Close()
@@ -576,7 +602,11 @@ func Banner(a *API, c Config) string {
 	fmt.Fprintf(&b, "vmrestore api listening on %s\n", base)
 	if a.Embedded {
 		fmt.Fprintf(&b, "  mode:       EMBEDDED: in-process Redis and workers; all state is IN MEMORY and lost when this process exits\n")
-		fmt.Fprintf(&b, "  hypervisor: simulator (volume files are really restored; no guest is started, VM states are recorded)\n")
+		if c.HypervisorName() == HypervisorSimulator {
+			fmt.Fprintf(&b, "  hypervisor: simulator, for this demo only (volume files are really restored; no guest is started, VM states are recorded; VMRESTORE_HYPERVISOR=libvirt starts real guests)\n")
+		} else {
+			fmt.Fprintf(&b, "  hypervisor: libvirt (%s, domain type %s)\n", hypervisor.RedactedTemplate(c.LibvirtURI), c.LibvirtDomainType)
+		}
 	} else {
 		fmt.Fprintf(&b, "  mode:       Redis at %s; run cmd/worker processes to execute restores\n", c.RedisAddr)
 	}

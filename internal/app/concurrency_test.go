@@ -103,7 +103,7 @@ func TestConcurrentRestoresNeverOvercommit(t *testing.T) {
 	e := newEnv(t, envOptions{noWorker: true, site: raceSite})
 	writeTinyGroup(t, e.paths.Backup)
 	for i := 0; i < 2; i++ {
-		startProcess(t, worker, []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_CONCURRENCY=50"})
+		startProcess(t, worker, []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_CONCURRENCY=50", "VMRESTORE_HYPERVISOR=simulator"})
 	}
 
 	const n = 500

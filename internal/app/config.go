@@ -16,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/webhook"
+	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // Config is the configuration of both binaries.
@@ -53,6 +55,58 @@ type Config struct {
 	PublicURL          string
 	WebHookAllow       []netip.Prefix
 	LoginConcurrency   int
+	// Hypervisor is simulator or libvirt; empty picks the simulator for the embedded mode
+	// and libvirt for a worker (see HypervisorName).
+	Hypervisor        string
+	LibvirtURI        string
+	LibvirtDomainType string
+	LibvirtTimeout    time.Duration
+	// HostUUIDs binds a worker to hosts: a comma-separated list of host uuids, or "auto" for
+	// the hosts whose managementIp is an address of this machine.
+	HostUUIDs string
+	// HostLocal is which jobs continue on their host's own queue: localstorage, all or off;
+	// empty: see HostLocalMode.
+	HostLocal string
+	// HostWait bounds how long a host-local job waits for a worker of its host.
+	HostWait time.Duration
+}
+
+// Hypervisor drivers.
+const (
+	HypervisorSimulator = "simulator"
+	HypervisorLibvirt   = "libvirt"
+)
+
+// Which jobs run their clone and instantiate stages on their host's own queue.
+const (
+	HostLocalStorage = "localstorage"
+	HostLocalAll     = "all"
+	HostLocalOff     = "off"
+)
+
+// HostLocalMode is which jobs are host-local: the one configured, else localstorage with
+// libvirt and off with the simulator (which runs nothing on a host; its storages are all
+// directories of the one machine).
+func (c Config) HostLocalMode() string {
+	switch {
+	case c.HostLocal != "":
+		return c.HostLocal
+	case c.HypervisorName() == HypervisorSimulator:
+		return HostLocalOff
+	}
+	return HostLocalStorage
+}
+
+// HypervisorName is the driver in use: the one configured, else the simulator in the
+// embedded mode (the demo) and libvirt in a worker process.
+func (c Config) HypervisorName() string {
+	switch {
+	case c.Hypervisor != "":
+		return c.Hypervisor
+	case c.Embedded():
+		return HypervisorSimulator
+	}
+	return HypervisorLibvirt
 }
 
 // Embedded reports whether the api runs its own in-process Redis and workers.
@@ -173,6 +227,13 @@ var Settings = []setting{
 	{"VMRESTORE_PUBLIC_URL", "public-url", "", "api: the URL clients reach the api at (https://host[:port][/prefix]); builds the poll location of 202 answers instead of the request's Host header", publicURL(func(c *Config) *string { return &c.PublicURL })},
 	{"VMRESTORE_WEBHOOK_ALLOW_CIDRS", "webhook-allow-cidrs", "", "internal addresses web hooks may reach (comma-separated CIDRs or addresses); by default hooks reach only public addresses", cidrs(func(c *Config) *[]netip.Prefix { return &c.WebHookAllow })},
 	{"VMRESTORE_LOGIN_CONCURRENCY", "login-concurrency", "4", "api: password checks (argon2id, 19 MiB each) run at once; more wait up to 1 s, then answer ID.1000 with Retry-After", num(func(c *Config) *int { return &c.LoginConcurrency }, 1, 256)},
+	{"VMRESTORE_HYPERVISOR", "hypervisor", "", "simulator or libvirt; empty: the simulator in the embedded mode, libvirt in a worker", str(func(c *Config) *string { return &c.Hypervisor })},
+	{"VMRESTORE_LIBVIRT_URI", "libvirt-uri", "qemu+tls://{managementIp}/system", "libvirt URI template of each host ({managementIp}, {hostUuid}); workers bound to a host use qemu:///system for it", str(func(c *Config) *string { return &c.LibvirtURI })},
+	{"VMRESTORE_LIBVIRT_DOMAIN_TYPE", "libvirt-domain-type", "kvm", "kvm, or qemu (emulation) where hosts have no /dev/kvm", str(func(c *Config) *string { return &c.LibvirtDomainType })},
+	{"VMRESTORE_LIBVIRT_TIMEOUT", "libvirt-timeout", "2m", "deadline of each libvirt call (connect, define, start...); a call past it drops the connection", dur(func(c *Config) *time.Duration { return &c.LibvirtTimeout })},
+	{"VMRESTORE_HOST_UUIDS", "host-uuids", "", "bind this worker to hosts: comma-separated host uuids, or auto (hosts whose managementIp is an address of this machine)", str(func(c *Config) *string { return &c.HostUUIDs })},
+	{"VMRESTORE_HOST_LOCAL", "host-local", "", "jobs whose clone and instantiate run on their host's worker: localstorage (volumes on LocalStorage), all or off; empty: localstorage with libvirt, off with the simulator", str(func(c *Config) *string { return &c.HostLocal })},
+	{"VMRESTORE_HOST_WAIT", "host-wait", "10m", "how long a host-local job waits for a worker of its host before failing", dur(func(c *Config) *time.Duration { return &c.HostWait })},
 }
 
 // LoadConfig reads the environment, then flags (which win). The FlagSet prints its usage to
@@ -218,5 +279,56 @@ func LoadConfig(name string, args []string, getenv func(string) string, out io.W
 	default:
 		return c, fmt.Errorf("log format %q must be text or json", c.LogFormat)
 	}
+	if err := c.checkHypervisor(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// checkHypervisor validates the hypervisor and host-local settings.
+func (c Config) checkHypervisor() error {
+	switch c.Hypervisor {
+	case "", HypervisorSimulator, HypervisorLibvirt:
+	default:
+		return fmt.Errorf("VMRESTORE_HYPERVISOR %q must be simulator or libvirt", c.Hypervisor)
+	}
+	if err := hypervisor.CheckURITemplate(c.LibvirtURI); err != nil {
+		return fmt.Errorf("VMRESTORE_LIBVIRT_URI: %w", err)
+	}
+	switch c.LibvirtDomainType {
+	case hypervisor.DomainKVM, hypervisor.DomainQEMU:
+	default:
+		return fmt.Errorf("VMRESTORE_LIBVIRT_DOMAIN_TYPE %q must be kvm or qemu", c.LibvirtDomainType)
+	}
+	if c.LibvirtTimeout < time.Second {
+		return fmt.Errorf("VMRESTORE_LIBVIRT_TIMEOUT %s is shorter than a second", c.LibvirtTimeout)
+	}
+	switch c.HostLocal {
+	case "", HostLocalStorage, HostLocalAll, HostLocalOff:
+	default:
+		return fmt.Errorf("VMRESTORE_HOST_LOCAL %q must be localstorage, all or off", c.HostLocal)
+	}
+	if _, _, err := parseHostBinding(c.HostUUIDs); err != nil {
+		return fmt.Errorf("VMRESTORE_HOST_UUIDS: %w", err)
+	}
+	return nil
+}
+
+// parseHostBinding reads VMRESTORE_HOST_UUIDS: "auto", or host uuids separated by commas.
+func parseHostBinding(v string) (auto bool, uuids []string, err error) {
+	v = strings.TrimSpace(v)
+	if v == "auto" {
+		return true, nil, nil
+	}
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		if !zstack.IsUUID(u) {
+			return false, nil, fmt.Errorf("%q is not a host uuid (32 lowercase hex characters) nor auto", u)
+		}
+		uuids = append(uuids, u)
+	}
+	return false, uuids, nil
 }

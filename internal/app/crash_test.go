@@ -151,7 +151,7 @@ func TestWorkerKilledMidCloneFinishesOnce(t *testing.T) {
 	writeBigGroup(t, e.paths.Backup, group, 64<<20)
 	t.Cleanup(func() { os.RemoveAll(backup.GroupDir(e.paths.Backup, group)) })
 
-	env := []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=info"}
+	env := []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=info", "VMRESTORE_HYPERVISOR=simulator"}
 	w1 := startProcess(t, worker, env)
 	r := e.restore(group, map[string]any{"name": "big", "cpuNum": 1, "memorySize": 1 << 30,
 		"l3NetworkUuids": []string{demosite.L3ProdUUID}}, map[string]string{"Prefer": "respond-async"})

@@ -128,6 +128,8 @@ func newEnv(tb testing.TB, opts ...envOptions) *env {
 			return adminPassword
 		case "VMRESTORE_BACKUP_SCAN_INTERVAL":
 			return "1s"
+		case "VMRESTORE_HYPERVISOR":
+			return "simulator"
 		}
 		return ""
 	}, io.Discard)

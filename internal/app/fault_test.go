@@ -77,7 +77,7 @@ func newFaultEnv(tb testing.TB, bandwidth catalog.Bytes) (*env, string) {
 // process and the address of its /metrics, /healthz and /readyz.
 func startWorkerBinary(tb testing.TB, e *env, extra ...string) (*process, string) {
 	tb.Helper()
-	env := append([]string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=warn"}, extra...)
+	env := append([]string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=warn", "VMRESTORE_HYPERVISOR=simulator"}, extra...)
 	p := startProcess(tb, binary(tb, "worker"), env)
 	const mark = "metrics on http://"
 	deadline := time.Now().Add(30 * time.Second)

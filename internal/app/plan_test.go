@@ -403,3 +403,40 @@ loop:
 }
 
 var _ = io.Discard
+
+// TestPlanBootCheckHoldsLaterTiers: tier 2 starts only after tier 1's VMs passed their boot
+// check. The simulator starts no guest, so a console check fails: tier 1 fails, compensated,
+// and tier 2 is held with the plan paused and a reason; nothing of tier 2 ran.
+func TestPlanBootCheckHoldsLaterTiers(t *testing.T) {
+	dir := t.TempDir()
+	groups := writePlanGroups(t, dir, 2, 3, 0)
+	e := newEnv(t, envOptions{site: withPlanStorage(dir)})
+	waitIndexed(t, e, len(groups))
+	spec := planSpec("gated", groups, nil)
+	spec["defaults"].(map[string]any)["bootCheck"] = map[string]any{"mode": "console:login: $", "timeout": 30}
+
+	r := e.do("POST", "/api/v1/plans", e.session, spec, nil)
+	mustf(t, r.status == 200 || r.status == 201 || r.status == 202, "create plan: %d %s", r.status, r.body)
+	uuid := str(r.json(), "uuid")
+	deadline := time.Now().Add(60 * time.Second)
+	var rep planReport
+	for {
+		rep = e.plan(uuid)
+		if rep.State == "paused" {
+			break
+		}
+		mustf(t, time.Now().Before(deadline), "the plan did not pause: %s %v", rep.State, rep.Counts)
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, it := range rep.Items {
+		switch it.Tier {
+		case 1:
+			mustf(t, it.State == "failed" && strings.Contains(it.Error, "boot check"), "tier 1 item %d: %s %s", it.Index, it.State, it.Error)
+		default:
+			mustf(t, it.State == "pending" && it.JobUUID == "", "tier %d item %d ran: %s", it.Tier, it.Index, it.State)
+		}
+	}
+	raw := e.do("GET", "/api/v1/plans/"+uuid, e.session, nil, nil)
+	mustf(t, strings.Contains(string(raw.body), "held before tier 2"), "no reason given: %s", raw.body)
+	e.checkInvariants()
+}

@@ -2,7 +2,8 @@
 // in the same run on the same machine (absolute times on a shared machine are noise):
 // orchestration throughput against asynq's own ceiling, synchronous-wait overhead, clone
 // throughput against cp, placement latency on a 10,000-host site, plan submission and
-// progress at 10,000 groups, and memory with 10,000 jobs queued. cmd/vmrestore-bench runs it
+// progress at 10,000 groups, memory with 10,000 jobs queued, and the libvirt driver's
+// instantiate rate against virsh define+start. cmd/vmrestore-bench runs it
 // (make bench, make bench-quick).
 package bench
 
@@ -90,6 +91,7 @@ var steps = []struct {
 	{"placement", placementLatency},
 	{"plans", plans},
 	{"memory", memory},
+	{"instantiate", instantiateFigure},
 }
 
 // Steps names the measurement steps in the order Run takes them.

@@ -34,7 +34,7 @@ func memory(ctx context.Context, c Config) ([]Figure, error) {
 	}
 	defer r.close()
 	env := append(os.Environ(), "REDIS_ADDR="+r.redis.Addr, "VMRESTORE_SITE="+filepath.Join(r.dir, "site.yaml"),
-		"VMRESTORE_ADMIN_PASSWORD="+benchPassword, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=error",
+		"VMRESTORE_ADMIN_PASSWORD="+benchPassword, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=error", "VMRESTORE_HYPERVISOR=simulator",
 		fmt.Sprintf("VMRESTORE_CONCURRENCY=%d", concurrency))
 	port := freePort()
 	api := exec.Command(filepath.Join(bin, "api"))

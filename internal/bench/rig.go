@@ -119,7 +119,8 @@ func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig,
 	r.cfg, err = app.LoadConfig("bench", nil, func(k string) string {
 		return map[string]string{"REDIS_ADDR": r.redis.Addr, "VMRESTORE_SITE": siteFile, "VMRESTORE_HTTP_ADDR": "127.0.0.1:0",
 			"VMRESTORE_METRICS_ADDR": "127.0.0.1:0", "VMRESTORE_ADMIN_PASSWORD": benchPassword,
-			"VMRESTORE_CONCURRENCY": fmt.Sprint(concurrency), "VMRESTORE_LOG_LEVEL": "error"}[k]
+			"VMRESTORE_CONCURRENCY": fmt.Sprint(concurrency), "VMRESTORE_LOG_LEVEL": "error",
+			"VMRESTORE_HYPERVISOR": "simulator"}[k]
 	}, io.Discard)
 	if err != nil {
 		r.close()

@@ -270,6 +270,15 @@ func (s *Site) Validate() error {
 		if !oneOf(l2.Type, "L2NoVlanNetwork", "L2VlanNetwork", "VxlanNetwork") {
 			p.addf("%s: type %q must be L2NoVlanNetwork, L2VlanNetwork or VxlanNetwork", where, l2.Type)
 		}
+		if l2.PhysicalInterface != "" && !validInterfaceName(l2.PhysicalInterface) {
+			p.addf("%s: physicalInterface %q is not a network interface name (1 to 15 characters, no '/', ':' or blanks)", where, l2.PhysicalInterface)
+		}
+		switch {
+		case l2.Type == "L2VlanNetwork" && (l2.Vlan < 1 || l2.Vlan > 4094):
+			p.addf("%s: an L2VlanNetwork needs a vlan between 1 and 4094, got %d", where, l2.Vlan)
+		case l2.Type != "L2VlanNetwork" && l2.Vlan != 0:
+			p.addf("%s: vlan %d is only for type L2VlanNetwork", where, l2.Vlan)
+		}
 		l2s[l2.UUID] = l2
 	}
 
@@ -337,6 +346,7 @@ func (s *Site) Validate() error {
 	}
 
 	hostsWithLocal := map[string]bool{}
+	hostByIP := map[string]string{}
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
 		where := fmt.Sprintf("hosts[%d]", i)
@@ -361,6 +371,10 @@ func (s *Site) Validate() error {
 		if h.ManagementIP != "" {
 			if a, err := netip.ParseAddr(h.ManagementIP); err != nil || !a.Is4() {
 				p.addf("%s: managementIp %q is not an IPv4 address", where, h.ManagementIP)
+			} else if other, dup := hostByIP[h.ManagementIP]; dup {
+				p.addf("%s: managementIp %s is already the address of %s; workers and libvirt connections find hosts by it", where, h.ManagementIP, other)
+			} else {
+				hostByIP[h.ManagementIP] = where
 			}
 		}
 		if h.CPUOverProvisioningRatio < 0 || h.MemoryOverProvisioningRatio < 0 || h.ReservedMemory < 0 || h.LocalStorageCapacity < 0 {
@@ -495,4 +509,18 @@ func (s *Site) Validate() error {
 		}
 	}
 	return p.err()
+}
+
+// validInterfaceName reports whether s can name a Linux network interface: the bridge a NIC
+// joins is named after it (br_<physicalInterface>).
+func validInterfaceName(s string) bool {
+	if s == "" || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range s {
+		if c <= ' ' || c == '/' || c == ':' || c > '~' {
+			return false
+		}
+	}
+	return true
 }

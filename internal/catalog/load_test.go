@@ -241,6 +241,11 @@ func TestParseValidationProblems(t *testing.T) {
 		{"l2 zone", func(s *catalog.Site) { s.L2Networks[0].ZoneUUID = u(99) }, `l2Networks[0]: zoneUuid "` + u(99) + `" is not a zone of this site`},
 		{"l2 type", func(s *catalog.Site) { s.L2Networks[0].Type = "Bridge" }, `l2Networks[0]: type "Bridge" must be L2NoVlanNetwork, L2VlanNetwork or VxlanNetwork`},
 		{"l2 name", func(s *catalog.Site) { s.L2Networks[1].Name = "" }, "l2Networks[1]: name is required"},
+		{"l2 interface too long", func(s *catalog.Site) { s.L2Networks[0].PhysicalInterface = "eth0123456789abc" }, `l2Networks[0]: physicalInterface "eth0123456789abc" is not a network interface name`},
+		{"l2 interface with slash", func(s *catalog.Site) { s.L2Networks[0].PhysicalInterface = "eth/0" }, `physicalInterface "eth/0" is not a network interface name`},
+		{"l2 vlan without vlan id", func(s *catalog.Site) { s.L2Networks[0].Type = "L2VlanNetwork" }, "l2Networks[0]: an L2VlanNetwork needs a vlan between 1 and 4094, got 0"},
+		{"l2 vlan out of range", func(s *catalog.Site) { s.L2Networks[0].Type, s.L2Networks[0].Vlan = "L2VlanNetwork", 4095 }, "needs a vlan between 1 and 4094, got 4095"},
+		{"l2 vlan on a no-vlan network", func(s *catalog.Site) { s.L2Networks[0].Vlan = 10 }, "l2Networks[0]: vlan 10 is only for type L2VlanNetwork"},
 
 		{"ps url missing", func(s *catalog.Site) { s.PrimaryStorages[0].URL = "" }, "primaryStorages[0]: url (a directory) is required"},
 		{"ps url relative", func(s *catalog.Site) { s.PrimaryStorages[0].URL = "data/nfs" }, `primaryStorages[0]: url "data/nfs" must be an absolute directory path`},
@@ -282,6 +287,12 @@ func TestParseValidationProblems(t *testing.T) {
 		{"host memory 0", func(s *catalog.Site) { s.Hosts[0].MemorySize = 0 }, "hosts[0]: memorySize must be positive"},
 		{"host ip", func(s *catalog.Site) { s.Hosts[0].ManagementIP = "host-a.local" }, `hosts[0]: managementIp "host-a.local" is not an IPv4 address`},
 		{"host ip v6", func(s *catalog.Site) { s.Hosts[0].ManagementIP = "fd00::1" }, `hosts[0]: managementIp "fd00::1" is not an IPv4 address`},
+		{"host ip twice", func(s *catalog.Site) {
+			h := s.Hosts[0]
+			h.UUID, h.Name, h.ManagementIP = u(98), "twin", "10.0.0.9"
+			s.Hosts[0].ManagementIP = "10.0.0.9"
+			s.Hosts = append(s.Hosts, h)
+		}, "managementIp 10.0.0.9 is already the address of hosts[0]"},
 		{"host ratio negative", func(s *catalog.Site) { s.Hosts[0].CPUOverProvisioningRatio = -1 },
 			"hosts[0]: ratios, reserved memory and capacities cannot be negative"},
 		{"host on local storage without capacity", func(s *catalog.Site) { s.PrimaryStorages[1].CapacityPerHost = 0 },

@@ -574,15 +574,20 @@ func checkFormat(src *os.File, size int64, opt Options) error {
 	return nil
 }
 
+// dirMode lets the hypervisor reach the volume: libvirt runs guests as its own qemu user,
+// which must traverse every directory on the way (it is given the volume file itself when
+// the domain starts). ZStack's agents create these directories 0755 too.
+const dirMode = 0o755
+
 // makeDir makes dir and any missing parent, reporting whether dir itself was created. The
 // common case, a new volume folder in an existing one, costs one system call.
 func makeDir(dir string) (created bool, err error) {
-	err = os.Mkdir(dir, 0o750)
+	err = os.Mkdir(dir, dirMode)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(dir), 0o750); err != nil {
+		if err = os.MkdirAll(filepath.Dir(dir), dirMode); err != nil {
 			return false, err
 		}
-		err = os.Mkdir(dir, 0o750)
+		err = os.Mkdir(dir, dirMode)
 	}
 	switch {
 	case err == nil:

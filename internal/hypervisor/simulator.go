@@ -1,60 +1,53 @@
-// Package hypervisor hands restored VMs to a hypervisor. vmrestore ships one driver, the
-// Simulator: it starts no guest. It records in Redis the state ZStack would report for the
-// requested strategy (InstantStart → Running, CreateStopped → Stopped, JustCreate →
-// Created), counts it in vmrestore_hypervisor_simulated_vms_total, and says so in its log.
-// Everything before it (placement, addresses, volume files) is real.
 package hypervisor
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
+	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// Driver instantiates and destroys VMs.
-type Driver interface {
-	// Instantiate brings a VM to the state its strategy asks for and returns that state.
-	Instantiate(ctx context.Context, vmUUID, hostUUID, strategy string) (string, error)
-	// Destroy removes a VM from the hypervisor; destroying an unknown VM is harmless.
-	Destroy(ctx context.Context, vmUUID string) error
-	// Name is shown in logs and /healthz.
-	Name() string
-}
-
-// Simulator is the built-in driver: it records states and starts nothing.
+// Simulator is the embedded demo's driver: it records states and starts nothing.
 type Simulator struct {
 	Store   *store.Store
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 }
 
-// StateFor returns the VM state a strategy ends in.
-func StateFor(strategy string) string {
-	switch strategy {
-	case zstack.StrategyCreateStopped:
-		return zstack.VMStopped
-	case zstack.StrategyJustCreate:
-		return zstack.VMCreated
-	}
-	return zstack.VMRunning
-}
-
-// Instantiate records the VM's state for its strategy.
-func (s *Simulator) Instantiate(ctx context.Context, vmUUID, hostUUID, strategy string) (string, error) {
+// Instantiate records the VM's state for its strategy. A boot check of the running kind
+// passes (the recorded state is Running); a console or guest agent check cannot, since no
+// guest exists, and fails saying so.
+func (s *Simulator) Instantiate(ctx context.Context, vm *VM, strategy string, check *job.BootCheck) (*Outcome, error) {
 	state := StateFor(strategy)
-	if err := s.Store.PutSimulatedDomain(ctx, vmUUID, store.SimulatedDomain{HostUUID: hostUUID, State: state}); err != nil {
-		return "", err
+	if check != nil && check.Mode != job.BootRunning {
+		return nil, &BootCheckError{Check: check, Reason: "the simulator hypervisor starts no guest, so nothing can print on a console or answer as a guest agent; run the workers with VMRESTORE_HYPERVISOR=libvirt"}
+	}
+	if strategy == zstack.StrategyJustCreate {
+		return &Outcome{State: state}, nil
+	}
+	if vm.BeforeDefine != nil {
+		if err := vm.BeforeDefine(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Store.PutSimulatedDomain(ctx, vm.UUID, store.SimulatedDomain{HostUUID: vm.Host.UUID, State: state}); err != nil {
+		return nil, err
 	}
 	s.Metrics.SimulatedVMs.WithLabelValues(state).Inc()
-	s.Log.Info("simulated hypervisor recorded the VM; no guest was started", "vm", vmUUID, "host", hostUUID, "state", state)
-	return state, nil
+	s.Log.Info("simulated hypervisor recorded the VM; no guest was started", "vm", vm.UUID, "host", vm.Host.UUID, "state", state)
+	out := &Outcome{State: state}
+	if check != nil && state == zstack.VMRunning {
+		out.BootCheck = fmt.Sprintf("%s: the simulator recorded the VM as running", check.Spec())
+	}
+	return out, nil
 }
 
 // Destroy forgets the VM.
-func (s *Simulator) Destroy(ctx context.Context, vmUUID string) error {
+func (s *Simulator) Destroy(ctx context.Context, vmUUID, _ string, _ Host) error {
 	return s.Store.DeleteSimulatedDomain(ctx, vmUUID)
 }
 

@@ -102,7 +102,26 @@ type Checkpoints struct {
 	Placement *Placement            `json:"placement,omitempty"`
 	NICs      []AllocatedNIC        `json:"nics,omitempty"`
 	Volumes   map[string]ClonedFile `json:"volumes,omitempty"`
-	Done      []string              `json:"done,omitempty"`
+	// Domain is set just before the hypervisor is asked to define the VM: from then on a
+	// domain may exist, and compensation must destroy it.
+	Domain *DomainRef `json:"domain,omitempty"`
+	// Instance is what the hypervisor reported when the instantiate stage finished.
+	Instance *Instance `json:"instance,omitempty"`
+	Done     []string  `json:"done,omitempty"`
+}
+
+// DomainRef names the host a VM's domain may have been defined on.
+type DomainRef struct {
+	HostUUID string `json:"hostUuid"`
+}
+
+// Instance is the hypervisor's answer for an instantiated VM: its state as read back from
+// the host (not assumed from the strategy), and how its boot check passed.
+type Instance struct {
+	HostUUID  string `json:"hostUuid,omitempty"`
+	State     string `json:"state"`
+	BootCheck string `json:"bootCheck,omitempty"`
+	Driver    string `json:"driver"`
 }
 
 // StageDone reports whether a stage's checkpoint was recorded.

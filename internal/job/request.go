@@ -47,6 +47,9 @@ type Request struct {
 	UserTags             []string `json:"userTags,omitempty"`
 	RootVolumeSystemTags []string `json:"rootVolumeSystemTags,omitempty"`
 	DataVolumeSystemTags []string `json:"dataVolumeSystemTags,omitempty"`
+	// BootCheck, from the system tag bootCheck::<mode>::<seconds>, makes the job prove that
+	// the guest booted before it succeeds.
+	BootCheck *BootCheck `json:"bootCheck,omitempty"`
 }
 
 // NIC is what the request asks of one NIC: its L3 network (in l3NetworkUuids order) and
@@ -292,6 +295,17 @@ func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Re
 		}
 	}
 	for _, raw := range body.SystemTags {
+		if strings.HasPrefix(raw, BootCheckTagPrefix) {
+			b, err := ParseBootCheckTag(raw)
+			if err != nil {
+				return nil, argerr("%v", err)
+			}
+			if r.BootCheck != nil {
+				return nil, argerr("systemTags has more than one bootCheck tag")
+			}
+			r.BootCheck = b
+			continue
+		}
 		tag, err := zstack.ParseSystemTag(raw)
 		if err != nil {
 			return nil, argerr("%v", err)
@@ -332,6 +346,9 @@ func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Re
 		r.DefaultL3NetworkUUID = p.L3NetworkUUIDs[0]
 	case r.DefaultL3NetworkUUID == "" && len(p.L3NetworkUUIDs) > 1:
 		return nil, argerr("there are more than one L3 network specified in l3NetworkUuids, but defaultL3NetworkUuid is null")
+	}
+	if ec := checkBootCheck(r); ec != nil {
+		return nil, ec
 	}
 	return r, nil
 }

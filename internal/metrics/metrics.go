@@ -36,6 +36,13 @@ type Metrics struct {
 	// Set by the worker's scheduled backup verification (package backupverify).
 	BackupVerifications *prometheus.CounterVec
 	BackupVerifyBytes   *prometheus.CounterVec
+	BootChecks          *prometheus.CounterVec
+	// HostsWithoutWorker counts the hosts that need a worker of their own (LocalStorage)
+	// and have none; HostWithoutWorker names them; HostLocalWaiting counts the jobs waiting
+	// for their host's worker.
+	HostsWithoutWorker prometheus.Gauge
+	HostWithoutWorker  *prometheus.GaugeVec
+	HostLocalWaiting   prometheus.Gauge
 
 	stages *stageTracker
 }
@@ -108,11 +115,24 @@ func New() *Metrics {
 		BackupVerifyBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmrestore_backup_verify_bytes_total", Help: "Bytes of volume data this worker re-read to verify backups, by backup storage.",
 		}, []string{"backup_storage"}),
+		BootChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_boot_checks_total", Help: "Boot checks of restored VMs, by mode (running, guestAgent, console) and outcome (passed, failed).",
+		}, []string{"mode", "outcome"}),
+		HostsWithoutWorker: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vmrestore_hosts_without_worker", Help: "Hosts whose restores must run on a worker of their own (LocalStorage, or VMRESTORE_HOST_LOCAL=all) and that have no live worker.",
+		}),
+		HostWithoutWorker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "vmrestore_host_without_worker", Help: "1 for each host that needs a worker of its own and has none (only such hosts are listed).",
+		}, []string{"host_uuid", "host_name"}),
+		HostLocalWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vmrestore_host_local_jobs_waiting", Help: "Restore jobs handed over to a host's queue and not yet taken up by a worker of the host.",
+		}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
 		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
 		m.LoginAttempts, m.PasswordHashing,
-		m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes)
+		m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes,
+		m.BootChecks, m.HostsWithoutWorker, m.HostWithoutWorker, m.HostLocalWaiting)
 	for _, o := range []string{"success", "failure", "throttled", "busy"} {
 		m.LoginAttempts.WithLabelValues(o)
 	}

@@ -43,15 +43,17 @@ var firingOutage = map[string]bool{
 
 // Alerts the harness never makes fire: they need a stage stuck for 10 minutes, copies making
 // no progress for 10 minutes, tasks queued for 5 minutes, a backup storage unreadable for
-// 5 minutes, or a backup gone bad under scheduled verification. Their expressions must still parse, name only exported metrics and return
-// nothing while all is well; their firing is proven by promtool test rules
-// (deploy/prometheus/tests).
+// 5 minutes, a backup gone bad under scheduled verification, or a LocalStorage host without a
+// worker for 5 minutes (the harness's workers run the simulator, where no job is host-local).
+// Their expressions must still parse, name only exported metrics and return nothing while all
+// is well; their firing is proven by promtool test rules (deploy/prometheus/tests).
 var neverFiring = map[string]bool{
 	"VmrestoreStageStuck":               true,
 	"VmrestoreCloneStalled":             true,
 	"VmrestoreQueueLatencyHigh":         true,
 	"VmrestoreBackupStorageUnreadable":  true,
 	"VmrestoreBackupFailedVerification": true,
+	"VmrestoreHostWithoutWorker":        true,
 }
 
 const adminPassword = "opsharness-admin"
@@ -118,6 +120,7 @@ func startStack(t testing.TB) *stack {
 			"REDIS_ADDR": r.Addr, "VMRESTORE_SITE": paths.SiteFile,
 			"VMRESTORE_HTTP_ADDR": "127.0.0.1:0", "VMRESTORE_METRICS_ADDR": "127.0.0.1:0",
 			"VMRESTORE_ADMIN_PASSWORD": adminPassword, "VMRESTORE_BACKUP_SCAN_INTERVAL": "1s",
+			"VMRESTORE_HYPERVISOR":       "simulator",
 			"VMRESTORE_SHUTDOWN_TIMEOUT": "2s", "VMRESTORE_LOG_FORMAT": "json", "VMRESTORE_LOG_LEVEL": "debug",
 		}[k]
 	}, io.Discard)

@@ -12,18 +12,6 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// instantiate hands the VM to the hypervisor driver.
-func (p *Pipeline) instantiate(ctx context.Context, rec *job.Record) error {
-	host := ""
-	if pl := rec.Checkpoints.Placement; pl != nil {
-		host = pl.HostUUID
-	}
-	if _, err := p.Hypervisor.Instantiate(ctx, rec.Checkpoints.Resolved.VMUUID, host, rec.Request.Strategy); err != nil {
-		return err
-	}
-	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageInstantiate, "", nil)
-}
-
 // commit stores the VM inventory and ends the job with it.
 func (p *Pipeline) commit(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	vm := Inventory(ix, rec)
@@ -47,6 +35,9 @@ func Inventory(ix *catalog.Index, rec *job.Record) *zstack.VmInstanceInventory {
 	r, pl := rec.Checkpoints.Resolved, rec.Checkpoints.Placement
 	created := zstack.Date{Time: r.CreateDate}
 	state := hypervisor.StateFor(rec.Request.Strategy)
+	if inst := rec.Checkpoints.Instance; inst != nil && inst.State != "" {
+		state = inst.State // what the hypervisor reported
+	}
 	vm := &zstack.VmInstanceInventory{
 		UUID: r.VMUUID, Name: r.Name, Description: r.Description, ZoneUUID: r.ZoneUUID,
 		ImageUUID: r.ImageUUID, InstanceOfferingUUID: r.InstanceOfferingUUID,

@@ -43,6 +43,8 @@ type Pipeline struct {
 	Log        *slog.Logger
 	// CloneParallelism is how many volumes of one VM are copied at once.
 	CloneParallelism int
+	// HostLocal decides which jobs run their clone and instantiate on their host's worker.
+	HostLocal HostLocal
 }
 
 // lockTTL bounds how long a crashed worker's lock outlives it; it is renewed every third.
@@ -113,7 +115,7 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	defer cancelDeadline()
 
 	err = p.run(run, rec)
-	if err == nil {
+	if err == nil || errors.Is(err, errHandedOver) {
 		return nil
 	}
 	cause := context.Cause(run)
@@ -202,6 +204,11 @@ func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if stage == job.StageClone || stage == job.StageInstantiate && !rec.Checkpoints.StageDone(job.StageClone) {
+			if err := p.goHostLocal(ctx, ix, rec); err != nil {
+				return err
+			}
+		}
 		rec.Stage = stage
 		end := p.Metrics.StartStage(stage, rec.UUID)
 		err := p.stage(ctx, ix, rec, stage)
@@ -225,7 +232,7 @@ func (p *Pipeline) stage(ctx context.Context, ix *catalog.Index, rec *job.Record
 	case job.StageClone:
 		return p.clone(ctx, ix, rec)
 	case job.StageInstantiate:
-		return p.instantiate(ctx, rec)
+		return p.instantiate(ctx, ix, rec)
 	case job.StageCommit:
 		return p.commit(ctx, ix, rec)
 	}
@@ -274,7 +281,7 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 			if err := p.Store.DeleteVM(ctx, fresh.UUID, r.VMUUID); err != nil {
 				errs = append(errs, err)
 			}
-			if err := p.Hypervisor.Destroy(ctx, r.VMUUID); err != nil {
+			if err := p.destroyDomain(ctx, fresh); err != nil {
 				errs = append(errs, err)
 			}
 		default:

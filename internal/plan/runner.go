@@ -197,8 +197,15 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 			return err
 		}
 	case state == store.PlanRunning:
-		if err := r.start(ctx, plan, meta, items, still, change); err != nil {
+		held, err := r.start(ctx, plan, meta, items, still, st.Counts[store.ItemFailed]+failedNow, change)
+		if err != nil {
 			return err
+		}
+		if held != "" {
+			state = store.PlanPaused
+			if err := r.Store.SetPlanState(ctx, plan, state, held); err != nil {
+				return err
+			}
 		}
 	}
 	if err := r.Store.ApplyPlanChange(ctx, change); err != nil {
@@ -208,11 +215,13 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 }
 
 // start launches pending items: at most concurrency running, and never an item of a later
-// tier while an earlier tier still has running items.
-func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, items []store.PlanItem, still []int, change *store.PlanChange) error {
+// tier while an earlier tier still has running items. In a plan whose VMs must pass a boot
+// check, a tier does not start while an earlier item failed: held says why, and the plan
+// pauses until the failed items are retried.
+func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, items []store.PlanItem, still []int, failed int, change *store.PlanChange) (held string, err error) {
 	slots := meta.Concurrency - len(still)
 	if slots <= 0 {
-		return nil
+		return "", nil
 	}
 	minTier := 0
 	for _, idx := range still {
@@ -222,7 +231,11 @@ func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, i
 	}
 	head, _, err := r.Store.PlanQueueHead(ctx, plan, slots)
 	if err != nil {
-		return err
+		return "", err
+	}
+	if len(head) > 0 && minTier == 0 && failed > 0 && bootChecked(meta) {
+		return fmt.Sprintf("held before tier %d: %d item(s) failed, and this plan's VMs must pass their boot check before later ones start; "+
+			"retry the failed items (their VMs were removed), then resume", head[0].Tier, failed), nil
 	}
 	var take []int
 	for _, q := range head {
@@ -235,15 +248,15 @@ func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, i
 		take = append(take, q.Index)
 	}
 	if len(take) == 0 {
-		return nil
+		return "", nil
 	}
 	reqs, err := r.Store.PlanRequests(ctx, plan, take)
 	if err != nil {
-		return err
+		return "", err
 	}
 	prev, err := r.Store.PlanStatusesOf(ctx, plan, take)
 	if err != nil {
-		return err
+		return "", err
 	}
 	now := time.Now()
 	for _, idx := range take {
@@ -252,16 +265,22 @@ func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, i
 		rec := &job.Record{UUID: id, AccountUUID: meta.AccountUUID, Request: reqs[idx], CreatedAt: now,
 			Timeout: job.DefaultTimeout, Plan: plan, PlanItem: idx}
 		if err := r.Store.CreateJob(ctx, rec); err != nil && !errors.Is(err, store.ErrJobExists) {
-			return err
+			return "", err
 		}
 		if err := r.Queue.EnqueueRestore(ctx, id, rec.Deadline()); err != nil && !errors.Is(err, queue.ErrDuplicate) {
-			return err
+			return "", err
 		}
 		from := store.ItemPending
 		change.Item(idx, from, store.ItemStatus{State: store.ItemRunning, Job: id, Attempt: attempt, StartedAt: now.UnixMilli()}, -prev[idx].BytesDone)
 	}
 	change.Popped(len(take))
-	return nil
+	return "", nil
+}
+
+// bootChecked reports whether the plan's VMs must pass a boot check (its spec says so).
+func bootChecked(meta *store.PlanMeta) bool {
+	var spec Spec
+	return json.Unmarshal(meta.Spec, &spec) == nil && spec.HasBootCheck()
 }
 
 // cancel stops a plan: pending items never start, running ones are asked to cancel (once),

@@ -73,6 +73,9 @@ type Defaults struct {
 	NameTemplate                    string `json:"nameTemplate,omitempty" yaml:"nameTemplate,omitempty"`
 	PrimaryStorageUUIDForRootVolume string `json:"primaryStorageUuidForRootVolume,omitempty" yaml:"primaryStorageUuidForRootVolume,omitempty"`
 	PrimaryStorageUUIDForDataVolume string `json:"primaryStorageUuidForDataVolume,omitempty" yaml:"primaryStorageUuidForDataVolume,omitempty"`
+	// BootCheck makes every VM prove it booted ({"mode": "console:<regex>", "timeout": 600});
+	// a tier's failure then holds the later tiers.
+	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
 }
 
 // NetworkMap maps a source L3 network to a recovery-site one.
@@ -103,6 +106,8 @@ type Override struct {
 	ClusterUUID          string `json:"clusterUuid,omitempty" yaml:"clusterUuid,omitempty"`
 	HostUUID             string `json:"hostUuid,omitempty" yaml:"hostUuid,omitempty"`
 	Strategy             string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+	// BootCheck replaces the default boot check for this group.
+	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
 }
 
 // nameData is what a name template sees.
@@ -484,6 +489,13 @@ func request(spec *Spec, g store.IndexedGroup, ov Override, name string, mapping
 	if len(p.L3NetworkUUIDs) > 0 {
 		p.DefaultL3NetworkUUID = p.L3NetworkUUIDs[0]
 	}
+	check := d.BootCheck
+	if ov.BootCheck != nil {
+		check = ov.BootCheck
+	}
+	if check != nil {
+		body.SystemTags = append(body.SystemTags, fmt.Sprintf("%s%s::%d", job.BootCheckTagPrefix, check.Spec(), int(check.Timeout/time.Second)))
+	}
 	body.Params = p
 	return body, ""
 }
@@ -517,4 +529,17 @@ func Meta(uuid string, spec *Spec, account string, items []store.PlanItem) (*sto
 	}
 	sort.Ints(m.Tiers)
 	return m, nil
+}
+
+// HasBootCheck reports whether a plan's VMs prove they booted (by default or for a group).
+func (s *Spec) HasBootCheck() bool {
+	if s.Defaults.BootCheck != nil {
+		return true
+	}
+	for _, ov := range s.Overrides {
+		if ov.BootCheck != nil {
+			return true
+		}
+	}
+	return false
 }

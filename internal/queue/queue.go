@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -68,6 +69,70 @@ func (c *Client) EnqueueRestore(ctx context.Context, jobUUID string, deadline ti
 	return nil
 }
 
+// hostQueuePrefix starts the name of a host's own queue: restore-host-<host uuid>.
+const hostQueuePrefix = "restore-host-"
+
+// HostQueue is the queue of jobs that must run on one host (their volumes are on its
+// LocalStorage): only workers bound to that host serve it.
+func HostQueue(hostUUID string) string { return hostQueuePrefix + hostUUID }
+
+// HostOfQueue is the host a queue belongs to, or "" for a queue of no host.
+func HostOfQueue(queue string) string {
+	h, ok := strings.CutPrefix(queue, hostQueuePrefix)
+	if !ok {
+		return ""
+	}
+	return h
+}
+
+// HostTaskID is the task id of a job handed to its host's queue.
+func HostTaskID(jobUUID, hostUUID string) string { return jobUUID + "@" + hostUUID }
+
+// EnqueueRestoreOnHost hands a job over to its host's queue, where a worker bound to the
+// host resumes it from its checkpoint. Handing the same job over twice is harmless.
+func (c *Client) EnqueueRestoreOnHost(ctx context.Context, jobUUID, hostUUID string, deadline time.Time) error {
+	t := asynq.NewTask(TypeRestore, []byte(jobUUID))
+	_, err := c.c.EnqueueContext(ctx, t,
+		asynq.TaskID(HostTaskID(jobUUID, hostUUID)), asynq.Queue(HostQueue(hostUUID)), asynq.MaxRetry(c.maxRetry),
+		asynq.Deadline(deadline.Add(2*time.Minute)))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("hand restore %s over to host %s: %w", jobUUID, hostUUID, err)
+	}
+	return nil
+}
+
+// HostsServed lists the hosts whose queue at least one live worker serves (asynq's server
+// heartbeats, which expire within seconds of a worker's death).
+func HostsServed(in *asynq.Inspector) (map[string]bool, error) {
+	servers, err := in.Servers()
+	if err != nil {
+		return nil, err
+	}
+	served := map[string]bool{}
+	for _, s := range servers {
+		for q := range s.Queues {
+			if h := HostOfQueue(q); h != "" {
+				served[h] = true
+			}
+		}
+	}
+	return served, nil
+}
+
+// TakeBackFromHost deletes a job's task from its host's queue if no worker has started it:
+// taken reports whether the task is gone (deleted now, or never there), so that nothing
+// will run it; false means a worker of the host runs it.
+func TakeBackFromHost(in *asynq.Inspector, jobUUID, hostUUID string) (taken bool, err error) {
+	err = in.DeleteTask(HostQueue(hostUUID), HostTaskID(jobUUID, hostUUID))
+	switch {
+	case err == nil, errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return true, nil
+	case strings.Contains(err.Error(), "active"):
+		return false, nil
+	}
+	return false, err
+}
+
 // EnqueueWebHook queues the delivery of a finished job's web hook. The task id is derived
 // from the job and kept for a day after delivery, so the hook is posted once even if the
 // job's completion is handled twice.
@@ -99,6 +164,18 @@ type ServerConfig struct {
 	// it is the floor on pick-up latency for a new job (see docs/architecture.md, "Synchronous wait").
 	TaskCheckInterval time.Duration
 	ShutdownTimeout   time.Duration
+	// Hosts this worker is bound to: it also serves their queues, ahead of the shared one.
+	Hosts []string
+}
+
+// queues are the shared restore queue and the queues of the worker's hosts, which weigh
+// more: a host's own jobs can run nowhere else.
+func queues(hosts []string) map[string]int {
+	q := map[string]int{QueueRestore: 1}
+	for _, h := range hosts {
+		q[HostQueue(h)] = 3
+	}
+	return q
 }
 
 // IsFailure tells asynq which errors count against a task's retries: a crashed worker
@@ -127,7 +204,7 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 func NewServer(rdb redis.UniversalClient, cfg ServerConfig, log *slog.Logger) *asynq.Server {
 	return asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:       cfg.Concurrency,
-		Queues:            map[string]int{QueueRestore: 1},
+		Queues:            queues(cfg.Hosts),
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		IsFailure:         IsFailure,

@@ -42,6 +42,8 @@ const (
 	jfResolved  = "cp:resolved"
 	jfPlacement = "cp:placement"
 	jfNICs      = "cp:nics"
+	jfDomain    = "cp:domain"
+	jfInstance  = "cp:instance"
 	jfVolPrefix = "cp:vol:"
 	jfDone      = "cp:done:"
 )
@@ -248,6 +250,12 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	if err := unmarshalIf(m[jfNICs], &cp.NICs); err != nil {
 		return nil, fmt.Errorf("job %s nics checkpoint: %w", uuid, err)
 	}
+	if err := unmarshalIf(m[jfDomain], &cp.Domain); err != nil {
+		return nil, fmt.Errorf("job %s domain checkpoint: %w", uuid, err)
+	}
+	if err := unmarshalIf(m[jfInstance], &cp.Instance); err != nil {
+		return nil, fmt.Errorf("job %s instance checkpoint: %w", uuid, err)
+	}
 	for k, v := range m {
 		switch {
 		case strings.HasPrefix(k, jfVolPrefix):
@@ -404,7 +412,15 @@ const (
 	CheckpointResolved  = jfResolved
 	CheckpointPlacement = jfPlacement
 	CheckpointNICs      = jfNICs
+	CheckpointInstance  = jfInstance
 )
+
+// SaveDomainRef records, before the hypervisor is asked to define a VM, the host its domain
+// may then exist on; compensation destroys it there.
+func (s *Store) SaveDomainRef(ctx context.Context, uuid string, ref job.DomainRef) error {
+	b, _ := json.Marshal(ref)
+	return s.rdb.HSet(ctx, keyJob(uuid), jfDomain, b).Err()
+}
 
 // SaveCheckpoint records a stage's result, marks the stage done and the next one current,
 // in one write.

@@ -1,0 +1,184 @@
+package app_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/app"
+	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/hypervisor"
+	"github.com/vmrestore/vmrestore/internal/hypervisor/libvirttest"
+	"github.com/vmrestore/vmrestore/internal/testenv"
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// waitDomain polls virsh until the VM's domain is in one of the states.
+func waitDomain(t *testing.T, vmUUID string, within time.Duration, states ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st := libvirttest.DomainState(t, hypervisor.LocalURI, vmUUID)
+		for _, s := range states {
+			if st == s {
+				return st
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("domain %s is %q, not %v, after %s", vmUUID, st, states, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLibvirtdKilledMidStart kills libvirtd (SIGKILL) while the instantiate stage is starting
+// the guest and waiting for its boot, then starts it again: the job resumes, finds the domain
+// by its uuid, boots it again for the console check, and ends Running with one domain.
+func TestLibvirtdKilledMidStart(t *testing.T) {
+	if !testenv.InCI() && os.Getenv("VMRESTORE_TEST_KILL_LIBVIRTD") != "1" {
+		t.Skip("kills and restarts this machine's libvirtd: runs under CI=true, or with VMRESTORE_TEST_KILL_LIBVIRTD=1")
+	}
+	libvirttest.NeedExclusive(t)
+	e, img := guestEnv(t, nil)
+	group := libvirttest.WriteGroup(t, sharedBackups(t), "testguest-libvirtd-kill", img.Good, demosite.L3ProdUUID)
+	vmUUID := zstack.NewUUID()
+	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, vmUUID) })
+
+	p := guestParams("guest-libvirtd-kill")
+	p["resourceUuid"] = vmUUID
+	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session,
+		map[string]any{"params": p, "systemTags": []string{guestReadyTag}}, map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "restore: %d %s", r.status, r.body)
+	loc := str(r.json(), "location")
+
+	waitDomain(t, vmUUID, 3*time.Minute, "running", "paused")
+	pidText, err := os.ReadFile("/run/libvirtd.pid")
+	if err != nil {
+		t.Fatalf("libvirtd's pid: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidText)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill libvirtd %d: %v", pid, err)
+	}
+	t.Logf("killed libvirtd (pid %d) while the guest was starting", pid)
+	for syscall.Kill(pid, 0) == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the job meets a libvirtd that is not there
+	if out, err := exec.Command("libvirtd", "-d").CombinedOutput(); err != nil {
+		t.Fatalf("restart libvirtd: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := libvirttest.Virsh(t, hypervisor.LocalURI, "version"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("libvirtd did not come back")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	done := e.poll(loc, 4*time.Minute)
+	mustf(t, done.status == 200, "the job did not survive libvirtd's death: %d %s", done.status, done.body)
+	mustf(t, str(done.json()["inventory"].(map[string]any), "state") == "Running", "not Running: %s", done.body)
+	mustf(t, libvirttest.CountDomains(t, hypervisor.LocalURI, vmUUID) == 1, "duplicate or missing domain")
+	mustf(t, libvirttest.DomainState(t, hypervisor.LocalURI, vmUUID) == "running", "the guest is not running")
+	e.checkInvariants()
+}
+
+var faultBinOnce = struct {
+	dir string
+	err error
+}{}
+
+// faultWorker builds the worker with fault injection (-tags faultinject).
+func faultWorker(t *testing.T) string {
+	t.Helper()
+	if faultBinOnce.dir == "" && faultBinOnce.err == nil {
+		dir, err := os.MkdirTemp("", "vmrestore-test-faultbin-")
+		if err == nil {
+			out, berr := exec.Command("go", "build", "-race", "-tags", "faultinject", "-o", filepath.Join(dir, "worker"),
+				"github.com/vmrestore/vmrestore/cmd/worker").CombinedOutput()
+			if berr != nil {
+				err = &buildError{string(out)}
+			}
+		}
+		faultBinOnce.dir, faultBinOnce.err = dir, err
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	if faultBinOnce.err != nil {
+		t.Fatal(faultBinOnce.err)
+	}
+	return filepath.Join(faultBinOnce.dir, "worker")
+}
+
+type buildError struct{ out string }
+
+func (b *buildError) Error() string { return "go build -tags faultinject: " + b.out }
+
+// TestWorkerKilledBetweenDefineAndStart: a worker dies right after libvirt defined the
+// domain, before it started it. The next worker finds the defined domain by its uuid,
+// starts it (no second domain), passes the boot check, and the job ends Running.
+func TestWorkerKilledBetweenDefineAndStart(t *testing.T) {
+	e, img := guestEnvWith(t, nil, true)
+	group := libvirttest.WriteGroup(t, sharedBackups(t), "testguest-worker-kill", img.Good, demosite.L3ProdUUID)
+	vmUUID := zstack.NewUUID()
+	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, vmUUID) })
+	env := []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=info",
+		"VMRESTORE_HYPERVISOR=libvirt", "VMRESTORE_LIBVIRT_URI=" + hypervisor.LocalURI, "VMRESTORE_LIBVIRT_DOMAIN_TYPE=qemu"}
+
+	crashing := startProcess(t, faultWorker(t), append(env, "VMRESTORE_FAULT_EXIT_AT=after-define"))
+	p := guestParams("guest-worker-kill")
+	p["resourceUuid"] = vmUUID
+	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session,
+		map[string]any{"params": p, "systemTags": []string{guestReadyTag}}, map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "restore: %d %s", r.status, r.body)
+	loc := str(r.json(), "location")
+
+	err := crashing.cmd.Wait()
+	mustf(t, err != nil && crashing.cmd.ProcessState.ExitCode() == 3, "the worker did not stop at the fault point: %v\n%s", err, crashing.output())
+	mustf(t, libvirttest.DomainState(t, hypervisor.LocalURI, vmUUID) == "shut off", "after the crash the domain should be defined, not started")
+
+	startProcess(t, binary(t, "worker"), env)
+	done := e.poll(loc, 4*time.Minute)
+	mustf(t, done.status == 200, "the job did not resume after the crash: %d %s", done.status, done.body)
+	mustf(t, libvirttest.CountDomains(t, hypervisor.LocalURI, vmUUID) == 1, "duplicate or missing domain")
+	mustf(t, libvirttest.DomainState(t, hypervisor.LocalURI, vmUUID) == "running", "the guest is not running")
+	e.checkInvariants()
+}
+
+// TestHostUnreachable: a host whose libvirtd cannot be reached fails the job once its
+// retries are spent, with an error naming the host and the URI, and nothing is left: no
+// domain was ever defined, so compensation does not need the host.
+func TestHostUnreachable(t *testing.T) {
+	e := newEnv(t, envOptions{config: func(c *app.Config) {
+		// Port 1 of this machine: nothing listens there (the test sends nothing elsewhere).
+		c.Hypervisor, c.LibvirtURI, c.MaxRetry = app.HypervisorLibvirt, "qemu+tcp://127.0.0.1:1/system", 1
+		c.LibvirtTimeout = 2 * time.Second
+		c.HostLocal = app.HostLocalOff
+	}})
+	r := e.restore(demosite.GroupWeb01UUID, webParams("unreachable"), map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "restore: %d %s", r.status, r.body)
+	ec := e.poll(str(r.json(), "location"), time.Minute).errorCode()
+	details := errorDetails(ec)
+	mustf(t, strings.Contains(details, "libvirt unreachable") && strings.Contains(details, "host[uuid:") &&
+		strings.Contains(details, "qemu+tcp://127.0.0.1:1/system"), "the failure does not say which host could not be reached: %v", ec)
+	loc := str(r.json(), "location")
+	rec, err := e.store.GetJob(context.Background(), loc[strings.LastIndex(loc, "/")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rec.Checkpoints.Volumes {
+		if _, err := os.Stat(f.InstallPath); !os.IsNotExist(err) {
+			t.Fatalf("volume %s was left: %v", f.InstallPath, err)
+		}
+	}
+	e.checkInvariants()
+}
