@@ -246,7 +246,7 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		Store: st, Catalog: cache, Events: events, Queue: queue.NewClient(rdb, c.MaxRetry), Auth: authSvc,
 		Plans: &plan.Service{Store: st, Catalog: cache, WebHooks: hooks}, WebHooks: hooks,
 		Metrics: m, Log: log,
-		Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken, PublicURL: c.PublicURL},
+		Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken, PublicURL: c.PublicURL, WriteTimeout: c.HTTPWriteTimeout},
 	}
 	srv.Ready = func() error { return ready(context.Background(), st, cache) }
 	startOpsMetrics(gctx, g, m, st, rdb, cache, log)
@@ -262,9 +262,10 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		ReadHeaderTimeout: 10 * time.Second,
 		// The outer bound on reading a request; each route's body has its own, shorter or
 		// equal (httpapi.readBody).
-		ReadTimeout:  10*time.Second + httpapi.NativeBodyTimeout,
-		WriteTimeout: c.WaitLimit + time.Minute,
-		IdleTimeout:  2 * time.Minute,
+		ReadTimeout: 10*time.Second + httpapi.NativeBodyTimeout,
+		// No WriteTimeout: it would cut event streams; answers get theirs per request
+		// (httpapi.Config.WriteTimeout).
+		IdleTimeout: 2 * time.Minute,
 	}
 	if c.TLSCertFile != "" || c.TLSKeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)

@@ -38,6 +38,8 @@ type Config struct {
 	DataDir            string
 	AdminPassword      string
 	WaitLimit          time.Duration
+	// HTTPWriteTimeout bounds how long an api answer may take to write; zero: WaitLimit + 1m.
+	HTTPWriteTimeout   time.Duration
 	Concurrency        int
 	TaskCheckInterval  time.Duration
 	ShutdownTimeout    time.Duration
@@ -210,6 +212,7 @@ var Settings = []setting{
 	{"VMRESTORE_DATA_DIR", "data-dir", DefaultDataDir(), "where the embedded mode writes its demo site, backups and primary storages", str(func(c *Config) *string { return &c.DataDir })},
 	{"VMRESTORE_ADMIN_PASSWORD", "", "", "admin password; otherwise one is generated on first start and printed once", str(func(c *Config) *string { return &c.AdminPassword })},
 	{"VMRESTORE_WAIT_LIMIT", "wait-limit", "60s", "longest synchronous wait for a restore (POST /api/v1/restores, or a ZStack call with Prefer: wait=N) before it answers 202 with the poll location; 0 never waits", dur(func(c *Config) *time.Duration { return &c.WaitLimit })},
+	{"VMRESTORE_HTTP_WRITE_TIMEOUT", "http-write-timeout", "0", "api: how long an answer may take to be written, from the start of its request (a client that stops reading is cut off); 0: the wait limit plus a minute; plan event streams are not bound by it", dur(func(c *Config) *time.Duration { return &c.HTTPWriteTimeout })},
 	{"VMRESTORE_CONCURRENCY", "concurrency", "20", "restore jobs one worker process runs at once", num(func(c *Config) *int { return &c.Concurrency }, 1, 10000)},
 	{"VMRESTORE_TASK_CHECK_INTERVAL", "task-check-interval", "10ms", "how often an idle worker polls for new jobs (the floor on pick-up latency)", dur(func(c *Config) *time.Duration { return &c.TaskCheckInterval })},
 	{"VMRESTORE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long a stopping worker lets running stages finish before handing jobs back", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},

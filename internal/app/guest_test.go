@@ -166,7 +166,7 @@ func TestRestoreStrategiesOnLibvirt(t *testing.T) {
 
 	p["strategy"] = "CreateStopped"
 	bad := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session,
-		map[string]any{"params": p, "systemTags": []string{"bootCheck::running"}}, nil)
+		map[string]any{"params": p, "systemTags": []string{"bootCheck::running"}}, map[string]string{"Prefer": "wait=60"})
 	mustf(t, bad.status == 503 && str(bad.errorCode(), "code") == "SYS.1007" && strings.Contains(string(bad.body), "InstantStart"),
 		"a boot check on CreateStopped: %d %s", bad.status, bad.body)
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
@@ -439,4 +440,49 @@ func TestPlanBootCheckHoldsLaterTiers(t *testing.T) {
 	raw := e.do("GET", "/api/v1/plans/"+uuid, e.session, nil, nil)
 	mustf(t, strings.Contains(string(raw.body), "held before tier 2"), "no reason given: %s", raw.body)
 	e.checkInvariants()
+}
+
+// An event stream lives as long as its plan, beyond the write deadline every other answer
+// gets: the plan waits, silent, for a worker longer than that deadline, then runs and ends,
+// and the stream delivers its end (it broke after the http.Server's WriteTimeout before).
+func TestPlanEventsOutliveTheWriteDeadline(t *testing.T) {
+	e := newEnv(t, envOptions{config: func(c *app.Config) { c.HTTPWriteTimeout = time.Second }})
+	waitGroupIndexed(t, e, demosite.GroupWeb01UUID)
+	e.worker.Stop() // the plan waits for a worker
+	r := e.do("POST", "/api/v1/plans", e.session, map[string]any{"name": "quiet", "groups": []string{demosite.GroupWeb01UUID},
+		"defaults":       map[string]any{"keepSourceSize": true, "nameTemplate": "{{.SourceName}}-quiet"},
+		"networkMapping": []map[string]any{{"sourceL3NetworkUuid": demosite.L3ProdUUID, "targetL3NetworkUuid": demosite.L3ProdUUID}}}, nil)
+	mustf(t, r.status == 201, "submit: %d %s", r.status, r.body)
+	uuid := str(r.json(), "uuid")
+
+	req, _ := http.NewRequest("GET", e.base+"/api/v1/plans/"+uuid+"/events", nil)
+	req.Header.Set("Authorization", "OAuth "+e.session)
+	resp, err := http.DefaultClient.Do(req)
+	mustf(t, err == nil && resp.StatusCode == 200, "events: %v", err)
+	defer resp.Body.Close()
+	events := make(chan string, 100)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if l, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				events <- l
+			}
+		}
+	}()
+	time.Sleep(2500 * time.Millisecond) // past the write deadline, nothing to say
+	e.startWorker()
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case ev, ok := <-events:
+			mustf(t, ok, "the event stream ended before the plan did")
+			if ev == "end" {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no end event within a minute")
+		}
+	}
 }

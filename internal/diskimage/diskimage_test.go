@@ -1,8 +1,11 @@
 package diskimage_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,18 +72,40 @@ func TestProbeRefusesAnImageInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stdout, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stdin.Close(); holder.Process.Kill(); holder.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err = diskimage.Probe(context.Background(), path)
-		if err != nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	// qemu-io answers "info" once the image is open (and locked): probe only then, so that a
+	// slow start on a busy machine is not taken for a missing lock.
+	if _, err := io.WriteString(stdin, "info\n"); err != nil {
+		t.Fatal(err)
 	}
+	opened := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "format name: qcow2") {
+				opened <- nil
+				io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		opened <- fmt.Errorf("qemu-io ended before it had the image open: %v", sc.Err())
+	}()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("qemu-io did not open the image within a minute")
+	}
+	_, err = diskimage.Probe(context.Background(), path)
 	if err == nil || !strings.Contains(err.Error(), "in use by a running VM") {
 		t.Fatalf("an image in use: %v", err)
 	}

@@ -118,6 +118,13 @@ func (s *Server) getPlan() echo.HandlerFunc {
 // planEvents is GET /api/v1/plans/{uuid}/events: Server-Sent Events. A "progress" event
 // carries the totals whenever they change, an "item" event each item whose state, stage or
 // bytes changed, and an "end" event the final totals, after which the stream closes.
+// eventWriteTimeout bounds one write of an event stream; eventKeepAlive is the longest a
+// stream stays silent.
+const (
+	eventWriteTimeout = 30 * time.Second
+	eventKeepAlive    = 15 * time.Second
+)
+
 func (s *Server) planEvents() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if _, err := s.planFor(c); err != nil {
@@ -129,14 +136,23 @@ func (s *Server) planEvents() echo.HandlerFunc {
 		w.Header().Set("Cache-Control", "no-cache")
 		w.Header().Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
-		send := func(event string, v any) error {
-			b, _ := json.Marshal(v)
-			if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+		// A stream lives as long as its plan: each write gets its own deadline instead of the
+		// request's, and a comment keeps a quiet stream (a paused plan) from looking dead to
+		// proxies.
+		rc := http.NewResponseController(w)
+		write := func(format string, args ...any) error {
+			_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+			if _, err := fmt.Fprintf(w, format, args...); err != nil {
 				return err
 			}
 			w.Flush()
 			return nil
 		}
+		send := func(event string, v any) error {
+			b, _ := json.Marshal(v)
+			return write("event: %s\ndata: %s\n\n", event, b)
+		}
+		lastWrite := time.Now()
 		ctx := c.Request().Context()
 		last := map[int]plan.ItemReport{}
 		var lastTotals []byte
@@ -164,7 +180,12 @@ func (s *Server) planEvents() echo.HandlerFunc {
 				if err := send("progress", rep); err != nil {
 					return nil
 				}
-				lastTotals = totals
+				lastTotals, lastWrite = totals, time.Now()
+			} else if time.Since(lastWrite) >= eventKeepAlive {
+				if err := write(": keep-alive\n\n"); err != nil {
+					return nil
+				}
+				lastWrite = time.Now()
 			}
 			select {
 			case <-ctx.Done():

@@ -47,6 +47,29 @@ type Config struct {
 	// PublicURL, when set, is the URL clients reach the api at: the poll locations of 202
 	// answers are built on it rather than on the request's Host header.
 	PublicURL string
+	// WriteTimeout bounds how long an answer may take to be written, from the start of the
+	// request (a restore that waits included); zero: WaitLimit plus a minute. Event streams
+	// renew their own deadline at each event instead (planEvents).
+	WriteTimeout time.Duration
+}
+
+// writeTimeout is Config.WriteTimeout, or its default.
+func (c Config) writeTimeout() time.Duration {
+	if c.WriteTimeout > 0 {
+		return c.WriteTimeout
+	}
+	return c.WaitLimit + time.Minute
+}
+
+// writeDeadline gives every answer Config.WriteTimeout to be written, so that a client that
+// stops reading cannot hold a connection. It is per request rather than the http.Server's
+// WriteTimeout, which would also cut long-lived event streams.
+func (s *Server) writeDeadline(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		// An error means the connection cannot take deadlines (a test recorder): nothing to bound.
+		_ = http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.Config.writeTimeout()))
+		return next(c)
+	}
 }
 
 // Server holds what the handlers need.
@@ -74,6 +97,7 @@ func (s *Server) Handler() *echo.Echo {
 	// Client addresses (login limits) are the peer's, never a header a client can forge.
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(middleware.RequestID())
+	e.Use(s.writeDeadline)
 	e.Use(echoprometheus.NewMiddlewareWithConfig(echoprometheus.MiddlewareConfig{
 		Namespace: "vmrestore", Subsystem: "http", Registerer: s.Metrics.Registry,
 		DoNotUseRequestPathFor404: true,
