@@ -57,13 +57,20 @@ type Record struct {
 	VMUUID      string            `json:"vmUuid,omitempty"`
 	Result      json.RawMessage   `json:"result,omitempty"`
 	Error       *zstack.ErrorCode `json:"error,omitempty"`
-	Attempts    int               `json:"attempts"`
-	Progress    *Progress         `json:"progress,omitempty"`
-	CancelAsked bool              `json:"cancelAsked,omitempty"`
+	// Attempts counts the runs that started anew after a failure or a crash (the first run
+	// is attempt 1); HandBacks counts the times a run gave its worker slot back without
+	// failing (no free clone slot, Redis unreachable) and came back later.
+	Attempts    int       `json:"attempts"`
+	HandBacks   int       `json:"handBacks"`
+	Progress    *Progress `json:"progress,omitempty"`
+	CancelAsked bool      `json:"cancelAsked,omitempty"`
 	// Plan and PlanItem name the restore plan item the job runs, if any.
 	Plan        string       `json:"plan,omitempty"`
 	PlanItem    int          `json:"planItem,omitempty"`
 	Checkpoints *Checkpoints `json:"-"`
+	// NewAttempt is set on the record StartAttempt returns when the run counted a new
+	// attempt (not the continuation of a handed-back one).
+	NewAttempt bool `json:"-"`
 }
 
 // Deadline is when the job times out (SYS.1001).

@@ -28,6 +28,10 @@ type Metrics struct {
 	CloneDuration     *prometheus.HistogramVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
+	// JobHandBacks counts runs that gave their worker slot back without failing, by reason
+	// (HandBack*); JobReattempts counts runs that started again after a failure or a crash.
+	JobHandBacks  *prometheus.CounterVec
+	JobReattempts prometheus.Counter
 
 	stages *stageTracker
 }
@@ -82,9 +86,16 @@ func New() *Metrics {
 		SimulatedVMs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmrestore_hypervisor_simulated_vms_total", Help: "VMs handed to the simulator hypervisor (no guest is really started), by resulting state.",
 		}, []string{"state"}),
+		JobHandBacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_job_handbacks_total", Help: "Restore runs that gave their worker slot back without failing and come back later, by reason (no clone slot, Redis unreachable, worker stopping, running on another worker, placement contended).",
+		}, []string{"reason"}),
+		JobReattempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmrestore_job_reattempts_total", Help: "Restore jobs started again after a failed or crashed attempt.",
+		}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
-		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs)
+		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
+		m.JobHandBacks, m.JobReattempts)
 	m.stages = newStageTracker(job.Stages)
 	r.MustRegister(m.stages)
 	// Series that exist from the start, so that dashboards and alerts read 0, not "no data".
@@ -93,6 +104,9 @@ func New() *Metrics {
 		m.JobsInFlight.WithLabelValues(s)
 	}
 	m.Jobs.WithLabelValues(string(job.Succeeded), "")
+	for _, r := range HandBackReasons {
+		m.JobHandBacks.WithLabelValues(r)
+	}
 	for _, code := range failureCodes {
 		m.Jobs.WithLabelValues(string(job.Failed), code)
 	}
@@ -102,6 +116,18 @@ func New() *Metrics {
 	}
 	return m
 }
+
+// Reasons a run hands its job back (vmrestore_job_handbacks_total's label).
+const (
+	HandBackCloneSlots       = "clone_slots"
+	HandBackRedisUnreachable = "redis_unreachable"
+	HandBackShutdown         = "shutdown"
+	HandBackRunningElsewhere = "running_elsewhere"
+	HandBackContended        = "placement_contended"
+)
+
+// HandBackReasons lists the hand-back reasons.
+var HandBackReasons = []string{HandBackCloneSlots, HandBackRedisUnreachable, HandBackShutdown, HandBackRunningElsewhere, HandBackContended}
 
 // failureCodes are the root ZStack error codes a failed job ends with. Their series exist
 // from the start: a counter series born at 1 shows no increase to rate(), so without them a

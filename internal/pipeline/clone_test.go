@@ -90,14 +90,19 @@ func (e *cloneEnv) record(vols ...job.PlannedVolume) *job.Record {
 		}}
 }
 
-// cloneVolume opens v's backup file and copies it to path, as the clone stage does.
+// cloneVolume opens v's backup file and copies it to path on a clone slot, as the clone
+// stage does.
 func (e *cloneEnv) cloneVolume(ctx context.Context, rec *job.Record, v job.PlannedVolume, path string, vp *volProgress) (job.ClonedFile, error) {
 	src, err := e.p.openSource(e.bs, rec, v)
 	if err != nil {
 		return job.ClonedFile{}, err
 	}
 	defer src.Close()
-	return e.p.cloneVolume(ctx, rec, e.bs, e.ps, v, path, vp, src)
+	sched := &slotScheduler{p: e.p, bs: e.bs, job: rec.UUID, created: float64(rec.CreatedAt.UnixMilli()), max: 1,
+		queue: &volumeQueue{todo: []volumeWork{{v: v, ps: e.ps, path: path, prog: vp, src: src}}}}
+	var f job.ClonedFile
+	err = sched.run(ctx, rec, func(_ volumeWork, got job.ClonedFile) error { f = got; return nil })
+	return f, err
 }
 
 func (e *cloneEnv) index() *catalog.Index {
@@ -213,20 +218,23 @@ func TestCloneVolumeFailures(t *testing.T) {
 	}
 }
 
-// With every clone slot of its backup storage taken, a volume gives up after slotWait with
-// queue.ErrBusy (the job yields its worker slot) and writes nothing.
+// With every clone slot of its backup storage taken, a job that holds none gives up after
+// slotWait with queue.ErrBusy (it yields its worker slot) and writes nothing.
 func TestCloneVolumeYieldsWhenSlotsAreBusy(t *testing.T) {
 	e := newCloneEnv(t)
 	e.bs.MaxConcurrentClones = 1
 	v := e.volume(t, "2222222222222222222222222222222f", "raw", 64<<20, 16)
 	ctx := context.Background()
-	if ok, err := e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "another job", 1, time.Minute); !ok || err != nil {
+	if ok, err := e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "another job", 1, time.Minute, 0); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	start := time.Now()
 	_, err := e.cloneVolume(ctx, e.record(v), v, InstallPath(e.ps.URL, testAccount, v), &volProgress{})
-	if !errors.Is(err, queue.ErrBusy) {
-		t.Fatalf("want queue.ErrBusy, got %v", err)
+	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errNoSlot) {
+		t.Fatalf("want errNoSlot and queue.ErrBusy, got %v", err)
+	}
+	if n, _ := e.p.Store.CloneSlotWaiters(ctx, e.bs.UUID); n != 0 {
+		t.Fatalf("the job yielded but left %d places in the waiting list", n)
 	}
 	if waited := time.Since(start); waited < slotWait || waited > slotWait+time.Second {
 		t.Fatalf("gave up after %v; slotWait is %v", waited, slotWait)
@@ -236,8 +244,9 @@ func TestCloneVolumeYieldsWhenSlotsAreBusy(t *testing.T) {
 	}
 }
 
-// A copy whose slot lease is taken over (its holder looked dead) stops at its next renewal
-// and yields, leaving no partial file: the limit is never exceeded.
+// A copy whose slot lease is taken over (its holder looked dead) stops at its next renewal:
+// the limit is never exceeded. Its volume goes back to wait for a slot, and the job, now
+// holding none, yields when none frees within slotWait.
 func TestCloneVolumeStopsWhenItsSlotIsLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a lease renewal (5 s)")
@@ -253,16 +262,19 @@ func TestCloneVolumeStopsWhenItsSlotIsLost(t *testing.T) {
 		for vp.data.Load() == 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
-		holder := rec.UUID + "/" + v.UUID
+		holder := rec.UUID + "/0"
 		e.p.Store.ReleaseCloneSlot(ctx, e.bs.UUID, holder)
-		e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "thief", 1, time.Minute)
+		e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "thief", 1, time.Minute, 0)
 	}()
 	start := time.Now()
 	_, err := e.cloneVolume(ctx, rec, v, InstallPath(e.ps.URL, testAccount, v), vp)
-	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errSlotLost) {
-		t.Fatalf("want errSlotLost and queue.ErrBusy, got %v", err)
+	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errNoSlot) {
+		t.Fatalf("want errNoSlot and queue.ErrBusy, got %v", err)
 	}
-	if d := time.Since(start); d > slotLease/3+2*time.Second {
+	if st := vp.state.Load(); st != volWaiting {
+		t.Fatalf("the volume whose slot was lost is %q, want %q", st, volWaiting)
+	}
+	if d := time.Since(start); d > slotLease/3+slotWait+2*time.Second {
 		t.Fatalf("stopped %v after the slot was lost; renewals come every %v", d, slotLease/3)
 	}
 	if left := files(t, e.ps.URL); len(left) > 0 {

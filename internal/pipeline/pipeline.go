@@ -65,15 +65,22 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	token := zstack.NewUUID()
 	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
 	if err != nil {
-		return p.outage(ctx, log, err)
+		err, _ = p.outage(ctx, log, err)
+		return err
 	}
 	if !ok {
+		p.Metrics.JobHandBacks.WithLabelValues(metrics.HandBackRunningElsewhere).Inc()
 		return fmt.Errorf("job %s runs on another worker: %w", jobUUID, queue.ErrBusy)
 	}
+	started := false // an attempt started: a hand-back is recorded in the job
 	defer func() {
 		// After an outage, wait for Redis first, or the unlock would fail too and the
 		// job would wait out the lock's TTL.
-		err = p.outage(ctx, log, err)
+		var reachable bool
+		err, reachable = p.outage(ctx, log, err)
+		if started && reachable && errors.Is(err, queue.ErrBusy) {
+			p.handBack(context.WithoutCancel(ctx), jobUUID, metrics.HandBackRedisUnreachable)
+		}
 		p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
 	}()
 
@@ -91,6 +98,10 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	}
 	if err != nil {
 		return err
+	}
+	started = !prev.Terminal()
+	if rec.NewAttempt && rec.Attempts > 1 {
+		p.Metrics.JobReattempts.Inc()
 	}
 	if prev.Terminal() {
 		// It ended before its task was marked done (a crash in between): make sure the
@@ -122,8 +133,14 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	case errors.Is(cause, errTimedOut):
 		return p.fail(ctx, rec, job.Failed, zstack.Errorf(zstack.CodeTimeout,
 			"the restore of group[uuid:%s] did not finish in time, it was in its %s stage: timeout after %ds", rec.Request.GroupUUID, rec.Stage, int(rec.Timeout/time.Second)))
-	case ctx.Err() != nil || errors.Is(cause, errLockLost):
-		log.Warn("restore interrupted; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
+	case ctx.Err() != nil:
+		// The worker stops (its Shutdown cancelled the handler): the job goes back to the
+		// queue and resumes from its last checkpoint elsewhere, as the same attempt.
+		log.Warn("restore interrupted by the worker stopping; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
+		p.handBack(context.WithoutCancel(ctx), jobUUID, metrics.HandBackShutdown)
+		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
+	case errors.Is(cause, errLockLost):
+		log.Warn("restore interrupted: its job lock was lost; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
 		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
 	}
 	if store.Unavailable(err) {
@@ -133,7 +150,12 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 		return p.fail(ctx, rec, job.Failed, ec)
 	}
 	if errors.Is(err, queue.ErrBusy) {
+		reason := metrics.HandBackContended
+		if errors.Is(err, errNoSlot) {
+			reason = metrics.HandBackCloneSlots
+		}
 		log.Debug("restore yields its worker slot and will come back", "stage", rec.Stage, "reason", err)
+		p.handBack(ctx, jobUUID, reason)
 		return err
 	}
 	if queue.RetriesLeft(ctx) {
@@ -148,19 +170,30 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 const outageWait = 30 * time.Second
 
 // outage turns an error that says Redis is unreachable into a busy hand-back, after waiting
-// (bounded) for Redis to answer again; other errors pass unchanged. Waiting matters: asynq
-// schedules the retry with a Redis write, and when that write fails the task is left to
-// asynq's lease recovery, minutes later. An outage is nobody's fault, so it does not count
-// against the job's retries; the job resumes from its last checkpoint.
-func (p *Pipeline) outage(ctx context.Context, log *slog.Logger, err error) error {
+// (bounded) for Redis to answer again, and reports whether it answers; other errors pass
+// unchanged. Waiting matters: asynq schedules the retry with a Redis write, and when that
+// write fails the task is left to asynq's lease recovery, minutes later. An outage is
+// nobody's fault, so it does not count against the job's retries; the job resumes from its
+// last checkpoint.
+func (p *Pipeline) outage(ctx context.Context, log *slog.Logger, err error) (error, bool) {
 	if !store.Unavailable(err) || errors.Is(err, queue.ErrBusy) {
-		return err
+		return err, false
 	}
 	log.Warn("Redis is unreachable; the restore resumes from its last checkpoint when it is back", "err", err)
-	if !p.Store.WaitReachable(ctx, outageWait) && ctx.Err() == nil {
+	reachable := p.Store.WaitReachable(ctx, outageWait)
+	if !reachable && ctx.Err() == nil {
 		log.Warn("Redis is still unreachable; the job is left to the queue's recovery", "waited", outageWait.String())
 	}
-	return fmt.Errorf("%w: %w", err, queue.ErrBusy)
+	return fmt.Errorf("%w: %w", err, queue.ErrBusy), reachable
+}
+
+// handBack records in the job and in metrics that its run gives the worker slot back on
+// purpose: the next run continues the attempt.
+func (p *Pipeline) handBack(ctx context.Context, jobUUID, reason string) {
+	p.Metrics.JobHandBacks.WithLabelValues(reason).Inc()
+	if err := p.Store.HandBack(ctx, jobUUID); err != nil {
+		p.Log.Debug("hand-back not recorded; the next run counts as a new attempt", "job", jobUUID, "err", err)
+	}
 }
 
 // keepLock renews the job lock until ctx ends; losing it stops the work.

@@ -19,28 +19,30 @@ import (
 // (state, stage, progress, cancel flag, outcome) and each stage checkpoint are separate
 // fields, so the API (cancel) and the worker (progress, state) never overwrite each other.
 const (
-	jfAccount   = "account"
-	jfRequest   = "request"
-	jfCreated   = "created"
-	jfTimeout   = "timeout"
-	jfWebHook   = "webhook"
-	jfState     = "state"
-	jfStage     = "stage"
-	jfStarted   = "started"
-	jfFinished  = "finished"
-	jfAttempts  = "attempts"
-	jfVM        = "vm"
-	jfResult    = "result"
-	jfError     = "error"
-	jfProgress  = "progress"
-	jfCancel    = "cancel"
-	jfPlan      = "plan"
-	jfPlanItem  = "planItem"
-	jfResolved  = "cp:resolved"
-	jfPlacement = "cp:placement"
-	jfNICs      = "cp:nics"
-	jfVolPrefix = "cp:vol:"
-	jfDone      = "cp:done:"
+	jfAccount    = "account"
+	jfRequest    = "request"
+	jfCreated    = "created"
+	jfTimeout    = "timeout"
+	jfWebHook    = "webhook"
+	jfState      = "state"
+	jfStage      = "stage"
+	jfStarted    = "started"
+	jfFinished   = "finished"
+	jfAttempts   = "attempts"
+	jfHandBacks  = "handBacks"
+	jfHandedBack = "handedBack"
+	jfVM         = "vm"
+	jfResult     = "result"
+	jfError      = "error"
+	jfProgress   = "progress"
+	jfCancel     = "cancel"
+	jfPlan       = "plan"
+	jfPlanItem   = "planItem"
+	jfResolved   = "cp:resolved"
+	jfPlacement  = "cp:placement"
+	jfNICs       = "cp:nics"
+	jfVolPrefix  = "cp:vol:"
+	jfDone       = "cp:done:"
 )
 
 // ErrJobExists is returned by CreateJob when the uuid is taken.
@@ -134,6 +136,7 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	}
 	r.PlanItem, _ = strconv.Atoi(m[jfPlanItem])
 	r.Attempts, _ = strconv.Atoi(m[jfAttempts])
+	r.HandBacks, _ = strconv.Atoi(m[jfHandBacks])
 	r.CreatedAt = millis(m[jfCreated])
 	r.StartedAt = millis(m[jfStarted])
 	r.FinishedAt = millis(m[jfFinished])
@@ -225,10 +228,11 @@ func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, erro
 	return st, nil
 }
 
-// startAttemptScript marks a job running, counts the attempt and records as its current
-// stage the first one without a checkpoint (the last, the commit, always runs); it returns
-// the state the job had and the whole record, so that an attempt starts in one round trip.
-// A job that had ended is returned unchanged. KEYS: job. ARGV: started, stages...
+// startAttemptScript marks a job running, counts the attempt (unless the run before handed
+// the job back: that run goes on, it is no new attempt) and records as its current stage the
+// first one without a checkpoint (the last, the commit, always runs); it returns the state
+// the job had and the whole record, so that an attempt starts in one round trip. A job that
+// had ended is returned unchanged. KEYS: job. ARGV: started, stages...
 var startAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {''} end
@@ -236,7 +240,11 @@ if st == 'succeeded' or st == 'failed' or st == 'cancelled' then
   return {st, redis.call('HGETALL', KEYS[1])}
 end
 redis.call('HSET', KEYS[1], 'state', 'running')
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local counted = 0
+if redis.call('HDEL', KEYS[1], 'handedBack') == 0 then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  counted = 1
+end
 if not redis.call('HGET', KEYS[1], 'started') then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
 for i = 2, #ARGV do
   if i == #ARGV or redis.call('HEXISTS', KEYS[1], 'cp:done:' .. ARGV[i]) == 0 then
@@ -244,12 +252,13 @@ for i = 2, #ARGV do
     break
   end
 end
-return {st, redis.call('HGETALL', KEYS[1])}
+return {st, redis.call('HGETALL', KEYS[1]), counted}
 `)
 
 // StartAttempt marks the job running and returns the state it had before with the record
 // as the attempt starts (ErrNotFound if the job does not exist or expired). A terminal
-// state means there is nothing to do; the record is then as the job ended.
+// state means there is nothing to do; the record is then as the job ended. A run after a
+// hand-back continues the attempt; any other run counts a new one.
 func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.Record, error) {
 	args := []any{time.Now().UnixMilli()}
 	for _, st := range job.Stages {
@@ -273,7 +282,25 @@ func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.
 	if err != nil {
 		return "", nil, err
 	}
+	if len(v) > 2 {
+		n, _ := v[2].(int64)
+		rec.NewAttempt = n == 1
+	}
 	return job.State(prev), rec, nil
+}
+
+// handBackScript records that a running job's run gave its worker slot back on purpose and
+// will come back: the next run continues this attempt. KEYS: job.
+var handBackScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'handedBack', '1')
+return redis.call('HINCRBY', KEYS[1], 'handBacks', 1)
+`)
+
+// HandBack records that the job's run hands it back without failing (no clone slot free,
+// Redis unreachable, the worker stopping): the next run does not count as a new attempt.
+func (s *Store) HandBack(ctx context.Context, uuid string) error {
+	return handBackScript.Run(ctx, s.rdb, []string{keyJob(uuid)}).Err()
 }
 
 // SetProgress records clone progress.

@@ -62,6 +62,53 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	}
 }
 
+// A run that hands its job back (no clone slot, Redis unreachable, worker stopping) is
+// continued by the next run: attempts counts only runs after failures and crashes, and the
+// hand-backs are counted apart.
+func TestHandBacksAreNotAttempts(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(redistest.Start(t).Client())
+	const id = "5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b"
+	rec := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
+		Request: &job.Request{GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}}
+	if err := st.CreateJob(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		handBack            bool // the run before this one handed the job back
+		attempts, handBacks int
+		newAttempt          bool
+	}{
+		{false, 1, 0, true},
+		{true, 1, 1, false},
+		{true, 1, 2, false},
+		{false, 2, 2, true}, // the run before crashed
+		{true, 2, 3, false},
+	}
+	for i, w := range want {
+		if w.handBack {
+			if err := st.HandBack(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, got, err := st.StartAttempt(ctx, id)
+		if err != nil || got.Attempts != w.attempts || got.HandBacks != w.handBacks || got.NewAttempt != w.newAttempt {
+			t.Fatalf("run %d: attempts %d, hand-backs %d, new attempt %v (%v); want %d, %d, %v",
+				i+1, got.Attempts, got.HandBacks, got.NewAttempt, err, w.attempts, w.handBacks, w.newAttempt)
+		}
+	}
+	// A job that has ended takes no hand-back.
+	if _, err := st.FinishJob(ctx, id, job.Succeeded, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.HandBack(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.GetJob(ctx, id); got.HandBacks != 3 {
+		t.Fatalf("an ended job counted a hand-back: %d", got.HandBacks)
+	}
+}
+
 // VM internal ids come from one Redis counter in blocks: two processes hand out ids that
 // never collide, each in order.
 func TestVMInternalIDsAreUniqueAcrossProcesses(t *testing.T) {

@@ -133,6 +133,9 @@ func keyHypervisor(vm string) string     { return prefix + "hv:" + vm }
 const (
 	ChannelJobDone   = prefix + "events:job-done"
 	ChannelJobCancel = prefix + "events:job-cancel"
+	// ChannelSlotFree carries the uuid of a backup storage one of whose clone slots was
+	// released, so that waiters ask again at once.
+	ChannelSlotFree = prefix + "events:slot-free"
 )
 
 // vmIDBlock is how many VM internal ids a process takes from Redis at once.
