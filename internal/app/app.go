@@ -398,9 +398,10 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	}
 	p := &pipeline.Pipeline{
 		Store: w.st, Catalog: w.cache, Events: events, Metrics: w.m, Log: w.log,
-		Queue:            queue.NewClient(w.rdb, w.c.MaxRetry),
-		Hypervisor:       &hypervisor.Simulator{Store: w.st, Metrics: w.m, Log: w.log},
-		CloneParallelism: w.c.CloneParallelism,
+		Queue:                queue.NewClient(w.rdb, w.c.MaxRetry),
+		Hypervisor:           &hypervisor.Simulator{Store: w.st, Metrics: w.m, Log: w.log},
+		CloneParallelism:     w.c.CloneParallelism,
+		CloneCheckpointEvery: w.c.CloneCheckpoint,
 	}
 	mux := asynq.NewServeMux()
 	mux.Use(func(next asynq.Handler) asynq.Handler {

@@ -106,7 +106,17 @@ type Checkpoints struct {
 	Placement *Placement            `json:"placement,omitempty"`
 	NICs      []AllocatedNIC        `json:"nics,omitempty"`
 	Volumes   map[string]ClonedFile `json:"volumes,omitempty"`
-	Done      []string              `json:"done,omitempty"`
+	// Copies are the last durable positions of volume copies under way (volume uuid → its
+	// copy's checkpoint), from which a later run resumes them.
+	Copies map[string]CopyCheckpoint `json:"copies,omitempty"`
+	Done   []string                  `json:"done,omitempty"`
+}
+
+// CopyCheckpoint is where a volume copy to InstallPath stood when it last made its progress
+// durable (the clone package's checkpoint, as JSON).
+type CopyCheckpoint struct {
+	InstallPath string          `json:"installPath"`
+	State       json.RawMessage `json:"state"`
 }
 
 // StageDone reports whether a stage's checkpoint was recorded.

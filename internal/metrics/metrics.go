@@ -26,6 +26,7 @@ type Metrics struct {
 	ClonesInFlight    *prometheus.GaugeVec
 	CloneThroughput   *prometheus.HistogramVec
 	CloneDuration     *prometheus.HistogramVec
+	CloneResumed      *prometheus.CounterVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
 	// JobHandBacks counts runs that gave their worker slot back without failing, by reason
@@ -80,6 +81,9 @@ func New() *Metrics {
 			Name: "vmrestore_clone_duration_seconds", Help: "Time each volume copy took, slot wait excluded, by backup storage and outcome (ok, failed, cancelled).",
 			Buckets: stageBuckets,
 		}, []string{"backup_storage", "outcome"}),
+		CloneResumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_clone_resumed_bytes_total", Help: "Bytes of volume data a resumed copy did not copy again (its checkpoint covered them), by backup storage.",
+		}, []string{"backup_storage"}),
 		JobsSubmitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmrestore_jobs_submitted_total", Help: "Restore jobs accepted by the API.",
 		}),
@@ -94,7 +98,7 @@ func New() *Metrics {
 		}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
-		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
+		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.CloneResumed, m.JobsSubmitted, m.SimulatedVMs,
 		m.JobHandBacks, m.JobReattempts)
 	m.stages = newStageTracker(job.Stages)
 	r.MustRegister(m.stages)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -468,13 +469,13 @@ func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *cat
 	cloneBytes := p.Metrics.CloneBytes.WithLabelValues(bs.UUID)
 	rate := int64(bs.BandwidthBytesPerSecond)
 	start := time.Now()
-	var lastData int64
-	res, err := clone.Copy(slotCtx, src, path, clone.Options{
+	var lastRead int64
+	opt := clone.Options{
 		Digest: clone.Digest{Algorithm: v.ChecksumAlgo, Value: v.Checksum},
 		Format: v.Format, VirtualSize: v.Size,
 		Progress: func(pr clone.Progress) {
-			cloneBytes.Add(float64(pr.Data - lastData))
-			lastData = pr.Data
+			cloneBytes.Add(float64(pr.Read - lastRead))
+			lastRead = pr.Read
 			vp.done.Store(pr.Done)
 			vp.data.Store(pr.Data)
 		},
@@ -482,8 +483,36 @@ func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *cat
 		// A limited copy reserves about an eighth of a second of bandwidth per read, so its
 		// progress moves several times a second.
 		ChunkSize: int(min(rate/8, 1<<30)),
-	})
+	}
+	if p.CloneCheckpointEvery > 0 {
+		opt.CheckpointEvery = p.CloneCheckpointEvery
+		opt.Checkpoint = func(cp clone.Checkpoint) error {
+			state, _ := json.Marshal(cp)
+			// Not recorded (Redis unreachable): a later run resumes from an earlier one.
+			if err := p.Store.SaveCopyCheckpoint(context.WithoutCancel(slotCtx), rec.UUID, v.UUID, job.CopyCheckpoint{InstallPath: path, State: state}); err != nil {
+				p.Log.Debug("copy checkpoint not recorded", "volume", v.UUID, "offset", cp.Offset, "err", err)
+			}
+			return nil
+		}
+		if c, ok := rec.Checkpoints.Copies[v.UUID]; ok && c.InstallPath == path {
+			var from clone.Checkpoint
+			if json.Unmarshal(c.State, &from) == nil {
+				opt.Resume = &from
+				vp.done.Store(from.Offset)
+				vp.data.Store(from.Data)
+			}
+		}
+	}
+	res, err := clone.Copy(slotCtx, src, path, opt)
 	elapsed := time.Since(start)
+	switch {
+	case res.ResumedAt > 0:
+		p.Metrics.CloneResumed.WithLabelValues(bs.UUID).Add(float64(opt.Resume.Data))
+		p.Log.Info("volume copy resumed from its checkpoint", "volume_backup", v.BackupUUID, "offset", res.ResumedAt,
+			"size", res.Size, "data_not_copied_again", opt.Resume.Data)
+	case opt.Resume != nil:
+		p.Log.Warn("volume copy could not resume from its checkpoint; it started over", "volume_backup", v.BackupUUID, "reason", res.ResumeRefused)
+	}
 	outcome := "failed"
 	defer func() { p.Metrics.CloneDuration.WithLabelValues(bs.UUID, outcome).Observe(elapsed.Seconds()) }()
 	var srcErr *clone.SourceError

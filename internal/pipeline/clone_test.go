@@ -366,3 +366,72 @@ wait:
 		}
 	}
 }
+
+// A clone stage stopped part-way (the worker stopping) records where each copy stood; the
+// next run resumes the copies from there instead of starting them over, and the volumes end
+// equal to their backups.
+func TestCloneStageResumesCopiesAfterAStop(t *testing.T) {
+	e := newCloneEnv(t)
+	e.p.CloneCheckpointEvery = 1 << 20
+	e.bs.BandwidthBytesPerSecond = 16 << 20
+	root := e.volume(t, "6666666666666666666666666666666f", "raw", 64<<20, 512) // 32 MiB of data
+	data := e.volume(t, "7777777777777777777777777777777f", "raw", 1<<30, 256)  // 16 MiB in 1 GiB
+	rec := e.record(root, data)
+	ctx := context.Background()
+	if err := e.p.Store.CreateJob(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.p.clone(run, e.index(), rec) }()
+	for {
+		got, err := e.p.Store.GetJob(ctx, rec.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Checkpoints.Copies) == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // 16 MiB more
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the stopped clone stage returned %v", err)
+	}
+	copied := gathered(t, e.p.Metrics, "vmrestore_clone_bytes_total")
+
+	again, err := e.p.Store.GetJob(ctx, rec.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Checkpoints.Resolved, again.Checkpoints.Placement = rec.Checkpoints.Resolved, rec.Checkpoints.Placement
+	if err := e.p.clone(ctx, e.index(), again); err != nil {
+		t.Fatal(err)
+	}
+	resumed := gathered(t, e.p.Metrics, "vmrestore_clone_resumed_bytes_total")
+	total := gathered(t, e.p.Metrics, "vmrestore_clone_bytes_total")
+	t.Logf("stopped after %.1f MiB; the next run resumed %.1f MiB in, %.1f MiB read in all for 48 MiB of data",
+		copied/(1<<20), resumed/(1<<20), total/(1<<20))
+	if resumed == 0 || total-48<<20 > 2*float64(e.p.CloneCheckpointEvery) {
+		t.Fatalf("%.0f bytes read in all for 48 MiB of data, %.0f resumed: the copies started over", total, resumed)
+	}
+	for _, v := range []job.PlannedVolume{root, data} {
+		path := InstallPath(e.ps.URL, testAccount, v)
+		if got, want := sumOf(t, path), v.Checksum; got != want {
+			t.Fatalf("volume %s: checksum %s, want %s", v.UUID, got, want)
+		}
+	}
+	if left := files(t, e.ps.URL); len(left) != 2 {
+		t.Fatalf("files on the primary storage: %v", left)
+	}
+}
+
+func sumOf(tb testing.TB, path string) string {
+	tb.Helper()
+	s, err := clone.SumFile(path, clone.XXH3Chunked)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}

@@ -41,6 +41,9 @@ type Pipeline struct {
 	Log        *slog.Logger
 	// CloneParallelism is how many volumes of one VM are copied at once.
 	CloneParallelism int
+	// CloneCheckpointEvery is how many bytes of a volume a copy moves between two
+	// checkpoints it can resume from (0: copies are not resumable).
+	CloneCheckpointEvery int64
 }
 
 // lockTTL bounds how long a crashed worker's lock outlives it; it is renewed every third.

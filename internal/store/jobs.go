@@ -30,7 +30,6 @@ const (
 	jfFinished   = "finished"
 	jfAttempts   = "attempts"
 	jfHandBacks  = "handBacks"
-	jfHandedBack = "handedBack"
 	jfVM         = "vm"
 	jfResult     = "result"
 	jfError      = "error"
@@ -42,6 +41,7 @@ const (
 	jfPlacement  = "cp:placement"
 	jfNICs       = "cp:nics"
 	jfVolPrefix  = "cp:vol:"
+	jfCopyPrefix = "cp:copy:"
 	jfDone       = "cp:done:"
 )
 
@@ -175,6 +175,15 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 				cp.Volumes = map[string]job.ClonedFile{}
 			}
 			cp.Volumes[strings.TrimPrefix(k, jfVolPrefix)] = f
+		case strings.HasPrefix(k, jfCopyPrefix):
+			var c job.CopyCheckpoint
+			if err := json.Unmarshal([]byte(v), &c); err != nil {
+				return nil, fmt.Errorf("job %s copy checkpoint: %w", uuid, err)
+			}
+			if cp.Copies == nil {
+				cp.Copies = map[string]job.CopyCheckpoint{}
+			}
+			cp.Copies[strings.TrimPrefix(k, jfCopyPrefix)] = c
 		case strings.HasPrefix(k, jfDone):
 			cp.Done = append(cp.Done, strings.TrimPrefix(k, jfDone))
 		}
@@ -346,10 +355,24 @@ func checkpointFields(stage string) []any {
 	return fields
 }
 
-// SaveClonedVolume records one finished volume of the clone stage.
+// SaveClonedVolume records one finished volume of the clone stage (and drops its copy's
+// checkpoint).
 func (s *Store) SaveClonedVolume(ctx context.Context, uuid, volume string, f job.ClonedFile) error {
 	b, _ := json.Marshal(f)
-	return s.rdb.HSet(ctx, keyJob(uuid), jfVolPrefix+volume, b).Err()
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, keyJob(uuid), jfVolPrefix+volume, b)
+	pipe.HDel(ctx, keyJob(uuid), jfCopyPrefix+volume)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// SaveCopyCheckpoint records the last durable position of a volume's copy.
+func (s *Store) SaveCopyCheckpoint(ctx context.Context, uuid, volume string, c job.CopyCheckpoint) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.rdb.HSet(ctx, keyJob(uuid), jfCopyPrefix+volume, b).Err()
 }
 
 // SaveCloneCheckpoint marks the clone stage done with its final progress and every volume it
