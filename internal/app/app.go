@@ -430,6 +430,11 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 		runner.Run(ctx)
 		return nil
 	})
+	takeOver := &pipeline.TakeOver{Store: w.st, Queue: p.Queue, Metrics: w.m, Log: w.log}
+	g.Go(func() error {
+		takeOver.Run(ctx)
+		return nil
+	})
 	return nil
 }
 

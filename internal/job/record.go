@@ -68,6 +68,8 @@ type Record struct {
 	Plan        string       `json:"plan,omitempty"`
 	PlanItem    int          `json:"planItem,omitempty"`
 	Checkpoints *Checkpoints `json:"-"`
+	// Queue is the asynq queue the job's last run came from.
+	Queue string `json:"-"`
 	// NewAttempt is set on the record StartAttempt returns when the run counted a new
 	// attempt (not the continuation of a handed-back one).
 	NewAttempt bool `json:"-"`

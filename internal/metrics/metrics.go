@@ -33,6 +33,8 @@ type Metrics struct {
 	// (HandBack*); JobReattempts counts runs that started again after a failure or a crash.
 	JobHandBacks  *prometheus.CounterVec
 	JobReattempts prometheus.Counter
+	// JobTakeOvers counts jobs of dead workers queued again by the take-over.
+	JobTakeOvers prometheus.Counter
 
 	stages *stageTracker
 }
@@ -93,13 +95,16 @@ func New() *Metrics {
 		JobHandBacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmrestore_job_handbacks_total", Help: "Restore runs that gave their worker slot back without failing and come back later, by reason (no clone slot, Redis unreachable, worker stopping, running on another worker, placement contended).",
 		}, []string{"reason"}),
+		JobTakeOvers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmrestore_job_takeovers_total", Help: "Jobs of workers that stopped answering (their job lock lapsed) queued again to resume elsewhere.",
+		}),
 		JobReattempts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmrestore_job_reattempts_total", Help: "Restore jobs started again after a failed or crashed attempt.",
 		}),
 	}
 	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
 		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.CloneResumed, m.JobsSubmitted, m.SimulatedVMs,
-		m.JobHandBacks, m.JobReattempts)
+		m.JobHandBacks, m.JobReattempts, m.JobTakeOvers)
 	m.stages = newStageTracker(job.Stages)
 	r.MustRegister(m.stages)
 	// Series that exist from the start, so that dashboards and alerts read 0, not "no data".

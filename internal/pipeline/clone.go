@@ -551,23 +551,37 @@ func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *cat
 
 // throttle returns the bandwidth limiter of a backup storage (nil when unlimited): each
 // chunk reserves its bytes in Redis and waits its turn, so the limit holds across workers.
+// While Redis does not answer, the copy waits for it (its job's lock fencing bounds the
+// wait) and goes on when it is back.
 func (p *Pipeline) throttle(bs *catalog.BackupStorage) func(context.Context, int) error {
 	rate := int64(bs.BandwidthBytesPerSecond)
 	if rate <= 0 {
 		return nil
 	}
 	return func(ctx context.Context, n int) error {
-		wait, err := p.Store.ReserveBandwidth(ctx, bs.UUID, rate, int64(n))
-		if err != nil || wait <= 0 {
-			return err
-		}
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return nil
+		backoff := 50 * time.Millisecond
+		for {
+			wait, err := p.Store.ReserveBandwidth(ctx, bs.UUID, rate, int64(n))
+			if store.Unavailable(err) && ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			if err != nil || wait <= 0 {
+				return err
+			}
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+				return nil
+			}
 		}
 	}
 }

@@ -46,8 +46,17 @@ type Pipeline struct {
 	CloneCheckpointEvery int64
 }
 
-// lockTTL bounds how long a crashed worker's lock outlives it; it is renewed every third.
-const lockTTL = 30 * time.Second
+// The job lock: lockTTL bounds how long a dead worker's lock outlives it (the take-over then
+// finds it, see TakeOver); it is renewed every lockRenew, and every lockRetry while Redis does
+// not answer. A run that could not renew its lock for lockFence stops (its lock may have
+// lapsed and been claimed by a take-over elsewhere), so two workers never copy the same
+// volume; it hands the job back to come back from its last checkpoint.
+const (
+	lockTTL   = 8 * time.Second
+	lockRenew = 2 * time.Second
+	lockRetry = 250 * time.Millisecond
+	lockFence = lockTTL - time.Second
+)
 
 // Reasons a job's context ends, told apart with context.Cause.
 var (
@@ -66,14 +75,22 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	p = p.forJob(log) // every line this job's stages log carries its uuid
 
 	token := zstack.NewUUID()
-	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
+	// A take-over's task runs under its own id, which the take-over's claim on the lock names.
+	claim := ""
+	if id, ok := asynq.GetTaskID(ctx); ok && id != jobUUID {
+		claim = TakeOverClaim(id)
+	}
+	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL, claim)
 	if err != nil {
+		if ok {
+			p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
+		}
 		err, _ = p.outage(ctx, log, err)
 		return err
 	}
 	if !ok {
 		p.Metrics.JobHandBacks.WithLabelValues(metrics.HandBackRunningElsewhere).Inc()
-		return fmt.Errorf("job %s runs on another worker: %w", jobUUID, queue.ErrBusy)
+		return fmt.Errorf("job %s: %w", jobUUID, queue.ErrElsewhere)
 	}
 	started := false // an attempt started: a hand-back is recorded in the job
 	defer func() {
@@ -94,9 +111,11 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	// Watch for a cancel before reading the record, whose flag covers an earlier one.
 	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
 	defer unwatch()
-	prev, rec, err := p.Store.StartAttempt(ctx, jobUUID)
+	queueName, _ := asynq.GetQueueName(ctx)
+	prev, rec, err := p.Store.StartAttempt(ctx, jobUUID, queueName)
 	if errors.Is(err, store.ErrNotFound) {
 		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
+		p.Store.UnlistJobLock(context.WithoutCancel(ctx), jobUUID)
 		return nil
 	}
 	if err != nil {
@@ -143,8 +162,10 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 		p.handBack(context.WithoutCancel(ctx), jobUUID, metrics.HandBackShutdown)
 		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
 	case errors.Is(cause, errLockLost):
-		log.Warn("restore interrupted: its job lock was lost; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
-		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
+		// Another worker may run it now, or Redis was away longer than the lock lasts: the
+		// job comes back and finds out, from its last checkpoint.
+		log.Warn("restore interrupted: its job lock could not be kept; it resumes from its last checkpoint", "stage", rec.Stage, "err", err)
+		return fmt.Errorf("restore interrupted in %s: %w: %w", rec.Stage, errLockLost, queue.ErrBusy)
 	}
 	if store.Unavailable(err) {
 		return err // handed back by the deferred outage, not counted as a failure
@@ -199,20 +220,31 @@ func (p *Pipeline) handBack(ctx context.Context, jobUUID, reason string) {
 	}
 }
 
-// keepLock renews the job lock until ctx ends; losing it stops the work.
+// keepLock renews the job lock until ctx ends; losing it, or failing to renew it for
+// lockFence, stops the work.
 func (p *Pipeline) keepLock(ctx context.Context, stop context.CancelCauseFunc, jobUUID, token string) {
-	t := time.NewTicker(lockTTL / 3)
-	defer t.Stop()
+	renewed := time.Now() // when the last successful renewal was sent
+	wait := lockRenew
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
-			if err == nil && !ok {
-				stop(errLockLost)
-				return
-			}
+		case <-time.After(wait):
+		}
+		sent := time.Now()
+		ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL, "")
+		switch {
+		case err == nil && ok:
+			renewed, wait = sent, lockRenew
+		case err == nil && !ok:
+			stop(errLockLost)
+			return
+		case time.Since(renewed) >= lockFence:
+			p.Log.Warn("the job lock could not be renewed in time; the restore stops here", "job", jobUUID, "err", err)
+			stop(errLockLost)
+			return
+		default:
+			wait = lockRetry
 		}
 	}
 }

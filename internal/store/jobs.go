@@ -30,6 +30,7 @@ const (
 	jfFinished   = "finished"
 	jfAttempts   = "attempts"
 	jfHandBacks  = "handBacks"
+	jfQueue      = "queue"
 	jfVM         = "vm"
 	jfResult     = "result"
 	jfError      = "error"
@@ -137,6 +138,7 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	r.PlanItem, _ = strconv.Atoi(m[jfPlanItem])
 	r.Attempts, _ = strconv.Atoi(m[jfAttempts])
 	r.HandBacks, _ = strconv.Atoi(m[jfHandBacks])
+	r.Queue = m[jfQueue]
 	r.CreatedAt = millis(m[jfCreated])
 	r.StartedAt = millis(m[jfStarted])
 	r.FinishedAt = millis(m[jfFinished])
@@ -241,7 +243,7 @@ func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, erro
 // the job back: that run goes on, it is no new attempt) and records as its current stage the
 // first one without a checkpoint (the last, the commit, always runs); it returns the state
 // the job had and the whole record, so that an attempt starts in one round trip. A job that
-// had ended is returned unchanged. KEYS: job. ARGV: started, stages...
+// had ended is returned unchanged. KEYS: job. ARGV: started, queue, stages...
 var startAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {''} end
@@ -255,7 +257,8 @@ if redis.call('HDEL', KEYS[1], 'handedBack') == 0 then
   counted = 1
 end
 if not redis.call('HGET', KEYS[1], 'started') then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
-for i = 2, #ARGV do
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'queue', ARGV[2]) end
+for i = 3, #ARGV do
   if i == #ARGV or redis.call('HEXISTS', KEYS[1], 'cp:done:' .. ARGV[i]) == 0 then
     redis.call('HSET', KEYS[1], 'stage', ARGV[i])
     break
@@ -267,9 +270,10 @@ return {st, redis.call('HGETALL', KEYS[1]), counted}
 // StartAttempt marks the job running and returns the state it had before with the record
 // as the attempt starts (ErrNotFound if the job does not exist or expired). A terminal
 // state means there is nothing to do; the record is then as the job ended. A run after a
-// hand-back continues the attempt; any other run counts a new one.
-func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.Record, error) {
-	args := []any{time.Now().UnixMilli()}
+// hand-back continues the attempt; any other run counts a new one. queue is the asynq queue
+// the run came from, where a take-over of the job is queued.
+func (s *Store) StartAttempt(ctx context.Context, uuid, queue string) (job.State, *job.Record, error) {
+	args := []any{time.Now().UnixMilli(), queue}
 	for _, st := range job.Stages {
 		args = append(args, st)
 	}
@@ -436,10 +440,11 @@ func (s *Store) RequestCancel(ctx context.Context, uuid string) (bool, error) {
 	return true, s.rdb.Publish(ctx, ChannelJobCancel, uuid).Err()
 }
 
-// lockScript takes or renews a job's execution lock for a token. KEYS: lock. ARGV: token, ms.
+// lockScript takes or renews a lock for a token; a holder named by ARGV[3] (a take-over's
+// claim) hands it over. KEYS: lock. ARGV: token, ms, claim (optional).
 var lockScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
+if cur and cur ~= ARGV[1] and cur ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)
@@ -449,16 +454,77 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
-// LockJob takes (or renews) the lock that keeps two workers from running one job at once.
-// It reports false when another token holds it.
-func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Duration) (bool, error) {
-	n, err := lockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token, ttl.Milliseconds()).Int()
+// A job's lock (one key per job, taken or renewed atomically) is also listed, with its expiry
+// by Redis's clock, in an index of locked jobs: a lock that lapsed while still listed is a
+// worker that died with the job (a worker that stops releases its locks and unlists them),
+// which the take-over finds there (LapsedJobLocks) and claims (ClaimLapsedJob).
+
+// indexLockScript lists a job's lock with its expiry. KEYS: index. ARGV: job, ttl ms.
+var indexLockScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+`)
+
+// lapsedLocksScript lists up to 100 jobs whose listed lock lapsed more than grace ms ago.
+// KEYS: index. ARGV: grace ms.
+var lapsedLocksScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)
+`)
+
+// LockJob takes (or renews) the lock that keeps two workers from running one job at once,
+// and lists it for the take-over. It reports false when another token holds it; claim, when
+// not empty, is a take-over's claim that this token may take the lock from.
+func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Duration, claim string) (bool, error) {
+	n, err := lockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token, ttl.Milliseconds(), claim).Int()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	if err := indexLockScript.Run(ctx, s.rdb, []string{keyJobsLocked()}, uuid, ttl.Milliseconds()).Err(); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// UnlockJob releases the lock if token holds it, and unlists it.
+func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
+	n, err := unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Int()
+	if err != nil || n == 0 {
+		return err
+	}
+	return s.rdb.ZRem(ctx, keyJobsLocked(), uuid).Err()
+}
+
+// LapsedJobLocks returns jobs (at most 100) listed as locked whose lock lapsed more than grace
+// ago without being released: their worker died, or lost Redis for longer than the lock
+// lasts (and then renews it when Redis is back).
+func (s *Store) LapsedJobLocks(ctx context.Context, grace time.Duration) ([]string, error) {
+	return lapsedLocksScript.Run(ctx, s.rdb, []string{keyJobsLocked()}, grace.Milliseconds()).StringSlice()
+}
+
+// JobLocked reports whether a job's lock is held.
+func (s *Store) JobLocked(ctx context.Context, uuid string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, keyJobLock(uuid)).Result()
 	return n == 1, err
 }
 
-// UnlockJob releases the lock if token holds it.
-func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
-	return unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Err()
+// ClaimLapsedJob takes a job's lapsed lock for a take-over, as claim, for ttl: the run of the
+// take-over (LockJob with this claim) takes it from there. It reports false when the lock is
+// held again (its holder came back, or another worker claimed it first).
+func (s *Store) ClaimLapsedJob(ctx context.Context, uuid, claim string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, keyJobLock(uuid), claim, ttl).Result()
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, indexLockScript.Run(ctx, s.rdb, []string{keyJobsLocked()}, uuid, ttl.Milliseconds()).Err()
+}
+
+// UnlistJobLock takes a job off the index of locked jobs (it has ended, or is gone).
+func (s *Store) UnlistJobLock(ctx context.Context, uuid string) error {
+	return s.rdb.ZRem(ctx, keyJobsLocked(), uuid).Err()
 }
 
 // ResourceBinding is what a resourceUuid is bound to: the job that restores it, and its group.

@@ -18,7 +18,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	ctx := context.Background()
 	st := store.New(redistest.Start(t).Client())
 	const id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
-	if _, _, err := st.StartAttempt(ctx, id); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := st.StartAttempt(ctx, id, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a missing job: want ErrNotFound, got %v", err)
 	}
 	rec := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
@@ -26,7 +26,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	if err := st.CreateJob(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	prev, got, err := st.StartAttempt(ctx, id)
+	prev, got, err := st.StartAttempt(ctx, id, "")
 	if err != nil || prev != job.Pending || got.State != job.Running || got.Attempts != 1 || got.Stage != job.StageResolve ||
 		got.StartedAt.IsZero() || got.Request.GroupUUID != rec.Request.GroupUUID {
 		t.Fatalf("first attempt: prev %q, record %+v, err %v", prev, got, err)
@@ -38,7 +38,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	if err := st.SaveCheckpoint(ctx, id, job.StagePlace, store.CheckpointPlacement, &job.Placement{HostUUID: "h"}); err != nil {
 		t.Fatal(err)
 	}
-	prev, again, err := st.StartAttempt(ctx, id)
+	prev, again, err := st.StartAttempt(ctx, id, "")
 	if err != nil || prev != job.Running || again.Attempts != 2 || again.Stage != job.StageNetwork || !again.StartedAt.Equal(got.StartedAt) ||
 		again.Checkpoints.Placement == nil || again.Checkpoints.Placement.HostUUID != "h" {
 		t.Fatalf("second attempt: prev %q, record %+v, err %v", prev, again, err)
@@ -49,14 +49,14 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, r, err := st.StartAttempt(ctx, id); err != nil || r.Stage != job.StageCommit {
+	if _, r, err := st.StartAttempt(ctx, id, ""); err != nil || r.Stage != job.StageCommit {
 		t.Fatalf("all but the commit done: stage %q, err %v", r.Stage, err)
 	}
 	// An ended job is returned as it ended, not counted again.
 	if _, err := st.FinishJob(ctx, id, job.Succeeded, []byte(`{}`), nil); err != nil {
 		t.Fatal(err)
 	}
-	prev, done, err := st.StartAttempt(ctx, id)
+	prev, done, err := st.StartAttempt(ctx, id, "")
 	if err != nil || prev != job.Succeeded || done.State != job.Succeeded || done.Attempts != 3 {
 		t.Fatalf("ended job: prev %q, record %+v, err %v", prev, done, err)
 	}
@@ -91,7 +91,7 @@ func TestHandBacksAreNotAttempts(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		_, got, err := st.StartAttempt(ctx, id)
+		_, got, err := st.StartAttempt(ctx, id, "")
 		if err != nil || got.Attempts != w.attempts || got.HandBacks != w.handBacks || got.NewAttempt != w.newAttempt {
 			t.Fatalf("run %d: attempts %d, hand-backs %d, new attempt %v (%v); want %d, %d, %v",
 				i+1, got.Attempts, got.HandBacks, got.NewAttempt, err, w.attempts, w.handBacks, w.newAttempt)

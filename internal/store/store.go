@@ -117,6 +117,7 @@ func keyMacUsed() string                 { return prefix + "{mac}:used" }
 func keyMacOwners() string               { return prefix + "{mac}:owners" }
 func keyJob(uuid string) string          { return prefix + "job:" + uuid }
 func keyJobLock(uuid string) string      { return prefix + "job:" + uuid + ":lock" }
+func keyJobsLocked() string              { return prefix + "jobs:locked" }
 func keyVM(uuid string) string           { return prefix + "vm:" + uuid }
 func keyVMIndex() string                 { return prefix + "vms" }
 func keyVMAccount(acct string) string    { return prefix + "vms:acct:" + acct }
