@@ -79,13 +79,16 @@ type Record struct {
 func (r *Record) Deadline() time.Time { return r.CreatedAt.Add(r.Timeout) }
 
 // Progress is the byte progress of the clone stage, rewritten at least every second while
-// it runs. Bytes are of the backup files: BytesTotal is their length, BytesDone how far the
-// copies got (holes count as done when passed), DataBytes the data read so far, and
-// BytesPerSecond the data rate over the last interval.
+// it runs. Bytes are of the backup files: BytesTotal is their length (the virtual size of a
+// raw volume), BytesDone how far the copies got (holes count as done when passed), DataBytes
+// the data copied so far (a resumed copy counts what its checkpoint covered) of
+// DataBytesTotal (the backups' actualSize), and BytesPerSecond the data rate over the last
+// interval.
 type Progress struct {
 	BytesDone      int64            `json:"bytesDone"`
 	BytesTotal     int64            `json:"bytesTotal"`
 	DataBytes      int64            `json:"dataBytes,omitempty"`
+	DataBytesTotal int64            `json:"dataBytesTotal,omitempty"`
 	BytesPerSecond int64            `json:"bytesPerSecond,omitempty"`
 	UpdatedAt      time.Time        `json:"updatedAt,omitzero"`
 	Volumes        []VolumeProgress `json:"volumes,omitempty"`

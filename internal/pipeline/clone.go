@@ -73,6 +73,7 @@ const (
 // volProgress is one volume's live progress, shared by its copy and the progress writer.
 type volProgress struct {
 	uuid, backupUUID  string
+	dataTotal         int64 // the backup's actualSize (its virtual size when it declares none)
 	done, total, data atomic.Int64
 	state             atomic.Value // string
 }
@@ -141,7 +142,10 @@ func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record
 		if ps == nil {
 			return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage, "primary storage[uuid:%s] was removed from the site during the restore", pl.VolumeStorage[v.UUID]))
 		}
-		vp := &volProgress{uuid: v.UUID, backupUUID: v.BackupUUID}
+		vp := &volProgress{uuid: v.UUID, backupUUID: v.BackupUUID, dataTotal: v.BackupActualSize}
+		if vp.dataTotal <= 0 {
+			vp.dataTotal = v.Size
+		}
 		vp.state.Store(volWaiting)
 		vols[i] = vp
 		path := InstallPath(ps.URL, rec.AccountUUID, v)
@@ -150,7 +154,7 @@ func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record
 			if st, err := os.Stat(path); err == nil {
 				vp.total.Store(st.Size())
 				vp.done.Store(st.Size())
-				vp.data.Store(v.BackupActualSize)
+				vp.data.Store(vp.dataTotal)
 				vp.state.Store(volDone)
 				continue
 			}
@@ -410,6 +414,7 @@ func (p *Pipeline) writeProgress(ctx context.Context, jobUUID string, vols []*vo
 			pr.BytesDone += vp.BytesDone
 			pr.BytesTotal += vp.BytesTotal
 			pr.DataBytes += vp.DataBytes
+			pr.DataBytesTotal += v.dataTotal
 		}
 		if dt := now.Sub(lastAt).Seconds(); dt > 0 {
 			pr.BytesPerSecond = int64(float64(pr.DataBytes-lastData) / dt)

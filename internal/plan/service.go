@@ -144,7 +144,7 @@ func (s *Service) Retry(ctx context.Context, uuid string) (int, error) {
 		if !ok || (st.State != store.ItemFailed && st.State != store.ItemCancelled) {
 			continue
 		}
-		change.Item(it.Index, st.State, store.ItemStatus{State: store.ItemPending, Attempt: st.Attempt, BytesDone: st.BytesDone}, 0)
+		change.Item(it.Index, st, store.ItemStatus{State: store.ItemPending, Attempt: st.Attempt, BytesDone: st.BytesDone, DataDone: st.DataDone})
 		requeue = append(requeue, store.QueuedItem{Tier: it.Tier, Index: it.Index})
 	}
 	if len(requeue) == 0 {

@@ -232,11 +232,16 @@ func Build(spec *Spec, in Input) ([]store.PlanItem, *zstack.ErrorCode) {
 				}
 			}
 		}
-		var size int64
+		var size, data int64
 		for _, v := range g.Volumes {
 			size += v.Size
+			if v.ActualSize > 0 {
+				data += v.ActualSize
+			} else {
+				data += v.Size
+			}
 		}
-		items = append(items, store.PlanItem{Index: i, Tier: tier, GroupUUID: g.GroupUUID, Name: req.Name, BytesTotal: size, Request: req})
+		items = append(items, store.PlanItem{Index: i, Tier: tier, GroupUUID: g.GroupUUID, Name: req.Name, BytesTotal: size, DataTotal: data, Request: req})
 	}
 	if ec := p.err(); ec != nil {
 		return nil, ec
@@ -501,6 +506,7 @@ func Meta(uuid string, spec *Spec, account string, items []store.PlanItem) (*sto
 	tiers := map[int]bool{}
 	for _, it := range items {
 		m.BytesTotal += it.BytesTotal
+		m.DataTotal += it.DataTotal
 		tiers[it.Tier] = true
 	}
 	for t := range tiers {

@@ -97,11 +97,12 @@ func (e *Events) WatchSlots(backupStorage string) (<-chan struct{}, func()) {
 	return e.add(e.slots, backupStorage)
 }
 
-// SubscribeJobDone delivers the uuid of every job that ends, until ctx ends. Like all
-// pub/sub it may drop events; it is a hint to act sooner, never the only trigger.
-func (s *Store) SubscribeJobDone(ctx context.Context) <-chan string {
+// SubscribePlanEvents delivers, until ctx ends, the channel of every job that ends
+// (ChannelJobDone) and every plan woken (ChannelPlanWake). Like all pub/sub it may drop
+// events; it is a hint to act sooner, never the only trigger.
+func (s *Store) SubscribePlanEvents(ctx context.Context) <-chan string {
 	out := make(chan string, 256)
-	ps := s.rdb.Subscribe(ctx, ChannelJobDone)
+	ps := s.rdb.Subscribe(ctx, ChannelJobDone, ChannelPlanWake)
 	go func() {
 		defer close(out)
 		defer ps.Close()
@@ -115,7 +116,7 @@ func (s *Store) SubscribeJobDone(ctx context.Context) <-chan string {
 					return
 				}
 				select {
-				case out <- m.Payload:
+				case out <- m.Channel:
 				default:
 				}
 			}

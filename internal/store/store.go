@@ -137,6 +137,9 @@ const (
 	// ChannelSlotFree carries the uuid of a backup storage one of whose clone slots was
 	// released, so that waiters ask again at once.
 	ChannelSlotFree = prefix + "events:slot-free"
+	// ChannelPlanWake carries the uuid of a plan that has items to start (accepted, resumed,
+	// items retried), so that a worker drives it at once.
+	ChannelPlanWake = prefix + "events:plan-wake"
 )
 
 // vmIDBlock is how many VM internal ids a process takes from Redis at once.
