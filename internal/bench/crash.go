@@ -72,7 +72,11 @@ func crashCost(ctx context.Context, c Config) ([]Figure, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("the copy never reached half the volume")
+			rec, err := r.store().GetJob(ctx, id)
+			if err != nil {
+				return nil, fmt.Errorf("the copy never reached half the volume: %v", err)
+			}
+			return nil, fmt.Errorf("the copy never reached half the volume: job %s, stage %s, attempts %d, error %v", rec.State, rec.Stage, rec.Attempts, rec.Error)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

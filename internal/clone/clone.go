@@ -238,6 +238,9 @@ func copyOnce(ctx context.Context, src *os.File, dst string, opt Options) (res R
 		if sums != nil {
 			sums.Close()
 		}
+		if ck != nil && ck.sums != nil {
+			ck.sums.Close()
+		}
 		if err != nil && !(ck != nil && ck.saved && resumable(err)) {
 			os.Remove(part)
 			removeSums(dst)
@@ -268,13 +271,15 @@ func copyOnce(ctx context.Context, src *os.File, dst string, opt Options) (res R
 		if ck != nil {
 			ck.out, ck.saved = out, from != nil
 			if cv, ok := v.(*chunkedVerifier); ok {
-				if sums == nil {
-					if sums, err = os.OpenFile(dst+SumsSuffix, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640); err != nil {
-						return res, &DestError{err}
-					}
+				// The per-chunk digest file is created at the first checkpoint (a copy shorter
+				// than one interval never writes it); until then the records wait in memory.
+				ck.sumsPath, ck.chunked = dst+SumsSuffix, cv
+				cv.sink = &ck.pending
+				if sums != nil {
+					ck.sums, ck.buf = sums, bufio.NewWriterSize(sums, 64<<10)
+					sums = nil // the checkpointer closes it
+					cv.sink = ck.buf
 				}
-				ck.sums, ck.buf = sums, bufio.NewWriterSize(sums, 64<<10)
-				cv.sink = ck.buf
 			}
 			if from != nil {
 				ck.next = from.Offset + ck.every

@@ -87,8 +87,13 @@ type checkpointer struct {
 	fn    func(Checkpoint) error
 	base  Checkpoint // algorithm, digest and source
 	out   *os.File
-	sums  *os.File // chunked digests: the per-chunk digest file
-	buf   *bufio.Writer
+	// The chunked digests' per-chunk digest file at sumsPath: records wait in pending until
+	// the first checkpoint creates it, then go through buf.
+	chunked  *chunkedVerifier
+	sumsPath string
+	pending  bytes.Buffer
+	sums     *os.File
+	buf      *bufio.Writer
 	// saved reports that a checkpoint exists for the partial files (recorded by this copy
 	// or resumed from).
 	saved bool
@@ -100,6 +105,16 @@ func (c *checkpointer) save(off, data, written int64, v verifier) error {
 	cp.Offset, cp.Data, cp.Written = off, data, written
 	if err := unix.Fdatasync(int(c.out.Fd())); err != nil {
 		return &DestError{fmt.Errorf("fsync the partial file: %w", err)}
+	}
+	if c.chunked != nil && c.sums == nil {
+		f, err := os.OpenFile(c.sumsPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+		if err != nil {
+			return &DestError{fmt.Errorf("create the per-chunk digests: %w", err)}
+		}
+		c.sums, c.buf = f, bufio.NewWriterSize(f, 64<<10)
+		c.buf.Write(c.pending.Bytes())
+		c.pending = bytes.Buffer{}
+		c.chunked.sink = c.buf
 	}
 	if c.sums != nil {
 		if err := c.buf.Flush(); err != nil {

@@ -39,7 +39,7 @@ const lockTTL = 15 * time.Second
 const sampleEvery = 5 * time.Second
 
 // Run ticks every active plan until ctx ends: every Interval, at once when a plan is
-// accepted, resumed or has items retried (ChannelPlanWake), and shortly after any job ends
+// accepted, resumed or has items retried (ChannelPlanWake), and at once when any job ends
 // (so the next items start without waiting for the next interval).
 func (r *Runner) Run(ctx context.Context) {
 	interval := r.Interval
@@ -62,11 +62,9 @@ func (r *Runner) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(interval):
-		case ch := <-events:
-			if ch == store.ChannelJobDone {
-				// Let other completions of the same moment arrive, then tick once for all.
-				time.Sleep(20 * time.Millisecond)
-			}
+		case <-events:
+			// One tick for every event of the moment: the next item starts at once, as the
+			// slot its predecessor freed would otherwise idle.
 			for len(events) > 0 {
 				<-events
 			}

@@ -476,26 +476,63 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LI
 `)
 
 // LockJob takes (or renews) the lock that keeps two workers from running one job at once,
-// and lists it for the take-over. It reports false when another token holds it; claim, when
-// not empty, is a take-over's claim that this token may take the lock from.
+// and lists it for the take-over (one round trip). It reports false when another token holds
+// it; claim, when not empty, is a take-over's claim that this token may take the lock from.
 func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Duration, claim string) (bool, error) {
-	n, err := lockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token, ttl.Milliseconds(), claim).Int()
+	var lock, listed *redis.Cmd
+	err := s.pipelineScripts(ctx, []*redis.Script{lockScript, indexLockScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		lock = lockScript.EvalSha(ctx, pipe, []string{keyJobLock(uuid)}, token, ttl.Milliseconds(), claim)
+		// Listed whether or not this token got the lock: a listing is only ever a hint (the
+		// take-over checks the lock itself), and a held lock is listed already.
+		listed = indexLockScript.EvalSha(ctx, pipe, []string{keyJobsLocked()}, uuid, ttl.Milliseconds())
+		return []*redis.Cmd{lock, listed}
+	})
+	if err != nil {
+		return false, err
+	}
+	n, err := lock.Int()
 	if err != nil || n == 0 {
 		return false, err
 	}
-	if err := indexLockScript.Run(ctx, s.rdb, []string{keyJobsLocked()}, uuid, ttl.Milliseconds()).Err(); err != nil {
-		return true, err
-	}
-	return true, nil
+	return true, listed.Err()
 }
 
-// UnlockJob releases the lock if token holds it, and unlists it.
+// UnlockJob releases the lock if token holds it, and unlists it (one round trip).
 func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
-	n, err := unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Int()
-	if err != nil || n == 0 {
-		return err
+	var unlock *redis.Cmd
+	return s.pipelineScripts(ctx, []*redis.Script{unlockScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		unlock = unlockScript.EvalSha(ctx, pipe, []string{keyJobLock(uuid)}, token)
+		pipe.ZRem(ctx, keyJobsLocked(), uuid)
+		return []*redis.Cmd{unlock}
+	})
+}
+
+// pipelineScripts sends the commands queue adds in one round trip. Scripts in a pipeline run
+// by their digest (EVALSHA); when Redis does not know one yet (a new or restarted server),
+// the scripts are loaded and the pipeline sent again.
+func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, queue func(redis.Pipeliner) []*redis.Cmd) error {
+	for try := 0; ; try++ {
+		pipe := s.rdb.Pipeline()
+		cmds := queue(pipe)
+		_, err := pipe.Exec(ctx)
+		noScript := false
+		for _, c := range cmds {
+			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				noScript = true
+			}
+		}
+		if !noScript || try > 0 {
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			return nil
+		}
+		for _, sc := range scripts {
+			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+				return err
+			}
+		}
 	}
-	return s.rdb.ZRem(ctx, keyJobsLocked(), uuid).Err()
 }
 
 // LapsedJobLocks returns jobs (at most 100) listed as locked whose lock lapsed more than grace

@@ -167,3 +167,26 @@ func TestSystemAdminSeesANewAccountAtOnce(t *testing.T) {
 		t.Fatalf("a Normal account: %v %v", ok, err)
 	}
 }
+
+// A job lock works against a Redis that has never run its scripts (a new or restarted
+// server): the pipelined scripts are loaded and sent again.
+func TestJobLockOnAFreshRedis(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	st := store.New(srv.Client())
+	const id = "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c"
+	ok, err := st.LockJob(ctx, id, "token", time.Minute, "")
+	if !ok || err != nil {
+		t.Fatalf("lock on a fresh Redis: %v %v", ok, err)
+	}
+	if ok, err := st.LockJob(ctx, id, "other", time.Minute, ""); ok || err != nil {
+		t.Fatalf("a second token took the lock: %v %v", ok, err)
+	}
+	srv.Client().ScriptFlush(ctx)
+	if err := st.UnlockJob(ctx, id, "token"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.LockJob(ctx, id, "other", time.Minute, ""); !ok || err != nil {
+		t.Fatalf("after the unlock: %v %v", ok, err)
+	}
+}

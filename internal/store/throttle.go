@@ -91,13 +91,19 @@ func (s *Store) WithdrawCloneSlotWait(ctx context.Context, bs string, holders ..
 	return err
 }
 
-// ReleaseCloneSlot gives a slot back and tells the waiters of the storage (ChannelSlotFree).
+// releaseSlotScript gives a slot back and, when someone waits for one, tells them.
+// KEYS: slots, waiters. ARGV: holder, channel, backup storage.
+var releaseSlotScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and redis.call('ZCARD', KEYS[2]) > 0 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return 1
+`)
+
+// ReleaseCloneSlot gives a slot back and, when holders wait for one, tells them
+// (ChannelSlotFree), in one round trip.
 func (s *Store) ReleaseCloneSlot(ctx context.Context, bs, holder string) error {
-	n, err := s.rdb.ZRem(ctx, keyBSSlots(bs), holder).Result()
-	if err != nil || n == 0 {
-		return err
-	}
-	return s.rdb.Publish(ctx, ChannelSlotFree, bs).Err()
+	return releaseSlotScript.Run(ctx, s.rdb, []string{keyBSSlots(bs), keyBSWaiters(bs)}, holder, ChannelSlotFree, bs).Err()
 }
 
 // CloneSlotWaiters returns how many holders wait for a slot of a backup storage.
