@@ -404,11 +404,11 @@ func (f *faultRun) killWorker(slot int, midClone string) *kill {
 }
 
 // copyingNow reports whether a job is copying a volume right now: clone stage, a volume
-// "copying" part-way, progress written in the last 1.5 s. (A job whose first volume is done
-// and whose next one waits for a clone slot shows bytes done too, but is not copying.)
+// "copying" part-way, progress written in the last 3 s (it is written every second; a busy
+// machine delays it). A volume waiting for a clone slot shows "waiting".
 func copyingNow(e *env, jobUUID string) bool {
 	rec, err := e.store.GetJob(context.Background(), jobUUID)
-	if err != nil || rec.State.Terminal() || rec.Stage != job.StageClone || rec.Progress == nil || time.Since(rec.Progress.UpdatedAt) > 1500*time.Millisecond {
+	if err != nil || rec.State.Terminal() || rec.Stage != job.StageClone || rec.Progress == nil || time.Since(rec.Progress.UpdatedAt) > 3*time.Second {
 		return false
 	}
 	for _, v := range rec.Progress.Volumes {
@@ -750,7 +750,20 @@ func runFaultInjection(t *testing.T, size faultSize) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("no copy under way to kill mid-clone within 30 s")
+					var states []string
+					for _, j := range f.jobs {
+						if rec, err := e.store.GetJob(context.Background(), j.uuid); err == nil && j.slow {
+							st := fmt.Sprintf("%s/%s attempts %d hand-backs %d", rec.State, rec.Stage, rec.Attempts, rec.HandBacks)
+							if rec.Progress != nil {
+								for _, v := range rec.Progress.Volumes {
+									st += fmt.Sprintf(" [%s %d/%d]", v.State, v.BytesDone, v.BytesTotal)
+								}
+								st += " updated " + time.Since(rec.Progress.UpdatedAt).Round(time.Millisecond).String() + " ago"
+							}
+							states = append(states, st)
+						}
+					}
+					t.Fatalf("no copy under way to kill mid-clone within 30 s; the slow jobs:\n  %s", strings.Join(states, "\n  "))
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
