@@ -90,7 +90,8 @@ With --watch, the plan is watched until it ends (see 'restorectl plan watch').`,
 				if existing {
 					fmt.Fprintf(w, "plan %s already exists for clientToken %q (%s, %s): not submitted again\n", rep.UUID, spec.ClientToken, rep.Name, rep.State)
 				} else {
-					fmt.Fprintf(w, "plan %s created: %q, %d VM(s) in %d tier(s), %s\n", rep.UUID, rep.Name, rep.ItemCount, len(rep.Tiers), bytesText(rep.BytesTotal))
+					fmt.Fprintf(w, "plan %s created: %q, %d VM(s) in %d tier(s), %s of backup data (%s virtual)\n", rep.UUID, rep.Name, rep.ItemCount,
+						len(rep.Tiers), bytesText(rep.BytesTotal), bytesText(rep.VirtualBytesTotal))
 				}
 				if !watch {
 					fmt.Fprintf(w, "watch it: restorectl plan watch %s\n", rep.UUID)

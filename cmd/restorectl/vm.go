@@ -125,7 +125,7 @@ func jobTable(w io.Writer, j *client.Job) error {
 	fmt.Fprintf(w, "Started:\t%s\n", timeText(j.StartedAt))
 	fmt.Fprintf(w, "Finished:\t%s\n", timeText(j.FinishedAt))
 	if j.Progress != nil {
-		fmt.Fprintf(w, "Data:\t%s/%s of backup data (virtual size %s/%s)\n", bytesText(j.Progress.DataBytes), bytesText(j.Progress.DataBytesTotal),
+		fmt.Fprintf(w, "Data:\t%s/%s of backup data (the backup files' length: %s/%s)\n", bytesText(j.Progress.DataBytes), bytesText(j.Progress.DataBytesTotal),
 			bytesText(j.Progress.BytesDone), bytesText(j.Progress.BytesTotal))
 	}
 	if j.Cancel {
