@@ -1069,7 +1069,8 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	// The jobs run again on the other worker, soon (handed back, not recovered from an
-	// expired lease a minute later).
+	// expired lease a minute later): the stopped worker released their locks, so a lock
+	// held now is the other worker's run. A hand-back is no new attempt.
 	resumed := map[string]time.Duration{}
 	deadline = time.Now().Add(90 * time.Second)
 	for len(resumed) < n {
@@ -1077,8 +1078,11 @@ func TestGracefulShutdown(t *testing.T) {
 			if _, ok := resumed[j]; ok {
 				continue
 			}
-			if rec, err := e.store.GetJob(ctx, j); err == nil && (rec.Attempts > attempts[j] || rec.State.Terminal()) {
+			locked, _ := e.store.JobLocked(ctx, j)
+			if rec, err := e.store.GetJob(ctx, j); err == nil && (locked || rec.State.Terminal()) {
 				resumed[j] = time.Since(stopAt)
+				mustf(t, rec.Attempts == attempts[j] && rec.HandBacks > 0, "job %s handed back by the shutdown: attempts %d (was %d), hand-backs %d",
+					j, rec.Attempts, attempts[j], rec.HandBacks)
 			}
 		}
 		mustf(t, time.Now().Before(deadline), "jobs not taken over 90 s after the shutdown: %v", resumed)

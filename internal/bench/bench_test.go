@@ -169,19 +169,22 @@ func TestOrchestrationStepMeasuresRestoresAndTheirParts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
-	if len(figs) != 1 {
+	if len(figs) != 2 {
 		t.Fatalf("%d figures", len(figs))
 	}
-	f := figs[0]
-	if f.Value == nil || *f.Value <= 0 || f.Reference == nil || *f.Reference <= 0 || f.Ratio == nil || f.Met == nil {
+	f, cpu := figs[0], figs[1]
+	if f.Value == nil || *f.Value <= 0 || f.Reference == nil || *f.Reference <= 0 || f.Ratio == nil || f.Met != nil {
 		t.Fatalf("orchestration figure: %+v", f)
 	}
-	for _, want := range []string{"CPU per restore", "vmrestore's own work", "the target allows"} {
-		if !strings.Contains(f.Note, want) {
-			t.Errorf("note lacks %q: %s", want, f.Note)
+	if cpu.Value == nil || *cpu.Value <= 0 || cpu.Met == nil || cpu.Target != "≤ 2" {
+		t.Fatalf("CPU per restore figure: %+v", cpu)
+	}
+	for _, want := range []string{"asynq task", "vmrestore's own work", "Redis round trips"} {
+		if !strings.Contains(cpu.Note, want) {
+			t.Errorf("note lacks %q: %s", want, cpu.Note)
 		}
 	}
-	for _, want := range []string{"300 restores in", "the volume copies alone", "HTTP requests alone", "Redis round trips alone", "at ratio 0.20 a restore may use"} {
+	for _, want := range []string{"300 restores in", "the volume copies alone", "HTTP requests alone", "Redis round trips alone"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log.String())
 		}

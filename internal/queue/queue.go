@@ -36,14 +36,15 @@ const (
 // shortly, without counting as a failure, and the worker slot serves other jobs meanwhile.
 var ErrBusy = errors.New("busy, try again shortly")
 
-// ErrElsewhere is returned (wrapped) by a handler whose job another worker is running: a
-// second delivery of its task (asynq's recovery of a dead worker's task after the job was
-// taken over, or a duplicate). It comes back every TakenOverDelay until the job has ended,
-// and then does nothing.
+// ErrElsewhere is returned (wrapped) by a handler whose job another worker holds: a second
+// delivery of its task (asynq's recovery of a dead worker's task after the job was taken
+// over), or a task handed back by a stopping worker that has not released the job yet. It
+// comes back every TakenOverDelay or so until the job has ended, and then does nothing.
 var ErrElsewhere = fmt.Errorf("%w: the job runs on another worker", ErrBusy)
 
-// TakenOverDelay is how long a task whose job runs elsewhere waits before it looks again.
-const TakenOverDelay = 15 * time.Second
+// TakenOverDelay is about how long a task whose job runs elsewhere waits before it looks
+// again: short, as a stopping worker releases its jobs within seconds.
+const TakenOverDelay = 3 * time.Second
 
 // ErrDuplicate is returned when the job uuid already has a task.
 var ErrDuplicate = errors.New("a task with this job uuid exists")
@@ -143,7 +144,7 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	case errors.Is(err, asynq.ErrLeaseExpired):
 		return 0
 	case errors.Is(err, ErrElsewhere):
-		return TakenOverDelay
+		return TakenOverDelay/2 + rand.N(TakenOverDelay)
 	case errors.Is(err, ErrBusy):
 		return time.Second + rand.N(2*time.Second)
 	}

@@ -239,6 +239,22 @@ func (s *Store) CreatePlan(ctx context.Context, m *PlanMeta, items []PlanItem) e
 	return nil
 }
 
+// PlanOfClientToken returns the plan an account's client token names, or "" when it names
+// none that exists.
+func (s *Store) PlanOfClientToken(ctx context.Context, account, token string) (string, error) {
+	uuid, err := s.rdb.Get(ctx, keyPlanToken(account, token)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if n, err := s.rdb.Exists(ctx, keyPlan(uuid)).Result(); err != nil || n == 0 {
+		return "", err
+	}
+	return uuid, nil
+}
+
 // GetPlan reads a plan's metadata and state. ErrNotFound if it does not exist.
 func (s *Store) GetPlan(ctx context.Context, uuid string) (*PlanMeta, *PlanState, error) {
 	h, err := s.rdb.HGetAll(ctx, keyPlan(uuid)).Result()
