@@ -44,7 +44,7 @@ var ErrElsewhere = fmt.Errorf("%w: the job runs on another worker", ErrBusy)
 
 // TakenOverDelay is about how long a task whose job runs elsewhere waits before it looks
 // again: short, as a stopping worker releases its jobs within seconds.
-const TakenOverDelay = 3 * time.Second
+const TakenOverDelay = 2 * time.Second
 
 // ErrDuplicate is returned when the job uuid already has a task.
 var ErrDuplicate = errors.New("a task with this job uuid exists")
