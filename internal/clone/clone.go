@@ -109,6 +109,10 @@ type Options struct {
 	CheckpointEvery int64
 	Checkpoint      func(Checkpoint) error
 	Resume          *Checkpoint
+	// Verified, if set, is called once every byte has been read, written and verified, before
+	// the copy is made durable (fsync, rename, folder fsyncs): the copy reads the source no
+	// more, and a caller limiting concurrent reads can let the next copy start.
+	Verified func()
 }
 
 // Progress of a copy: Done bytes of the source file's Total length were processed (holes
@@ -292,6 +296,9 @@ func copyOnce(ctx context.Context, src *os.File, dst string, opt Options) (res R
 	}
 	if got := v.sum(); got != opt.Digest.Value {
 		return res, fmt.Errorf("%w: %s expected %s, computed %s", ErrChecksum, opt.Digest.Algorithm, opt.Digest.Value, got)
+	}
+	if opt.Verified != nil {
+		opt.Verified()
 	}
 	if err := out.Sync(); err != nil {
 		return res, &DestError{err}

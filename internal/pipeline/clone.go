@@ -215,6 +215,11 @@ type slotScheduler struct {
 	created float64 // the job's creation, unix ms: older jobs first among equals
 	max     int     // slots the job may hold
 	queue   *volumeQueue
+
+	// Copies whose reads are over are made durable (fsync, rename) beside the next copy on
+	// their slot; finishing counts them, and the first of them to fail stops the stage.
+	finishing sync.WaitGroup
+	stop      context.CancelCauseFunc
 }
 
 // holder names the job's n-th slot. A later run of the job uses the same names, so after a
@@ -242,6 +247,7 @@ func (s *slotScheduler) run(ctx context.Context, rec *job.Record, copied func(vo
 		wake = w
 	}
 	work, stop := context.WithCancelCause(ctx)
+	s.stop = stop
 	defer stop(nil)
 	ended := make(chan slotEnd, s.max)
 	held := map[int]bool{}
@@ -252,6 +258,7 @@ func (s *slotScheduler) run(ctx context.Context, rec *job.Record, copied func(vo
 			e := <-ended
 			delete(held, e.n)
 		}
+		s.finishing.Wait()
 		var holders []string
 		for n := range asked {
 			holders = append(holders, s.holder(n))
@@ -264,6 +271,10 @@ func (s *slotScheduler) run(ctx context.Context, rec *job.Record, copied func(vo
 	for {
 		want := min(s.max, len(held)+s.queue.len())
 		if want == 0 {
+			s.finishing.Wait()
+			if err := context.Cause(work); err != nil {
+				return err // a copy that was being made durable failed
+			}
 			return nil
 		}
 		for len(held) < want {
@@ -323,41 +334,78 @@ func (s *slotScheduler) run(ctx context.Context, rec *job.Record, copied func(vo
 			}
 		case <-wake:
 		case <-poll:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-work.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return context.Cause(work)
 		}
 	}
 }
 
 // copyOn copies queued volumes one after another on the job's n-th slot until none is left.
-// It reports lost when the slot's lease was lost (the volume under way went back to the
-// queue).
+// A copy holds the slot while it reads the backup; once its data is read, written and
+// verified, the slot goes on with the next volume while the copy is made durable (fsync,
+// rename) beside it. It reports lost when the slot's lease was lost (the volume under way
+// went back to the queue).
 func (s *slotScheduler) copyOn(slotCtx context.Context, n int, rec *job.Record, copied func(volumeWork, job.ClonedFile) error) (lost bool, err error) {
+	type result struct {
+		f   job.ClonedFile
+		err error
+	}
 	for {
 		w, ok := s.queue.take()
 		if !ok {
 			return false, nil
 		}
-		f, err := s.p.cloneVolume(slotCtx, rec, s.bs, w.ps, w.v, w.path, w.prog, w.src)
-		switch {
-		case err == nil:
-			w.prog.done.Store(w.prog.total.Load())
-			w.prog.state.Store(volDone)
-			if err := copied(w, f); err != nil {
-				return false, err
+		verified := make(chan struct{})
+		var once sync.Once
+		done := make(chan result, 1)
+		go func() {
+			f, err := s.p.cloneVolume(slotCtx, rec, s.bs, w.ps, w.v, w.path, w.prog, w.src, func() { once.Do(func() { close(verified) }) })
+			done <- result{f, err}
+		}()
+		select {
+		case <-verified:
+			s.finishing.Add(1)
+			go func() {
+				defer s.finishing.Done()
+				r := <-done
+				if _, err := s.settle(w, r.f, r.err, copied); err != nil {
+					s.stop(err)
+				}
+			}()
+		case r := <-done:
+			if lost, err := s.settle(w, r.f, r.err, copied); lost || err != nil {
+				return lost, err
 			}
-		case errors.Is(err, errSlotLost):
-			w.prog.state.Store(volWaiting)
-			s.queue.putBack(w)
-			return true, nil
-		case slotCtx.Err() != nil || store.Unavailable(err):
-			w.prog.state.Store(volWaiting)
-			return false, err
-		default:
-			w.prog.state.Store(volFailed)
-			return false, err
 		}
 	}
+}
+
+// settle records how a volume's copy ended: done, back to the queue (its slot lost), waiting
+// (stopped, or Redis unreachable) or failed.
+func (s *slotScheduler) settle(w volumeWork, f job.ClonedFile, err error, copied func(volumeWork, job.ClonedFile) error) (lost bool, _ error) {
+	switch {
+	case err == nil:
+		w.prog.done.Store(w.prog.total.Load())
+		w.prog.state.Store(volDone)
+		return false, copied(w, f)
+	case errors.Is(err, errSlotLost):
+		w.prog.state.Store(volWaiting)
+		s.queue.putBack(w)
+		return true, nil
+	case stopped(err) || store.Unavailable(err):
+		w.prog.state.Store(volWaiting)
+		return false, err
+	}
+	w.prog.state.Store(volFailed)
+	return false, err
+}
+
+// stopped reports whether a copy ended because its context did.
+func stopped(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // keep renews the lease of the job's n-th slot (just taken) until release is called. The
@@ -464,8 +512,9 @@ func (p *Pipeline) openSource(bs *catalog.BackupStorage, rec *job.Record, v job.
 }
 
 // cloneVolume copies one volume from src, its opened backup file, to path, on a clone slot
-// whose context is slotCtx (cancelled with errSlotLost when the slot's lease is lost).
-func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *catalog.BackupStorage, ps *catalog.PrimaryStorage, v job.PlannedVolume, path string, vp *volProgress, src *os.File) (job.ClonedFile, error) {
+// whose context is slotCtx (cancelled with errSlotLost when the slot's lease is lost);
+// verified, if set, is called when the copy's reads are over (see clone.Options.Verified).
+func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *catalog.BackupStorage, ps *catalog.PrimaryStorage, v job.PlannedVolume, path string, vp *volProgress, src *os.File, verified func()) (job.ClonedFile, error) {
 	what := fmt.Sprintf("volume backup[uuid:%s] (%s volume, deviceId %d)", v.BackupUUID, v.Type, v.DeviceID)
 	vp.state.Store(volCopying)
 	inflight := p.Metrics.ClonesInFlight.WithLabelValues(bs.UUID)
@@ -488,6 +537,7 @@ func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *cat
 		// A limited copy reserves about an eighth of a second of bandwidth per read, so its
 		// progress moves several times a second.
 		ChunkSize: int(min(rate/8, 1<<30)),
+		Verified:  verified,
 	}
 	if p.CloneCheckpointEvery > 0 {
 		opt.CheckpointEvery = p.CloneCheckpointEvery
@@ -529,12 +579,12 @@ func (p *Pipeline) cloneVolume(slotCtx context.Context, rec *job.Record, bs *cat
 			p.Metrics.CloneThroughput.WithLabelValues(bs.UUID).Observe(float64(res.DataBytes) / s)
 		}
 		return job.ClonedFile{InstallPath: path, ActualSize: res.ActualSize}, nil
-	case errors.Is(context.Cause(slotCtx), errSlotLost):
+	case stopped(err) && errors.Is(context.Cause(slotCtx), errSlotLost):
 		outcome = "cancelled"
 		return job.ClonedFile{}, fmt.Errorf("copy of %s stopped: %w", what, errSlotLost)
-	case slotCtx.Err() != nil:
+	case stopped(err):
 		outcome = "cancelled"
-		return job.ClonedFile{}, slotCtx.Err()
+		return job.ClonedFile{}, err
 	case errors.Is(err, clone.ErrChecksum), errors.Is(err, clone.ErrFormat):
 		return job.ClonedFile{}, zstack.Operation(zstack.Errorf(zstack.CodeVolumeBackup, "%s: %v", what, err))
 	case errors.As(err, &srcErr):
