@@ -58,15 +58,28 @@ func (r *Runner) Run(ctx context.Context) {
 				r.Log.Warn("plan tick failed; it will be retried", "plan", p, "err", err)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		case <-events:
-			// One tick for every event of the moment: the next item starts at once, as the
-			// slot its predecessor freed would otherwise idle.
-			for len(events) > 0 {
-				<-events
+		timer := time.NewTimer(interval)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+				break wait
+			case ch := <-events:
+				// A job's end matters only while a plan is active (a plan accepted meanwhile
+				// wakes the runner with its own event).
+				if ch == store.ChannelJobDone && len(plans) == 0 && err == nil {
+					continue
+				}
+				// One tick for every event of the moment: the next item starts at once, as
+				// the slot its predecessor freed would otherwise idle.
+				for len(events) > 0 {
+					<-events
+				}
+				timer.Stop()
+				break wait
 			}
 		}
 	}
