@@ -90,7 +90,8 @@ With --watch, the plan is watched until it ends (see 'restorectl plan watch').`,
 				if existing {
 					fmt.Fprintf(w, "plan %s already exists for clientToken %q (%s, %s): not submitted again\n", rep.UUID, spec.ClientToken, rep.Name, rep.State)
 				} else {
-					fmt.Fprintf(w, "plan %s created: %q, %d VM(s) in %d tier(s), %s\n", rep.UUID, rep.Name, rep.ItemCount, len(rep.Tiers), bytesText(rep.BytesTotal))
+					fmt.Fprintf(w, "plan %s created: %q, %d VM(s) in %d tier(s), %s of backup data (%s virtual)\n", rep.UUID, rep.Name, rep.ItemCount,
+						len(rep.Tiers), bytesText(rep.BytesTotal), bytesText(rep.VirtualBytesTotal))
 				}
 				if !watch {
 					fmt.Fprintf(w, "watch it: restorectl plan watch %s\n", rep.UUID)
@@ -235,7 +236,7 @@ func (a *cli) planListCommand() *cobra.Command {
 					fmt.Fprintln(w, "No plans.")
 					return nil
 				}
-				fmt.Fprintln(w, "UUID\tNAME\tSTATE\tVMS DONE\tFAILED\tBYTES\tCREATED")
+				fmt.Fprintln(w, "UUID\tNAME\tSTATE\tVMS DONE\tFAILED\tDATA\tCREATED")
 				for _, p := range plans {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%d\t%s/%s\t%s\n", p.UUID, p.Name, p.State, ended(p.Counts), p.ItemCount,
 						p.Counts["failed"]+p.Counts["cancelled"], bytesText(p.BytesDone), bytesText(p.BytesTotal), timeText(&p.CreatedAt))
@@ -282,7 +283,8 @@ func planTable(w io.Writer, rep *plan.Report) error {
 		fmt.Fprintf(w, "Finished:\t%s (took %s)\n", timeText(rep.FinishedAt), durationText(rep.FinishedAt.Sub(rep.CreatedAt)))
 	}
 	fmt.Fprintf(w, "VMs:\t%d/%d done: %s\n", ended(rep.Counts), rep.ItemCount, countsText(rep.Counts))
-	fmt.Fprintf(w, "Bytes:\t%s/%s\n", bytesText(rep.BytesDone), bytesText(rep.BytesTotal))
+	fmt.Fprintf(w, "Data:\t%s/%s of backup data (virtual size %s/%s)\n", bytesText(rep.BytesDone), bytesText(rep.BytesTotal),
+		bytesText(rep.VirtualBytesDone), bytesText(rep.VirtualBytesTotal))
 	if rep.FinishedAt == nil {
 		fmt.Fprintf(w, "Throughput:\t%s, ETA %s\n", rateText(rep.ThroughputBytesPerSecond), etaText(rep.EtaSeconds))
 	}
@@ -292,20 +294,21 @@ func planTable(w io.Writer, rep *plan.Report) error {
 		for _, n := range t.Counts {
 			total += n
 		}
-		fmt.Fprintf(w, "Tier %d:\t%d/%d done: %s; %s/%s\n", t.Tier, ended(t.Counts), total, countsText(t.Counts), bytesText(t.BytesDone), bytesText(t.BytesTotal))
+		fmt.Fprintf(w, "Tier %d:\t%d/%d done: %s; data %s/%s (virtual %s)\n", t.Tier, ended(t.Counts), total, countsText(t.Counts),
+			bytesText(t.BytesDone), bytesText(t.BytesTotal), bytesText(t.VirtualBytesTotal))
 	}
 	if len(rep.Items) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "INDEX\tTIER\tNAME\tGROUP\tSTATE\tSTAGE\tATTEMPT\tBYTES\tVM\tJOB\tERROR")
+	fmt.Fprintln(w, "INDEX\tTIER\tNAME\tGROUP\tSTATE\tSTAGE\tATTEMPT\tDATA\tVIRTUAL\tVM\tJOB\tERROR")
 	for _, it := range rep.Items {
 		errText := ""
 		if it.ErrorCode != "" || it.Error != "" {
 			errText = oneLine(it.ErrorCode + ": " + it.Error)
 		}
-		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s/%s\t%s\t%s\t%s\n", it.Index, it.Tier, it.Name, it.GroupUUID, it.State,
-			dash(it.Stage), it.Attempt, bytesText(it.BytesDone), bytesText(it.BytesTotal), dash(it.VMUUID), dash(it.JobUUID), dash(errText))
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s/%s\t%s\t%s\t%s\t%s\n", it.Index, it.Tier, it.Name, it.GroupUUID, it.State,
+			dash(it.Stage), it.Attempt, bytesText(it.BytesDone), bytesText(it.BytesTotal), bytesText(it.VirtualBytesTotal), dash(it.VMUUID), dash(it.JobUUID), dash(errText))
 	}
 	return nil
 }

@@ -122,7 +122,7 @@ func report(state string, done, total int64, counts map[string]int) *plan.Report
 	}
 	eta := 10.0
 	return &plan.Report{UUID: "u", Name: "n", State: state, ItemCount: items, Counts: counts, BytesDone: done, BytesTotal: total,
-		ThroughputBytesPerSecond: 1 << 20, EtaSeconds: &eta,
+		VirtualBytesDone: 10 * done, VirtualBytesTotal: 10 * total, ThroughputBytesPerSecond: 1 << 20, EtaSeconds: &eta,
 		Tiers: []plan.TierReport{{Tier: 1, Counts: counts, BytesDone: done, BytesTotal: total}}}
 }
 
@@ -142,7 +142,7 @@ func TestPlainLinesAreThrottled(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	// header, first line, one line 5 s later, the failure, the end.
 	if len(lines) != 5 || !strings.HasPrefix(lines[1], "10:00:00 running  VMs 0/2") || !strings.HasPrefix(lines[2], "10:00:05 running") ||
-		lines[3] != "10:00:09 item 1 web failed: X.1: no way" || !strings.Contains(lines[4], "failed  VMs 2/2 (1 succeeded, 1 failed)  bytes 50 B/100 B (50%)") {
+		lines[3] != "10:00:09 item 1 web failed: X.1: no way" || !strings.Contains(lines[4], "failed  VMs 2/2 (1 succeeded, 1 failed)  data 50 B/100 B (50%; virtual 1000 B)") {
 		t.Fatalf("lines:\n%s", out)
 	}
 }

@@ -120,12 +120,13 @@ func jobTable(w io.Writer, j *client.Job) error {
 		}
 		fmt.Fprintf(w, "Plan:\t%s (item %s)\n", j.PlanUUID, item)
 	}
-	fmt.Fprintf(w, "Attempts:\t%d\n", j.Attempts)
+	fmt.Fprintf(w, "Attempts:\t%d (hand-backs %d)\n", j.Attempts, j.HandBacks)
 	fmt.Fprintf(w, "Created:\t%s\n", timeText(&j.CreatedAt))
 	fmt.Fprintf(w, "Started:\t%s\n", timeText(j.StartedAt))
 	fmt.Fprintf(w, "Finished:\t%s\n", timeText(j.FinishedAt))
 	if j.Progress != nil {
-		fmt.Fprintf(w, "Bytes:\t%s/%s\n", bytesText(j.Progress.BytesDone), bytesText(j.Progress.BytesTotal))
+		fmt.Fprintf(w, "Data:\t%s/%s of backup data (the backup files' length: %s/%s)\n", bytesText(j.Progress.DataBytes), bytesText(j.Progress.DataBytesTotal),
+			bytesText(j.Progress.BytesDone), bytesText(j.Progress.BytesTotal))
 	}
 	if j.Cancel {
 		fmt.Fprintf(w, "Cancel:\trequested\n")

@@ -233,8 +233,8 @@ func (a *cli) summary(c *client.Client, final *plan.Report, out io.Writer) error
 		}
 		rest = " (" + countsText(others) + ")"
 	}
-	fmt.Fprintf(out, "plan %s (%s) %s: %d/%d VM(s) succeeded%s; %s of volumes (virtual size) restored%s\n", final.UUID, final.Name, final.State,
-		final.Counts["succeeded"], final.ItemCount, rest, bytesText(final.BytesDone), took)
+	fmt.Fprintf(out, "plan %s (%s) %s: %d/%d VM(s) succeeded%s; %s of backup data restored (%s virtual)%s\n", final.UUID, final.Name, final.State,
+		final.Counts["succeeded"], final.ItemCount, rest, bytesText(final.BytesDone), bytesText(final.VirtualBytesDone), took)
 	if final.Reason != "" && final.State != "succeeded" {
 		fmt.Fprintf(out, "reason: %s\n", final.Reason)
 	}
@@ -297,7 +297,7 @@ func progressLine(rep *plan.Report) string {
 	if rep.BytesTotal > 0 {
 		pct = 100 * float64(rep.BytesDone) / float64(rep.BytesTotal)
 	}
-	fmt.Fprintf(&b, "  bytes %s/%s (%.0f%%)", bytesText(rep.BytesDone), bytesText(rep.BytesTotal), pct)
+	fmt.Fprintf(&b, "  data %s/%s (%.0f%%; virtual %s)", bytesText(rep.BytesDone), bytesText(rep.BytesTotal), pct, bytesText(rep.VirtualBytesTotal))
 	if !planEnded(rep.State) {
 		fmt.Fprintf(&b, "  %s  ETA %s", rateText(rep.ThroughputBytesPerSecond), etaText(rep.EtaSeconds))
 	}
@@ -424,7 +424,7 @@ func (b *bars) tierText(tier int) string {
 		for _, n := range t.Counts {
 			total += n
 		}
-		s := fmt.Sprintf(" %d/%d VMs  %s/%s", ended(t.Counts), total, bytesText(t.BytesDone), bytesText(t.BytesTotal))
+		s := fmt.Sprintf(" %d/%d VMs  data %s/%s", ended(t.Counts), total, bytesText(t.BytesDone), bytesText(t.BytesTotal))
 		if n := t.Counts["running"]; n > 0 {
 			s += fmt.Sprintf("  %d running", n)
 		}
@@ -440,7 +440,7 @@ func (b *bars) allText() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	r := b.rep
-	s := fmt.Sprintf(" %d/%d VMs  %s/%s  %s  ETA %s  %s", ended(r.Counts), r.ItemCount, bytesText(r.BytesDone), bytesText(r.BytesTotal),
+	s := fmt.Sprintf(" %d/%d VMs  data %s/%s  %s  ETA %s  %s", ended(r.Counts), r.ItemCount, bytesText(r.BytesDone), bytesText(r.BytesTotal),
 		rateText(r.ThroughputBytesPerSecond), etaText(r.EtaSeconds), r.State)
 	if n := r.Counts["failed"]; n > 0 {
 		s += fmt.Sprintf(" (%d failed)", n)

@@ -108,7 +108,47 @@ func redisClient(c Config) (redis.UniversalClient, error) {
 		}
 		opt.TLSConfig = tc
 	}
+	if c.RedisCluster {
+		return clusterClient(opt), nil
+	}
 	return redis.NewUniversalClient(opt), nil
+}
+
+// clusterStateEvery is how often a Redis Cluster client re-reads the slot map while it is used.
+const clusterStateEvery = time.Second
+
+// clusterClient is a Redis Cluster client that follows a failover within about a second of
+// the promotion: go-redis re-reads the slot map on MOVED answers and only every minute
+// otherwise, and a dead master gives no MOVED (its connections are refused), so the client
+// re-reads the map every clusterStateEvery while it is used, and at once when it fails to
+// reach a node.
+func clusterClient(opt *redis.UniversalOptions) *redis.ClusterClient {
+	co := opt.Cluster()
+	co.ClusterStateReloadInterval = clusterStateEvery
+	cc := redis.NewClusterClient(co)
+	cc.OnNewNode(func(node *redis.Client) {
+		node.AddHook(reloadOnDialFailure{cc})
+	})
+	return cc
+}
+
+// reloadOnDialFailure asks a cluster client to re-read the slot map when a node cannot be
+// reached (the re-reads are coalesced by go-redis).
+type reloadOnDialFailure struct{ cc *redis.ClusterClient }
+
+func (h reloadOnDialFailure) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			h.cc.ReloadState(context.WithoutCancel(ctx))
+		}
+		return conn, err
+	}
+}
+
+func (h reloadOnDialFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h reloadOnDialFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // waitForRedis pings until Redis answers or ctx ends, logging while it waits.
@@ -431,10 +471,11 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	hooks := webhook.NewClient(webhook.NewPolicy(w.c.WebHookAllow))
 	p := &pipeline.Pipeline{
 		Store: w.st, Catalog: w.cache, Events: events, Metrics: w.m, Log: w.log,
-		Queue:            queue.NewClient(w.rdb, w.c.MaxRetry),
-		WebHooks:         hooks,
-		Hypervisor:       w.hypervisor,
-		CloneParallelism: w.c.CloneParallelism,
+		Queue:                queue.NewClient(w.rdb, w.c.MaxRetry),
+		WebHooks:             hooks,
+		Hypervisor:           w.hypervisor,
+		CloneParallelism:     w.c.CloneParallelism,
+		CloneCheckpointEvery: w.c.CloneCheckpoint,
 		HostLocal: pipeline.HostLocal{Bound: map[string]bool{}, Off: w.c.HostLocalMode() == HostLocalOff,
 			All: w.c.HostLocalMode() == HostLocalAll, Wait: w.c.HostWait, Inspector: queue.Inspector(w.rdb)},
 	}
@@ -478,6 +519,11 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	})
 	g.Go(func() error {
 		p.WatchHosts(ctx, hostWatchInterval)
+		return nil
+	})
+	takeOver := &pipeline.TakeOver{Store: w.st, Queue: p.Queue, Metrics: w.m, Log: w.log}
+	g.Go(func() error {
+		takeOver.Run(ctx)
 		return nil
 	})
 	return nil

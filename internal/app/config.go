@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -45,6 +46,7 @@ type Config struct {
 	ShutdownTimeout    time.Duration
 	MaxRetry           int
 	CloneParallelism   int
+	CloneCheckpoint    int64
 	SessionTTL         time.Duration
 	BackupScanInterval time.Duration
 	BackupVerifyEvery  time.Duration
@@ -148,6 +150,21 @@ func boolean(dst func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
+func byteSize(dst func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "0" {
+			*dst(c) = 0
+			return nil
+		}
+		b, err := catalog.ParseBytes(v)
+		if err != nil || b < 1<<20 {
+			return fmt.Errorf("%q is not a size of at least 1MiB like 32MiB or 1GiB (or 0)", v)
+		}
+		*dst(c) = int64(b)
+		return nil
+	}
+}
+
 func num(dst func(*Config) *int, lo, hi int) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -217,7 +234,8 @@ var Settings = []setting{
 	{"VMRESTORE_TASK_CHECK_INTERVAL", "task-check-interval", "10ms", "how often an idle worker polls for new jobs (the floor on pick-up latency)", dur(func(c *Config) *time.Duration { return &c.TaskCheckInterval })},
 	{"VMRESTORE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "30s", "how long a stopping worker lets running stages finish before handing jobs back", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{"VMRESTORE_MAX_RETRY", "max-retry", "10", "retries of a job's transient failures (worker crashes do not count)", num(func(c *Config) *int { return &c.MaxRetry }, 0, 1000)},
-	{"VMRESTORE_CLONE_PARALLELISM", "clone-parallelism", "4", "volumes of one VM copied at once", num(func(c *Config) *int { return &c.CloneParallelism }, 1, 64)},
+	{"VMRESTORE_CLONE_PARALLELISM", "clone-parallelism", "4", "volumes of one VM copied at once: the most clone slots of its backup storage one job holds", num(func(c *Config) *int { return &c.CloneParallelism }, 1, 64)},
+	{"VMRESTORE_CLONE_CHECKPOINT", "clone-checkpoint", "32MiB", "bytes a volume copy moves between two checkpoints it can resume from after a crash (fsync of the partial file, digest state saved); 0 turns resuming off", byteSize(func(c *Config) *int64 { return &c.CloneCheckpoint })},
 	{"VMRESTORE_SESSION_TTL", "session-ttl", "2h", "login session lifetime", dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
 	{"VMRESTORE_BACKUP_SCAN_INTERVAL", "backup-scan-interval", "30s", "how often workers re-index the backup storages", dur(func(c *Config) *time.Duration { return &c.BackupScanInterval })},
 	{"VMRESTORE_BACKUP_VERIFY_INTERVAL", "backup-verify-interval", "0s", "worker: re-read every indexed backup group and check its checksums once per this interval (like 168h); 0 turns it off", dur(func(c *Config) *time.Duration { return &c.BackupVerifyEvery })},

@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 )
 
@@ -135,15 +138,16 @@ func writeBigGroup(tb testing.TB, storage, group string, size int64) {
 }
 
 // TestWorkerKilledMidCloneFinishesOnce kills a real worker process (SIGKILL) while it copies
-// a volume, starts another, and checks that the job finishes exactly once: one VM, every
-// volume equal to its backup, no partial file, no capacity drift.
+// a volume, with another worker running: the other worker takes the job over within 15 s
+// (the job lock lapses, not asynq's lease), resumes the copy from its last checkpoint, and the
+// job finishes exactly once: one VM, every volume equal to its backup, no partial file, no
+// capacity drift, little copied twice.
 func TestWorkerKilledMidCloneFinishesOnce(t *testing.T) {
 	if testing.Short() {
-		t.Skip("waits for asynq to recover the task (about a minute)")
+		t.Skip("runs worker binaries")
 	}
-	// Most of its time is spent waiting for asynq to recover a task: let it overlap with other tests.
 	t.Parallel()
-	worker := binary(t, "worker")
+	binary(t, "worker")
 	const group = "c0ffee00c0ffee00c0ffee00c0ffee00"
 	e := newEnv(t, envOptions{noWorker: true, site: func(s *catalog.Site) {
 		s.BackupStorages[0].BandwidthBytesPerSecond = 8 << 20 // 64 MiB take 8 s
@@ -151,51 +155,112 @@ func TestWorkerKilledMidCloneFinishesOnce(t *testing.T) {
 	writeBigGroup(t, e.paths.Backup, group, 64<<20)
 	t.Cleanup(func() { os.RemoveAll(backup.GroupDir(e.paths.Backup, group)) })
 
-	env := []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=info", "VMRESTORE_HYPERVISOR=simulator"}
-	w1 := startProcess(t, worker, env)
+	const every = 8 << 20
+	w1, w1Addr := startWorkerBinary(t, e, "VMRESTORE_LOG_LEVEL=info", fmt.Sprintf("VMRESTORE_CLONE_CHECKPOINT=%d", every))
 	r := e.restore(group, map[string]any{"name": "big", "cpuNum": 1, "memorySize": 1 << 30,
 		"l3NetworkUuids": []string{demosite.L3ProdUUID}}, map[string]string{"Prefer": "respond-async"})
 	mustf(t, r.status == 202, "submit: %d %s", r.status, r.body)
 	loc := str(r.json(), "location")
 	jobUUID := loc[strings.LastIndex(loc, "/")+1:]
 
-	// Wait until the copy is under way, then kill the worker.
+	// Wait until the copy is half-way, start the second worker, then kill the first.
 	ctx := context.Background()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		rec, err := e.store.GetJob(ctx, jobUUID)
-		if err == nil && rec.Stage == "clone" && rec.Progress != nil && rec.Progress.BytesDone > 8<<20 {
+		if err == nil && rec.Stage == "clone" && rec.Progress != nil && rec.Progress.DataBytes > 28<<20 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the clone never started: %+v %v", rec, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
+	w2, w2Addr := startWorkerBinary(t, e, "VMRESTORE_LOG_LEVEL=info", fmt.Sprintf("VMRESTORE_CLONE_CHECKPOINT=%d", every))
+	before, _ := e.store.GetJob(ctx, jobUUID)
+	readBeforeKill := metricSum(scrape(t, "http://"+w1Addr+"/metrics"), "vmrestore_clone_bytes_total")
 	w1.kill()
+	killedAt := time.Now()
 	parts, _ := filepath.Glob(filepath.Join(e.paths.NFS, "*", "*", "*", "*.part"))
 	parts2, _ := filepath.Glob(filepath.Join(e.paths.Local, "*", "*", "*", "*.part"))
-	mustf(t, len(parts)+len(parts2) > 0, "the kill should leave a partial file behind for the re-run to clean up")
+	mustf(t, len(parts)+len(parts2) > 0, "the kill should leave a partial file behind for the re-run to resume")
 
-	killedAt := time.Now()
-	startProcess(t, worker, env)
-	done := e.poll(loc, 4*time.Minute)
-	mustf(t, done.status == 200, "after the restart the job ends with %d: %s", done.status, done.body)
-	t.Logf("job finished %v after the kill", time.Since(killedAt).Round(time.Second))
+	var resumedAfter time.Duration
+	for resumedAfter == 0 {
+		rec, err := e.store.GetJob(ctx, jobUUID)
+		if err == nil && (rec.Attempts > before.Attempts || rec.State.Terminal()) {
+			resumedAfter = time.Since(killedAt)
+		}
+		mustf(t, time.Since(killedAt) < 90*time.Second, "the job never ran again after the kill")
+		time.Sleep(20 * time.Millisecond)
+	}
+	done := e.poll(loc, 2*time.Minute)
+	mustf(t, done.status == 200, "after the kill the job ends with %d: %s", done.status, done.body)
 	inv := done.json()["inventory"].(map[string]any)
-
+	m2 := scrape(t, "http://"+w2Addr+"/metrics")
+	readAfter := metricSum(m2, "vmrestore_clone_bytes_total")
+	resumed := metricSum(m2, "vmrestore_clone_resumed_bytes_total")
+	takeOvers := metricSum(m2, "vmrestore_job_takeovers_total")
 	rec, err := e.store.GetJob(ctx, jobUUID)
-	mustf(t, err == nil && rec.Attempts >= 2, "the job should have run twice, attempts %d (%v)", rec.Attempts, err)
+	mustf(t, err == nil, "%v", err)
+	data := float64(64<<20 + 16*64<<10) // the data volume and the root's 16 clusters
+	again := readBeforeKill + readAfter - data
+	t.Logf("killed with %.1f MiB read; running again on the other worker %v after the kill (take-overs %v); it resumed %.1f MiB in and read %.1f MiB: %.1f MiB copied twice; attempts %d, job ended %v after the kill",
+		readBeforeKill/(1<<20), resumedAfter.Round(10*time.Millisecond), takeOvers, resumed/(1<<20), readAfter/(1<<20), again/(1<<20),
+		rec.Attempts, time.Since(killedAt).Round(100*time.Millisecond))
+	mustf(t, resumedAfter <= 15*time.Second, "the job ran again %v after its worker died, want within 15 s", resumedAfter.Round(100*time.Millisecond))
+	mustf(t, rec.Attempts == before.Attempts+1, "attempts %d after one crash (was %d)", rec.Attempts, before.Attempts)
+	mustf(t, resumed > 0 && again <= every+1<<20, "%.1f MiB copied twice, the checkpoints are %d MiB apart", again/(1<<20), every>>20)
 	vms := e.do("GET", "/zstack/v1/vm-instances", e.session, nil, nil).json()["inventories"].([]any)
 	mustf(t, len(vms) == 1 && str(vms[0].(map[string]any), "uuid") == str(inv, "uuid"), "want exactly one VM, got %d", len(vms))
 	checkRestoredFiles(t, e, group, inv)
 	for _, dir := range []string{e.paths.NFS, e.paths.Local} {
-		p, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*", "*.part"))
-		mustf(t, len(p) == 0, "partial files left: %v", p)
+		for _, pattern := range []string{"*.part", "*.part-sums"} {
+			p, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*", pattern))
+			mustf(t, len(p) == 0, "partial files left: %v", p)
+		}
 	}
 	e.checkInvariants()
 	n, _ := e.store.CountUsedIPs(ctx, demosite.L3ProdUUID)
 	mustf(t, n == 1, "one address in use, got %d", n)
+	checkProcessLogs(t, []*process{w2})
 }
 
 var _ = redistest.FreePort
+
+// A late second delivery of a finished job's task (asynq recovering a dead worker's task after
+// the job was taken over and ended elsewhere) does nothing: no new attempt, no second VM.
+func TestLateRedeliveryOfAFinishedJobIsANoOp(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupWeb01UUID, webParams("once"), map[string]string{"Prefer": "respond-async"})
+	mustf(t, r.status == 202, "submit: %d %s", r.status, r.body)
+	loc := str(r.json(), "location")
+	jobUUID := loc[strings.LastIndex(loc, "/")+1:]
+	mustf(t, e.poll(loc, time.Minute).status == 200, "the restore did not succeed")
+	ctx := context.Background()
+	before, err := e.store.GetJob(ctx, jobUUID)
+	mustf(t, err == nil, "%v", err)
+
+	rdb := e.redis.Client()
+	taskID := jobUUID + "-late"
+	err = queue.NewClient(rdb, 3).EnqueueTakeOver(ctx, jobUUID, "", taskID, before.Deadline())
+	mustf(t, err == nil, "enqueue: %v", err)
+	insp := queue.Inspector(rdb)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := insp.GetTaskInfo(queue.QueueRestore, taskID)
+		if err != nil || info.State == asynq.TaskStateCompleted {
+			break
+		}
+		mustf(t, time.Now().Before(deadline), "the second delivery never ran: %+v", info)
+		time.Sleep(20 * time.Millisecond)
+	}
+	after, err := e.store.GetJob(ctx, jobUUID)
+	mustf(t, err == nil, "%v", err)
+	mustf(t, after.Attempts == before.Attempts && after.State == before.State && after.FinishedAt.Equal(before.FinishedAt),
+		"the late delivery changed the job: attempts %d → %d, state %s → %s", before.Attempts, after.Attempts, before.State, after.State)
+	vms, err := e.store.ListVMs(ctx, "")
+	mustf(t, err == nil && len(vms) == 1, "%d VMs after a second delivery (%v)", len(vms), err)
+	locked, _ := rdb.ZCard(ctx, "vmr:jobs:locked").Result()
+	mustf(t, locked == 0, "%d jobs still listed as locked", locked)
+}

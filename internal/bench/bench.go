@@ -1,10 +1,12 @@
 // Package bench measures the figures vmrestore competes on, each beside a reference measured
 // in the same run on the same machine (absolute times on a shared machine are noise):
-// orchestration throughput against asynq's own ceiling, synchronous-wait overhead, clone
-// throughput against cp, placement latency on a 10,000-host site, plan submission and
-// progress at 10,000 groups, memory with 10,000 jobs queued, and the libvirt driver's
-// instantiate rate against virsh define+start. cmd/vmrestore-bench runs it
-// (make bench, make bench-quick).
+// orchestration throughput beside asynq's own ceiling and the CPU a restore costs,
+// synchronous-wait overhead, clone throughput against cp, a plan's recovery time against
+// parallel cp of the same files (with its start, the clone slots kept busy and the bytes
+// read), a multi-volume VM through fewer clone slots than volumes, the cost of a worker
+// killed mid-copy, placement latency on a 10,000-host site, plan submission and progress at
+// 10,000 groups, memory with 10,000 jobs queued, and the libvirt driver's instantiate rate
+// against virsh define+start. cmd/vmrestore-bench runs it (make bench, make bench-quick).
 package bench
 
 import (
@@ -16,9 +18,11 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -88,6 +92,9 @@ var steps = []struct {
 	{"orchestration", orchestration},
 	{"synchronous overhead", syncOverhead},
 	{"clone", cloneThroughput},
+	{"rto", planRTO},
+	{"slots", slots},
+	{"crash", crashCost},
 	{"placement", placementLatency},
 	{"plans", plans},
 	{"memory", memory},
@@ -140,15 +147,49 @@ func Run(ctx context.Context, c Config) []Figure {
 	return out
 }
 
-// PrintTable writes the figures as an aligned table.
+// tableWidth is the most columns the table takes; its notes follow it, wrapped to the same.
+const tableWidth = 120
+
+// PrintTable writes the figures as an aligned table, each figure's note referred to by number
+// and written below it.
 func PrintTable(w io.Writer, figs []Figure) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tREFERENCE\tRATIO\tTARGET\tMET\tNOTE")
+	var notes []string
 	for _, f := range figs {
+		ref := ""
+		if f.Note != "" {
+			notes = append(notes, f.Note)
+			ref = fmt.Sprintf("[%d]", len(notes))
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, fmtNum(f.Value), f.Unit, fmtNum(f.Reference),
-			fmtNum(f.Ratio), f.Target, fmtMet(f.Met), f.Note)
+			fmtNum(f.Ratio), f.Target, fmtMet(f.Met), ref)
 	}
 	tw.Flush()
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+	}
+	for i, n := range notes {
+		wrap(w, fmt.Sprintf("[%d] ", i+1), n, tableWidth)
+	}
+}
+
+// wrap writes prefix and text in lines of at most width columns, the later lines indented
+// as far as the prefix.
+func wrap(w io.Writer, prefix, text string, width int) {
+	indent := strings.Repeat(" ", utf8.RuneCountInString(prefix))
+	line := prefix
+	for _, word := range strings.Fields(text) {
+		if n := utf8.RuneCountInString(line); n > len(indent) && n+1+utf8.RuneCountInString(word) > width {
+			fmt.Fprintln(w, line)
+			line = indent
+		}
+		if line != prefix && line != indent {
+			line += " "
+		}
+		line += word
+	}
+	fmt.Fprintln(w, line)
 }
 
 func fmtNum(v *float64) string {

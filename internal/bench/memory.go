@@ -17,16 +17,11 @@ import (
 // with 10,000 jobs queued.
 func memory(ctx context.Context, c Config) ([]Figure, error) {
 	n := c.pick(10000, 2000)
-	bin, err := os.MkdirTemp(c.Dir, "vmrestore-bench-bin-")
+	bin, err := buildBinaries(c, "api", "worker")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(bin)
-	for _, cmd := range []string{"api", "worker"} {
-		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "github.com/vmrestore/vmrestore/cmd/"+cmd).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s: %v %s", cmd, err, out)
-		}
-	}
 	// A rig without worker gives the site and Redis; its in-process api is not measured.
 	r, err := newRig(ctx, c, concurrency, false)
 	if err != nil {
@@ -87,6 +82,21 @@ func memory(ctx context.Context, c Config) ([]Figure, error) {
 		figure(fmt.Sprintf("worker peak RSS, %d jobs queued", n), workerPeak, "MiB", nil, "", nil,
 			fmt.Sprintf("after %d s working through them", c.pick(15, 5))),
 	}, nil
+}
+
+// buildBinaries builds vmrestore's commands into a new folder under c.Dir.
+func buildBinaries(c Config, cmds ...string) (string, error) {
+	bin, err := os.MkdirTemp(c.Dir, "vmrestore-bench-bin-")
+	if err != nil {
+		return "", err
+	}
+	for _, cmd := range cmds {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bin, cmd), "github.com/vmrestore/vmrestore/cmd/"+cmd).CombinedOutput(); err != nil {
+			os.RemoveAll(bin)
+			return "", fmt.Errorf("go build %s: %v %s", cmd, err, out)
+		}
+	}
+	return bin, nil
 }
 
 // vmHWM reads a process's peak resident set, in MiB.

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -23,10 +22,12 @@ import (
 // asynq's no-op reference alike.
 const concurrency = 50
 
-// orchestration: restores per second end to end (tiny volumes, simulator hypervisor) versus
-// asynq's own ceiling, no-op tasks through the same Redis at the same concurrency. Each round
-// measures the two side by side; the figure is the round of median ratio, as a single round
-// on a shared machine can be thrown off by its neighbours.
+// orchestration: restores per second end to end (tiny volumes, simulator hypervisor) beside
+// asynq's own ceiling, no-op tasks through the same Redis at the same concurrency, and the CPU
+// a restore costs (api, worker, clients and redis-server), where its target lies: what a
+// recovery waits for is the data path (see rto.go), orchestration only has to stay cheap.
+// Each round measures the two side by side; the figures are the round of median ratio, as a
+// single round on a shared machine can be thrown off by its neighbours.
 func orchestration(ctx context.Context, c Config) ([]Figure, error) {
 	n, rounds := c.pick(2000, 300), c.pick(3, 1)
 	r, err := newRig(ctx, c, concurrency, true)
@@ -65,22 +66,25 @@ func orchestration(ctx context.Context, c Config) ([]Figure, error) {
 	}
 	slices.SortFunc(done, func(a, b sideBySide) int { return cmp.Compare(a.rate/a.noop, b.rate/b.noop) })
 	med := done[len(done)/2]
-	parts, err := restoreParts(ctx, c, r, n, med.perRestore, med.perNoop, med.noop)
+	parts, err := restoreParts(ctx, c, r, n, med.perRestore, med.perNoop)
 	if err != nil {
 		return nil, err
 	}
-	return []Figure{figure("orchestration throughput", med.rate, "restores/s", num(round(med.noop)), "ratio ≥ 0.20",
-		func(_, ratio float64) bool { return ratio >= 0.20 },
-		fmt.Sprintf("%d restores, concurrency %d, one worker, median ratio of %d rounds; reference: asynq no-op tasks, same Redis and concurrency; %s",
-			n, concurrency, rounds, parts))}, nil
+	perRestore := float64(med.perRestore.total()) / float64(time.Millisecond)
+	return []Figure{
+		figure("orchestration throughput", med.rate, "restores/s", num(round(med.noop)), "", nil,
+			fmt.Sprintf("%d tiny restores, concurrency %d, one worker, median ratio of %d rounds; reference: asynq no-op tasks, same Redis and concurrency",
+				n, concurrency, rounds)),
+		figure("CPU per restore", perRestore, "ms", nil, "≤ 2", func(v, _ float64) bool { return v <= 2 },
+			"api, worker, clients and redis-server, in the orchestration round of median ratio: "+parts),
+	}, nil
 }
 
 // restoreParts measures, after the figure so as not to disturb it, what the parts that
 // every restore needs cost alone at the same concurrency: the volume copy (no Redis, HTTP
 // or asynq), an HTTP request and answer through the api (GET /healthz) and a Redis round
-// trip (PING). It logs where a restore's CPU goes and how much of it the 0.20 target
-// leaves with every core busy, and returns the gist for the figure's note.
-func restoreParts(ctx context.Context, c Config, r *rig, n int, perRestore, perNoop cpuUse, noopRate float64) (string, error) {
+// trip (PING). It logs where a restore's CPU goes and returns the gist for the figure's note.
+func restoreParts(ctx context.Context, c Config, r *rig, n int, perRestore, perNoop cpuUse) (string, error) {
 	perCopy, copies, err := r.alone(ctx, n, func(ctx context.Context) error { return copyVolumes(ctx, r, n) })
 	if err != nil {
 		return "", err
@@ -105,14 +109,8 @@ func restoreParts(ctx context.Context, c Config, r *rig, n int, perRestore, perN
 	c.logf("a restore's %v of CPU: its asynq task %v, volume copy %v and HTTP request %v (each as measured alone), and vmrestore's own work %v: %.1f Redis round trips besides asynq's (%v at PING cost), Lua scripts in Redis, JSON, placement, the file system under contention, logs, metrics, Go scheduling",
 		us(perRestore.total()), us(perNoop.total()), us(perCopy.total()), us(perRequest.total()), us(own),
 		trips, us(time.Duration(trips*float64(perPing.total()))))
-	// With every core busy, restores per second = cores / CPU per restore; at the target
-	// that is 0.20 × the no-op rate.
-	budget := time.Duration(float64(runtime.NumCPU()) / (0.20 * noopRate) * float64(time.Second))
-	c.logf("at ratio 0.20 a restore may use at most %v of CPU (%d cores all busy, %.0f no-op tasks/s): after its task, copy and HTTP request, %v for vmrestore's own work, which takes %v",
-		us(budget), runtime.NumCPU(), noopRate, us(budget-parts), us(own))
-	return fmt.Sprintf("CPU per restore %.2f ms: task %.2f, copy %.2f, HTTP request %.2f (each measured alone), vmrestore's own work %.2f (%.1f Redis round trips besides asynq's); the target allows %.2f ms, %.2f for vmrestore's own work",
-		ms(perRestore.total()), ms(perNoop.total()), ms(perCopy.total()), ms(perRequest.total()), ms(own), trips,
-		ms(budget), ms(budget-parts)), nil
+	return fmt.Sprintf("asynq task %.2f ms, volume copy %.2f, HTTP request %.2f (each measured alone), vmrestore's own work %.2f (%.1f Redis round trips besides asynq's)",
+		ms(perNoop.total()), ms(perCopy.total()), ms(perRequest.total()), ms(own), trips), nil
 }
 
 // alone runs ops operations of one kind by themselves and returns the CPU each used and

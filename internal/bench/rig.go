@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,7 +49,7 @@ type rig struct {
 	dir     string
 	cfg     app.Config
 	api     *app.API
-	worker  *app.Worker
+	workers []*app.Worker
 	base    string
 	session string
 	log     *slog.Logger
@@ -94,8 +95,29 @@ func writeBenchGroup(storage string) error {
 }
 
 // newRig starts redis, writes the site, and starts the api (and a worker of the given
-// concurrency unless workers is 0).
+// concurrency unless workers is false).
 func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig, error) {
+	o := rigOptions{concurrency: concurrency}
+	if workers {
+		o.workers = 1
+	}
+	return newRigWith(ctx, c, o)
+}
+
+// rigOptions shape a rig beyond the orchestration one.
+type rigOptions struct {
+	concurrency int // of each worker
+	workers     int // in-process workers
+	// site edits the bench site; groups writes more backup groups (into the bench backup
+	// storage's folder, or folders of its own) before the workers start and index them.
+	site   func(dir string, s *catalog.Site)
+	groups func(dir string) error
+	env    map[string]string
+}
+
+// newRigWith starts redis, writes the site and its groups, and starts the api and the
+// workers.
+func newRigWith(ctx context.Context, c Config, o rigOptions) (*rig, error) {
 	r := &rig{c: c}
 	var err error
 	if r.dir, err = os.MkdirTemp(c.Dir, "vmrestore-bench-"); err != nil {
@@ -105,10 +127,19 @@ func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig,
 		return nil, err
 	}
 	site := benchSite(r.dir)
+	if o.site != nil {
+		o.site(r.dir, site)
+	}
 	os.MkdirAll(filepath.Join(r.dir, "primary"), 0o750)
 	if err := writeBenchGroup(filepath.Join(r.dir, "backup")); err != nil {
 		r.close()
 		return nil, err
+	}
+	if o.groups != nil {
+		if err := o.groups(r.dir); err != nil {
+			r.close()
+			return nil, err
+		}
 	}
 	b, _ := yaml.Marshal(site)
 	siteFile := filepath.Join(r.dir, "site.yaml")
@@ -116,12 +147,12 @@ func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig,
 		r.close()
 		return nil, err
 	}
-	r.cfg, err = app.LoadConfig("bench", nil, func(k string) string {
-		return map[string]string{"REDIS_ADDR": r.redis.Addr, "VMRESTORE_SITE": siteFile, "VMRESTORE_HTTP_ADDR": "127.0.0.1:0",
-			"VMRESTORE_METRICS_ADDR": "127.0.0.1:0", "VMRESTORE_ADMIN_PASSWORD": benchPassword,
-			"VMRESTORE_CONCURRENCY": fmt.Sprint(concurrency), "VMRESTORE_LOG_LEVEL": "error",
-			"VMRESTORE_HYPERVISOR": "simulator"}[k]
-	}, io.Discard)
+	env := map[string]string{"REDIS_ADDR": r.redis.Addr, "VMRESTORE_SITE": siteFile, "VMRESTORE_HTTP_ADDR": "127.0.0.1:0",
+		"VMRESTORE_METRICS_ADDR": "127.0.0.1:0", "VMRESTORE_ADMIN_PASSWORD": benchPassword,
+		"VMRESTORE_CONCURRENCY": fmt.Sprint(o.concurrency), "VMRESTORE_LOG_LEVEL": "error",
+		"VMRESTORE_HYPERVISOR": "simulator"}
+	maps.Copy(env, o.env)
+	r.cfg, err = app.LoadConfig("bench", nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		r.close()
 		return nil, err
@@ -133,7 +164,7 @@ func newRig(ctx context.Context, c Config, concurrency int, workers bool) (*rig,
 		return nil, err
 	}
 	r.base = "http://" + r.api.Addr
-	if workers {
+	for range o.workers {
 		if err := r.startWorker(ctx); err != nil {
 			r.close()
 			return nil, err
@@ -151,14 +182,14 @@ func (r *rig) startWorker(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.worker = w
+	r.workers = append(r.workers, w)
 	// The worker indexes the backup storage at start; restores read group.json directly.
 	return nil
 }
 
 func (r *rig) close() {
-	if r.worker != nil {
-		r.worker.Stop()
+	for _, w := range r.workers {
+		w.Stop()
 	}
 	if r.api != nil {
 		r.api.Stop()
@@ -191,8 +222,13 @@ func (r *rig) login() (string, error) {
 // restore submits one restore of the bench group: synchronous (Prefer: wait) unless async,
 // which takes the ZStack route's immediate 202.
 func (r *rig) restore(name string, async bool) (int, []byte, error) {
+	return r.restoreGroup(benchGroup, name, async)
+}
+
+// restoreGroup submits one restore of a group.
+func (r *rig) restoreGroup(group, name string, async bool) (int, []byte, error) {
 	body := fmt.Sprintf(`{"params":{"name":%q,"cpuNum":1,"memorySize":1073741824,"l3NetworkUuids":[%q]}}`, name, benchL3)
-	req, _ := http.NewRequest("POST", r.base+"/zstack/v1/vm-instances/from/vm-backups/"+benchGroup, bytes.NewReader([]byte(body)))
+	req, _ := http.NewRequest("POST", r.base+"/zstack/v1/vm-instances/from/vm-backups/"+group, bytes.NewReader([]byte(body)))
 	req.Header.Set("Authorization", "OAuth "+r.session)
 	req.Header.Set("Content-Type", "application/json")
 	if async {

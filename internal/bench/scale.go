@@ -133,7 +133,7 @@ func plans(ctx context.Context, c Config) ([]Figure, error) {
 	change := store.NewPlanChange(res.UUID)
 	for i := 0; i < n; i++ {
 		s := store.ItemStatus{State: store.ItemSucceeded, Stage: "commit", Job: fmt.Sprintf("%032x", i), VM: fmt.Sprintf("%032x", i), BytesDone: 40 << 30, Attempt: 1}
-		change.Item(i, store.ItemPending, s, s.BytesDone)
+		change.Item(i, store.ItemStatus{State: store.ItemPending}, s)
 	}
 	if err := st.ApplyPlanChange(ctx, change); err != nil {
 		return nil, err

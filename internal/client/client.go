@@ -316,6 +316,7 @@ type Job struct {
 	PlanUUID   string            `json:"planUuid,omitempty"`
 	PlanItem   *int              `json:"planItem,omitempty"`
 	Attempts   int               `json:"attempts"`
+	HandBacks  int               `json:"handBacks"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	StartedAt  *time.Time        `json:"startedAt,omitempty"`
 	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
@@ -324,10 +325,12 @@ type Job struct {
 	Error      *zstack.ErrorCode `json:"error,omitempty"`
 }
 
-// JobProgress is a job's byte progress.
+// JobProgress is a job's byte progress: data of the backups, and their virtual size.
 type JobProgress struct {
-	BytesDone  int64 `json:"bytesDone"`
-	BytesTotal int64 `json:"bytesTotal"`
+	BytesDone      int64 `json:"bytesDone"`
+	BytesTotal     int64 `json:"bytesTotal"`
+	DataBytes      int64 `json:"dataBytes"`
+	DataBytesTotal int64 `json:"dataBytesTotal"`
 }
 
 // GetJob reads a restore job. raw is the answer as the api sent it.

@@ -13,10 +13,13 @@
 //     Where source and destination share a filesystem with reflinks (XFS, btrfs) the file
 //     is cloned with FICLONE instead, and the clone verified by reading it once.
 //   - Crash safe: the copy is written to "<dst>.part", fsynced, renamed into place and the
-//     directory fsynced. A copy that fails or is cancelled removes its partial file (and the
-//     volume folder it created); a copy killed mid-way leaves "<dst>.part", which the next
-//     Copy to the same dst (or Remove) deletes before starting over: a re-run restarts the
-//     volume rather than resuming it, since the source must be read whole to verify it.
+//     directory fsynced. A copy that fails removes its partial file (and the volume folder
+//     it created).
+//   - Resumable (resume.go): with checkpoints on, the copy makes its progress durable every
+//     few MiB (the .part fsynced, the digest's state saved) and a later Copy given the last
+//     checkpoint verifies what is on disk and goes on from there; otherwise a copy killed
+//     mid-way leaves "<dst>.part", which the next Copy to the same dst (or Remove) deletes
+//     before starting over.
 //   - Errors are typed: *SourceError (reading the backup), *DestError (writing primary
 //     storage; NoSpace tells a full one), ErrChecksum, ErrFormat.
 //
@@ -42,6 +45,7 @@
 package clone
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -103,12 +107,23 @@ type Options struct {
 	// Digest.Algorithm is computed on the way through and returned in Result.Checksum, and
 	// Digest.Value is not checked.
 	Compute bool
+	// CheckpointEvery, with Checkpoint, makes the copy resumable: every CheckpointEvery bytes
+	// of the source it makes its progress durable and calls Checkpoint with it (an error
+	// fails the copy). Resume, when set, is the last checkpoint of an earlier copy to dst.
+	CheckpointEvery int64
+	Checkpoint      func(Checkpoint) error
+	Resume          *Checkpoint
+	// Verified, if set, is called once every byte has been read, written and verified, before
+	// the copy is made durable (fsync, rename, folder fsyncs): the copy reads the source no
+	// more, and a caller limiting concurrent reads can let the next copy start.
+	Verified func()
 }
 
 // Progress of a copy: Done bytes of the source file's Total length were processed (holes
-// count as processed), of which Data bytes were read.
+// count as processed), of which Data bytes are data; Read is the data this call read (a
+// resumed copy's Data includes what its checkpoint covered).
 type Progress struct {
-	Done, Total, Data int64
+	Done, Total, Data, Read int64
 }
 
 func (o *Options) chunkSize() int {
@@ -122,9 +137,10 @@ func (o *Options) chunkSize() int {
 type Result struct {
 	// ActualSize is the space the copy takes on disk (allocated blocks), as ZStack reports it.
 	ActualSize int64
-	// DataBytes is how many bytes were read and hashed (holes excluded).
+	// DataBytes is how many bytes this call read and hashed (holes excluded, and what a
+	// resumed copy's checkpoint covered).
 	DataBytes int64
-	// WrittenBytes is how many bytes were written (zero blocks and reflinked data excluded).
+	// WrittenBytes is how many bytes this call wrote (zero blocks and reflinked data excluded).
 	WrittenBytes int64
 	// Size is the file's apparent size.
 	Size int64
@@ -132,6 +148,10 @@ type Result struct {
 	Reflinked bool
 	// Checksum is the digest of the bytes copied (or verified), in Options.Digest.Algorithm.
 	Checksum string
+	// ResumedAt is the offset the copy went on from (0: it started at the beginning);
+	// ResumeRefused says why Options.Resume could not be used.
+	ResumedAt     int64
+	ResumeRefused string
 }
 
 // Typed failures, so callers can map them to the right ZStack error.
@@ -153,8 +173,20 @@ func (e *DestError) Unwrap() error   { return e.Err }
 func NoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) }
 
 // Copy copies src to dst. On success dst holds exactly the source bytes and the checksum
-// matched; on failure nothing is left at dst or dst.part.
-func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Result, err error) {
+// matched; on failure nothing is left at dst or dst.part, except that a resumable copy that
+// stopped part-way keeps its partial files for Options.Resume. A resumed copy that does not
+// match its checksum is copied again from the start, once.
+func Copy(ctx context.Context, src *os.File, dst string, opt Options) (Result, error) {
+	res, err := copyOnce(ctx, src, dst, opt)
+	if res.ResumedAt > 0 && errors.Is(err, ErrChecksum) {
+		opt.Resume = nil
+		res, err = copyOnce(ctx, src, dst, opt)
+		res.ResumeRefused = "the resumed copy did not match its checksum; it was copied again from the start"
+	}
+	return res, err
+}
+
+func copyOnce(ctx context.Context, src *os.File, dst string, opt Options) (res Result, err error) {
 	st, err := src.Stat()
 	if err != nil {
 		return res, &SourceError{err}
@@ -175,21 +207,53 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 		return res, &DestError{err}
 	}
 	part := dst + PartSuffix
-	if !createdDir {
-		if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return res, &DestError{fmt.Errorf("remove the partial file of an earlier attempt: %w", err)}
+	var ck *checkpointer
+	if opt.CheckpointEvery > 0 && opt.Checkpoint != nil {
+		id, err := sourceID(src)
+		if err != nil {
+			return res, &SourceError{err}
+		}
+		ck = &checkpointer{every: opt.CheckpointEvery, next: opt.CheckpointEvery, fn: opt.Checkpoint,
+			base: Checkpoint{Version: checkpointVersion, Algorithm: opt.Digest.Algorithm, Digest: opt.Digest.Value, Source: id}}
+	}
+	var out, sums *os.File
+	var from *Checkpoint
+	if opt.Resume != nil && !createdDir {
+		out, sums, res.ResumeRefused = resume(src, part, dst+SumsSuffix, size, v, opt.Resume, opt)
+		if out != nil {
+			from = opt.Resume
+			res.ResumedAt = from.Offset
 		}
 	}
-	out, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return res, &DestError{err}
+	if out == nil {
+		if opt.Resume != nil {
+			v, _ = newVerifier(opt.Digest.Algorithm, size) // a refused resume may have fed it
+		}
+		if !createdDir {
+			if err := os.Remove(part); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return res, &DestError{fmt.Errorf("remove the partial file of an earlier attempt: %w", err)}
+			}
+			if err := removeSums(dst); err != nil {
+				return res, &DestError{fmt.Errorf("remove the per-chunk digests of an earlier attempt: %w", err)}
+			}
+		}
+		if out, err = os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640); err != nil {
+			return res, &DestError{err}
+		}
 	}
 	defer func() {
 		if out != nil {
 			out.Close()
 		}
-		if err != nil {
+		if sums != nil {
+			sums.Close()
+		}
+		if ck != nil && ck.sums != nil {
+			ck.sums.Close()
+		}
+		if err != nil && !(ck != nil && ck.saved && resumable(err)) {
 			os.Remove(part)
+			removeSums(dst)
 			if createdDir {
 				os.Remove(dir) // only when empty
 			}
@@ -197,17 +261,41 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 	}()
 
 	prog := &progress{fn: opt.Progress, p: Progress{Total: size}}
-	if !opt.NoReflink && reflink(out, src) {
+	if from == nil && !opt.NoReflink && reflink(out, src) {
 		res.Reflinked = true
 		res.DataBytes, err = verifyFile(ctx, out, size, v, opt, prog)
 	} else {
-		if err := out.Truncate(0); err != nil {
+		offset := int64(0)
+		if from != nil {
+			offset = from.Offset
+			prog.p.Done, prog.p.Data = from.Offset, from.Data
+		}
+		// Holes from offset on: a resumed copy drops whatever was written after its
+		// checkpoint (zero blocks are not written, so stale bytes there would stay).
+		if err := out.Truncate(offset); err != nil {
 			return res, &DestError{err}
 		}
 		if err := out.Truncate(size); err != nil {
 			return res, &DestError{err}
 		}
-		res.DataBytes, res.WrittenBytes, err = copyData(ctx, src, out, size, v, opt, prog)
+		if ck != nil {
+			ck.out, ck.saved = out, from != nil
+			if cv, ok := v.(*chunkedVerifier); ok {
+				// The per-chunk digest file is created at the first checkpoint (a copy shorter
+				// than one interval never writes it); until then the records wait in memory.
+				ck.sumsPath, ck.chunked = dst+SumsSuffix, cv
+				cv.sink = &ck.pending
+				if sums != nil {
+					ck.sums, ck.buf = sums, bufio.NewWriterSize(sums, 64<<10)
+					sums = nil // the checkpointer closes it
+					cv.sink = ck.buf
+				}
+			}
+			if from != nil {
+				ck.next = from.Offset + ck.every
+			}
+		}
+		res.DataBytes, res.WrittenBytes, err = copyData(ctx, src, out, size, v, opt, prog, from, ck)
 	}
 	if err != nil {
 		return res, err
@@ -215,6 +303,9 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 	res.Checksum = v.sum()
 	if !opt.Compute && res.Checksum != opt.Digest.Value {
 		return res, fmt.Errorf("%w: %s expected %s, computed %s", ErrChecksum, opt.Digest.Algorithm, opt.Digest.Value, res.Checksum)
+	}
+	if opt.Verified != nil {
+		opt.Verified()
 	}
 	if err := out.Sync(); err != nil {
 		return res, &DestError{err}
@@ -239,8 +330,15 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (res Resul
 			return res, &DestError{err}
 		}
 	}
+	removeSums(dst) // the file is whole: its per-chunk digests are no longer needed
 	prog.advance(size, 0)
 	return res, nil
+}
+
+// resumable reports whether a copy that stopped with err can go on later from its partial
+// files: not when their content is wrong (checksum or format).
+func resumable(err error) bool {
+	return !errors.Is(err, ErrChecksum) && !errors.Is(err, ErrFormat)
 }
 
 // progress serialises Options.Progress calls and keeps Done monotonic.
@@ -257,6 +355,7 @@ func (p *progress) advance(done, data int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.p.Data += data
+	p.p.Read += data
 	if done > p.p.Done {
 		p.p.Done = done
 	}
@@ -311,9 +410,11 @@ type block struct {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, blockSize); return &b }}
 
-// copyData copies the data extents of src into out (already size bytes long, all holes):
-// the calling goroutine reads, one goroutine hashes in file order, one writes.
-func copyData(ctx context.Context, src, out *os.File, size int64, v verifier, opt Options, prog *progress) (read, written int64, err error) {
+// copyData copies the data extents of src into out (already size bytes long, all holes from
+// the checkpoint it resumes from, if any): the calling goroutine reads and writes, and hashes
+// too with a cheap digest; another goroutine hashes, in file order, with a slower one. With
+// ck it makes its progress durable every ck.every bytes.
+func copyData(ctx context.Context, src, out *os.File, size int64, v verifier, opt Options, prog *progress, from *Checkpoint, ck *checkpointer) (read, written int64, err error) {
 	chunk := opt.chunkSize()
 	unix.Fadvise(int(src.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
 
@@ -339,7 +440,11 @@ func copyData(ctx context.Context, src, out *os.File, size int64, v verifier, op
 	// A cheap digest is computed inline, while the block is hot in the cache; handing each
 	// block to another goroutine would cost more (a thread wake-up per block) than hashing
 	// it. An expensive one runs in its own goroutine, overlapping the copy.
-	var hashed int64
+	var hashed, start int64
+	var base Checkpoint // what the checkpoint resumed from covered
+	if from != nil {
+		hashed, start, base = from.Offset, from.Offset, *from
+	}
 	hash := func(b *block) {
 		if b.off > hashed {
 			v.zeros(b.off - hashed)
@@ -359,7 +464,18 @@ func copyData(ctx context.Context, src, out *os.File, size int64, v verifier, op
 	w := &writer{f: out}
 
 	th := throttler{fn: opt.Throttle, chunk: chunk}
-	rerr := walkData(src, size, th.readSize(), func(off int64, n int, end int64) error {
+	// barrier waits until every block read so far is hashed and written: all buffers are
+	// back in the free list.
+	barrier := func() {
+		held := make([]*[]byte, 0, depth)
+		for range depth {
+			held = append(held, <-free)
+		}
+		for _, bp := range held {
+			free <- bp
+		}
+	}
+	rerr := walkData(src, start, size, th.readSize(), func(off int64, n int, end int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -386,6 +502,10 @@ func copyData(ctx context.Context, src, out *os.File, size int64, v verifier, op
 		release(b)
 		if err != nil {
 			return &DestError{err}
+		}
+		if pos := off + int64(m); ck != nil && pos >= ck.next && pos%DigestChunk == 0 && pos < size {
+			barrier()
+			return ck.save(pos, base.Data+read, base.Written+written, v)
 		}
 		return nil
 	})
@@ -430,7 +550,7 @@ func verifyFile(ctx context.Context, f *os.File, size int64, v verifier, opt Opt
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	var pos int64
-	err = walkData(f, size, th.readSize(), func(off int64, n int, end int64) error {
+	err = walkData(f, 0, size, th.readSize(), func(off int64, n int, end int64) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -457,13 +577,14 @@ func verifyFile(ctx context.Context, f *os.File, size int64, v verifier, opt Opt
 	return read, nil
 }
 
-// walkData calls fn for consecutive ranges covering every data extent of f, each at most
+// walkData calls fn for consecutive ranges covering every data extent of f from start (on
+// the DigestChunk grid), each at most
 // max bytes (a multiple of DigestChunk), aligned to the DigestChunk grid and clipped to size,
 // with end, where the current (aligned) extent ends; whatever lies between the ranges is a
 // hole. A range may include a little of a hole around its extent (reading a hole costs no
 // I/O). Errors finding extents are *SourceError.
-func walkData(f *os.File, size int64, max int, fn func(off int64, n int, end int64) error) error {
-	for off := int64(0); off < size; {
+func walkData(f *os.File, start, size int64, max int, fn func(off int64, n int, end int64) error) error {
+	for off := start; off < size; {
 		start, end, err := nextData(f, off, size)
 		if err != nil {
 			return &SourceError{err}
@@ -607,11 +728,11 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Remove deletes a volume file and its partial file, and the volume's folder when it is
-// left empty. Missing files are not an error.
+// Remove deletes a volume file, its partial file and per-chunk digests, and the volume's
+// folder when it is left empty. Missing files are not an error.
 func Remove(path string) error {
 	var errs []error
-	for _, p := range []string{path, path + PartSuffix} {
+	for _, p := range []string{path, path + PartSuffix, path + SumsSuffix} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}

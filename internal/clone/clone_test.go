@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -579,7 +580,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		_, err = clone.Copy(context.Background(), f, os.Getenv("CLONE_TEST_CHILD_DST"), clone.Options{
+		opt := clone.Options{
 			Digest:    clone.Digest{Algorithm: clone.XXH3Chunked, Value: os.Getenv("CLONE_TEST_CHILD_SUM")},
 			Format:    "raw",
 			ChunkSize: 1 << 20,
@@ -587,7 +588,19 @@ func TestMain(m *testing.M) {
 				time.Sleep(20 * time.Millisecond) // ~50 MiB/s
 				return nil
 			},
-		})
+		}
+		if path := os.Getenv("CLONE_TEST_CHILD_CHECKPOINT"); path != "" {
+			// Each checkpoint replaces the file, as the job record's field is replaced.
+			opt.CheckpointEvery = 4 << 20
+			opt.Checkpoint = func(cp clone.Checkpoint) error {
+				b, _ := json.Marshal(cp)
+				if err := os.WriteFile(path+".tmp", b, 0o640); err != nil {
+					return err
+				}
+				return os.Rename(path+".tmp", path)
+			}
+		}
+		_, err = clone.Copy(context.Background(), f, os.Getenv("CLONE_TEST_CHILD_DST"), opt)
 		fmt.Fprintln(os.Stderr, "child copy ended:", err)
 		os.Exit(3)
 	}

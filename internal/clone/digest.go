@@ -110,6 +110,9 @@ type chunkedVerifier struct {
 	pos     int64 // bytes consumed
 	scratch []byte
 	rec     []byte // le64(index) || leaf sum
+	records int64  // records written to outer
+	// sink, when set, receives every record too: a resumable copy's per-chunk digest file.
+	sink io.Writer
 }
 
 // partial returns the scratch chunk, allocating it on first use.
@@ -141,6 +144,10 @@ func (c *chunkedVerifier) emit(index int64, chunk []byte) {
 	binary.LittleEndian.PutUint64(c.rec[:8], uint64(index))
 	c.leaf(chunk, c.rec[8:])
 	c.outer.Write(c.rec)
+	c.records++
+	if c.sink != nil {
+		c.sink.Write(c.rec) // a bufio.Writer: its error is returned by the checkpoint's Flush
+	}
 }
 
 func (c *chunkedVerifier) data(p []byte) {
@@ -206,7 +213,7 @@ func SumFile(path, algorithm string) (string, error) {
 	}
 	buf := make([]byte, blockSize)
 	var pos int64
-	err = walkData(f, st.Size(), len(buf), func(off int64, n int, _ int64) error {
+	err = walkData(f, 0, st.Size(), len(buf), func(off int64, n int, _ int64) error {
 		if off > pos {
 			v.zeros(off - pos)
 		}

@@ -240,6 +240,7 @@ type JobView struct {
 	Plan       string            `json:"planUuid,omitempty"`
 	PlanItem   *int              `json:"planItem,omitempty"`
 	Attempts   int               `json:"attempts"`
+	HandBacks  int               `json:"handBacks"`
 	CreatedAt  time.Time         `json:"createdAt"`
 	StartedAt  *time.Time        `json:"startedAt,omitempty"`
 	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
@@ -258,7 +259,7 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*JobView, error) {
 		return nil, err
 	}
 	v := &JobView{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
-		Name: rec.Request.Name, VMUUID: rec.VMUUID, Plan: rec.Plan, Attempts: rec.Attempts, CreatedAt: rec.CreatedAt,
+		Name: rec.Request.Name, VMUUID: rec.VMUUID, Plan: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
 		Cancel: rec.CancelAsked, Error: rec.Error}
 	if rec.Plan != "" {
 		i := rec.PlanItem

@@ -38,7 +38,7 @@ func TestUndoOfAFailedSubmissionWaitsForRedis(t *testing.T) {
 	orphan, started := "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a", "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"
 	bo := submit(orphan, "res-orphan")
 	bs := submit(started, "res-started")
-	if _, _, err := st.StartAttempt(ctx, started); err != nil {
+	if _, _, err := st.StartAttempt(ctx, started, ""); err != nil {
 		t.Fatal(err)
 	}
 

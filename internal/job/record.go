@@ -60,26 +60,38 @@ type Record struct {
 	GeneratedVMUUID string            `json:"-"`
 	Result          json.RawMessage   `json:"result,omitempty"`
 	Error           *zstack.ErrorCode `json:"error,omitempty"`
-	Attempts        int               `json:"attempts"`
-	Progress        *Progress         `json:"progress,omitempty"`
-	CancelAsked     bool              `json:"cancelAsked,omitempty"`
+	// Attempts counts the runs that started anew after a failure or a crash (the first run
+	// is attempt 1); HandBacks counts the times a run gave its worker slot back without
+	// failing (no free clone slot, Redis unreachable) and came back later.
+	Attempts    int       `json:"attempts"`
+	HandBacks   int       `json:"handBacks"`
+	Progress    *Progress `json:"progress,omitempty"`
+	CancelAsked bool      `json:"cancelAsked,omitempty"`
 	// Plan and PlanItem name the restore plan item the job runs, if any.
 	Plan        string       `json:"plan,omitempty"`
 	PlanItem    int          `json:"planItem,omitempty"`
 	Checkpoints *Checkpoints `json:"-"`
+	// Queue is the asynq queue the job's last run came from.
+	Queue string `json:"-"`
+	// NewAttempt is set on the record StartAttempt returns when the run counted a new
+	// attempt (not the continuation of a handed-back one).
+	NewAttempt bool `json:"-"`
 }
 
 // Deadline is when the job times out (SYS.1001).
 func (r *Record) Deadline() time.Time { return r.CreatedAt.Add(r.Timeout) }
 
 // Progress is the byte progress of the clone stage, rewritten at least every second while
-// it runs. Bytes are of the backup files: BytesTotal is their length, BytesDone how far the
-// copies got (holes count as done when passed), DataBytes the data read so far, and
-// BytesPerSecond the data rate over the last interval.
+// it runs. Bytes are of the backup files: BytesTotal is their length (the virtual size of a
+// raw volume), BytesDone how far the copies got (holes count as done when passed), DataBytes
+// the data copied so far (a resumed copy counts what its checkpoint covered) of
+// DataBytesTotal (the backups' actualSize), and BytesPerSecond the data rate over the last
+// interval.
 type Progress struct {
 	BytesDone      int64            `json:"bytesDone"`
 	BytesTotal     int64            `json:"bytesTotal"`
 	DataBytes      int64            `json:"dataBytes,omitempty"`
+	DataBytesTotal int64            `json:"dataBytesTotal,omitempty"`
 	BytesPerSecond int64            `json:"bytesPerSecond,omitempty"`
 	UpdatedAt      time.Time        `json:"updatedAt,omitzero"`
 	Volumes        []VolumeProgress `json:"volumes,omitempty"`
@@ -107,7 +119,10 @@ type Checkpoints struct {
 	Domain *DomainRef `json:"domain,omitempty"`
 	// Instance is what the hypervisor reported when the instantiate stage finished.
 	Instance *Instance `json:"instance,omitempty"`
-	Done     []string  `json:"done,omitempty"`
+	// Copies are the last durable positions of volume copies under way (volume uuid → its
+	// copy's checkpoint), from which a later run resumes them.
+	Copies map[string]CopyCheckpoint `json:"copies,omitempty"`
+	Done   []string                  `json:"done,omitempty"`
 }
 
 // DomainRef names the host a VM's domain may have been defined on.
@@ -122,6 +137,13 @@ type Instance struct {
 	State     string `json:"state"`
 	BootCheck string `json:"bootCheck,omitempty"`
 	Driver    string `json:"driver"`
+}
+
+// CopyCheckpoint is where a volume copy to InstallPath stood when it last made its progress
+// durable (the clone package's checkpoint, as JSON).
+type CopyCheckpoint struct {
+	InstallPath string          `json:"installPath"`
+	State       json.RawMessage `json:"state"`
 }
 
 // StageDone reports whether a stage's checkpoint was recorded.

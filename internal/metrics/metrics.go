@@ -26,6 +26,7 @@ type Metrics struct {
 	ClonesInFlight    *prometheus.GaugeVec
 	CloneThroughput   *prometheus.HistogramVec
 	CloneDuration     *prometheus.HistogramVec
+	CloneResumed      *prometheus.CounterVec
 	JobsSubmitted     prometheus.Counter
 	SimulatedVMs      *prometheus.CounterVec
 	LoginAttempts     *prometheus.CounterVec
@@ -43,6 +44,12 @@ type Metrics struct {
 	HostsWithoutWorker prometheus.Gauge
 	HostWithoutWorker  *prometheus.GaugeVec
 	HostLocalWaiting   prometheus.Gauge
+	// JobHandBacks counts runs that gave their worker slot back without failing, by reason
+	// (HandBack*); JobReattempts counts runs that started again after a failure or a crash.
+	JobHandBacks  *prometheus.CounterVec
+	JobReattempts prometheus.Counter
+	// JobTakeOvers counts jobs of dead workers queued again by the take-over.
+	JobTakeOvers prometheus.Counter
 
 	stages *stageTracker
 }
@@ -91,6 +98,9 @@ func New() *Metrics {
 			Name: "vmrestore_clone_duration_seconds", Help: "Time each volume copy took, slot wait excluded, by backup storage and outcome (ok, failed, cancelled).",
 			Buckets: stageBuckets,
 		}, []string{"backup_storage", "outcome"}),
+		CloneResumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_clone_resumed_bytes_total", Help: "Bytes of volume data a resumed copy did not copy again (its checkpoint covered them), by backup storage.",
+		}, []string{"backup_storage"}),
 		JobsSubmitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vmrestore_jobs_submitted_total", Help: "Restore jobs accepted by the API.",
 		}),
@@ -127,12 +137,23 @@ func New() *Metrics {
 		HostLocalWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vmrestore_host_local_jobs_waiting", Help: "Restore jobs handed over to a host's queue and not yet taken up by a worker of the host.",
 		}),
+		JobHandBacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_job_handbacks_total", Help: "Restore runs that gave their worker slot back without failing and come back later, by reason (no clone slot, Redis unreachable, worker stopping, running on another worker, placement contended).",
+		}, []string{"reason"}),
+		JobTakeOvers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmrestore_job_takeovers_total", Help: "Jobs of workers that stopped answering (their job lock lapsed) queued again to resume elsewhere.",
+		}),
+		JobReattempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmrestore_job_reattempts_total", Help: "Restore jobs started again after a failed or crashed attempt.",
+		}),
 	}
-	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals,
-		m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.JobsSubmitted, m.SimulatedVMs,
-		m.LoginAttempts, m.PasswordHashing,
-		m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes,
-		m.BootChecks, m.HostsWithoutWorker, m.HostWithoutWorker, m.HostLocalWaiting)
+	// One line per concern, so that each can change without touching the others.
+	r.MustRegister(m.StageDuration, m.JobDuration, m.Jobs, m.JobsInFlight, m.SyncWait, m.PlacementRefusals, m.JobsSubmitted)
+	r.MustRegister(m.CloneBytes, m.ClonesInFlight, m.CloneThroughput, m.CloneDuration, m.CloneResumed)
+	r.MustRegister(m.JobHandBacks, m.JobReattempts, m.JobTakeOvers)
+	r.MustRegister(m.LoginAttempts, m.PasswordHashing)
+	r.MustRegister(m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes)
+	r.MustRegister(m.SimulatedVMs, m.BootChecks, m.HostsWithoutWorker, m.HostWithoutWorker, m.HostLocalWaiting)
 	for _, o := range []string{"success", "failure", "throttled", "busy"} {
 		m.LoginAttempts.WithLabelValues(o)
 	}
@@ -144,6 +165,9 @@ func New() *Metrics {
 		m.JobsInFlight.WithLabelValues(s)
 	}
 	m.Jobs.WithLabelValues(string(job.Succeeded), "")
+	for _, r := range HandBackReasons {
+		m.JobHandBacks.WithLabelValues(r)
+	}
 	for _, code := range failureCodes {
 		m.Jobs.WithLabelValues(string(job.Failed), code)
 	}
@@ -153,6 +177,18 @@ func New() *Metrics {
 	}
 	return m
 }
+
+// Reasons a run hands its job back (vmrestore_job_handbacks_total's label).
+const (
+	HandBackCloneSlots       = "clone_slots"
+	HandBackRedisUnreachable = "redis_unreachable"
+	HandBackShutdown         = "shutdown"
+	HandBackRunningElsewhere = "running_elsewhere"
+	HandBackContended        = "placement_contended"
+)
+
+// HandBackReasons lists the hand-back reasons.
+var HandBackReasons = []string{HandBackCloneSlots, HandBackRedisUnreachable, HandBackShutdown, HandBackRunningElsewhere, HandBackContended}
 
 // failureCodes are the root ZStack error codes a failed job ends with. Their series exist
 // from the start: a counter series born at 1 shows no increase to rate(), so without them a

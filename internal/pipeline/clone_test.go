@@ -91,14 +91,19 @@ func (e *cloneEnv) record(vols ...job.PlannedVolume) *job.Record {
 		}}
 }
 
-// cloneVolume opens v's backup file and copies it to path, as the clone stage does.
+// cloneVolume opens v's backup file and copies it to path on a clone slot, as the clone
+// stage does.
 func (e *cloneEnv) cloneVolume(ctx context.Context, rec *job.Record, v job.PlannedVolume, path string, vp *volProgress) (job.ClonedFile, error) {
 	src, err := e.p.openSource(e.bs, rec, v)
 	if err != nil {
 		return job.ClonedFile{}, err
 	}
 	defer src.Close()
-	return e.p.cloneVolume(ctx, rec, e.bs, e.ps, v, path, vp, src)
+	sched := &slotScheduler{p: e.p, bs: e.bs, job: rec.UUID, created: float64(rec.CreatedAt.UnixMilli()), max: 1,
+		queue: &volumeQueue{todo: []volumeWork{{v: v, ps: e.ps, path: path, prog: vp, src: src}}}}
+	var f job.ClonedFile
+	err = sched.run(ctx, rec, func(_ volumeWork, got job.ClonedFile) error { f = got; return nil })
+	return f, err
 }
 
 func (e *cloneEnv) index() *catalog.Index {
@@ -214,20 +219,23 @@ func TestCloneVolumeFailures(t *testing.T) {
 	}
 }
 
-// With every clone slot of its backup storage taken, a volume gives up after slotWait with
-// queue.ErrBusy (the job yields its worker slot) and writes nothing.
+// With every clone slot of its backup storage taken, a job that holds none gives up after
+// slotWait with queue.ErrBusy (it yields its worker slot) and writes nothing.
 func TestCloneVolumeYieldsWhenSlotsAreBusy(t *testing.T) {
 	e := newCloneEnv(t)
 	e.bs.MaxConcurrentClones = 1
 	v := e.volume(t, "2222222222222222222222222222222f", "raw", 64<<20, 16)
 	ctx := context.Background()
-	if ok, err := e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "another job", 1, time.Minute); !ok || err != nil {
+	if ok, err := e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "another job", 1, time.Minute, 0); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	start := time.Now()
 	_, err := e.cloneVolume(ctx, e.record(v), v, InstallPath(e.ps.URL, testAccount, v), &volProgress{})
-	if !errors.Is(err, queue.ErrBusy) {
-		t.Fatalf("want queue.ErrBusy, got %v", err)
+	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errNoSlot) {
+		t.Fatalf("want errNoSlot and queue.ErrBusy, got %v", err)
+	}
+	if n, _ := e.p.Store.CloneSlotWaiters(ctx, e.bs.UUID); n != 0 {
+		t.Fatalf("the job yielded but left %d places in the waiting list", n)
 	}
 	if waited := time.Since(start); waited < slotWait || waited > slotWait+time.Second {
 		t.Fatalf("gave up after %v; slotWait is %v", waited, slotWait)
@@ -237,8 +245,9 @@ func TestCloneVolumeYieldsWhenSlotsAreBusy(t *testing.T) {
 	}
 }
 
-// A copy whose slot lease is taken over (its holder looked dead) stops at its next renewal
-// and yields, leaving no partial file: the limit is never exceeded.
+// A copy whose slot lease is taken over (its holder looked dead) stops at its next renewal:
+// the limit is never exceeded. Its volume goes back to wait for a slot, and the job, now
+// holding none, yields when none frees within slotWait.
 func TestCloneVolumeStopsWhenItsSlotIsLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a lease renewal (5 s)")
@@ -254,16 +263,19 @@ func TestCloneVolumeStopsWhenItsSlotIsLost(t *testing.T) {
 		for vp.data.Load() == 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
-		holder := rec.UUID + "/" + v.UUID
+		holder := rec.UUID + "/0"
 		e.p.Store.ReleaseCloneSlot(ctx, e.bs.UUID, holder)
-		e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "thief", 1, time.Minute)
+		e.p.Store.AcquireCloneSlot(ctx, e.bs.UUID, "thief", 1, time.Minute, 0)
 	}()
 	start := time.Now()
 	_, err := e.cloneVolume(ctx, rec, v, InstallPath(e.ps.URL, testAccount, v), vp)
-	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errSlotLost) {
-		t.Fatalf("want errSlotLost and queue.ErrBusy, got %v", err)
+	if !errors.Is(err, queue.ErrBusy) || !errors.Is(err, errNoSlot) {
+		t.Fatalf("want errNoSlot and queue.ErrBusy, got %v", err)
 	}
-	if d := time.Since(start); d > slotLease/3+2*time.Second {
+	if st := vp.state.Load(); st != volWaiting {
+		t.Fatalf("the volume whose slot was lost is %q, want %q", st, volWaiting)
+	}
+	if d := time.Since(start); d > slotLease/3+slotWait+2*time.Second {
 		t.Fatalf("stopped %v after the slot was lost; renewals come every %v", d, slotLease/3)
 	}
 	if left := files(t, e.ps.URL); len(left) > 0 {
@@ -354,4 +366,73 @@ wait:
 			t.Errorf("volume %s not checkpointed: %+v", v.UUID, final.Checkpoints.Volumes)
 		}
 	}
+}
+
+// A clone stage stopped part-way (the worker stopping) records where each copy stood; the
+// next run resumes the copies from there instead of starting them over, and the volumes end
+// equal to their backups.
+func TestCloneStageResumesCopiesAfterAStop(t *testing.T) {
+	e := newCloneEnv(t)
+	e.p.CloneCheckpointEvery = 1 << 20
+	e.bs.BandwidthBytesPerSecond = 16 << 20
+	root := e.volume(t, "6666666666666666666666666666666f", "raw", 64<<20, 512) // 32 MiB of data
+	data := e.volume(t, "7777777777777777777777777777777f", "raw", 1<<30, 256)  // 16 MiB in 1 GiB
+	rec := e.record(root, data)
+	ctx := context.Background()
+	if err := e.p.Store.CreateJob(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.p.clone(run, e.index(), rec) }()
+	for {
+		got, err := e.p.Store.GetJob(ctx, rec.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Checkpoints.Copies) == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // 16 MiB more
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the stopped clone stage returned %v", err)
+	}
+	copied := gathered(t, e.p.Metrics, "vmrestore_clone_bytes_total")
+
+	again, err := e.p.Store.GetJob(ctx, rec.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Checkpoints.Resolved, again.Checkpoints.Placement = rec.Checkpoints.Resolved, rec.Checkpoints.Placement
+	if err := e.p.clone(ctx, e.index(), again); err != nil {
+		t.Fatal(err)
+	}
+	resumed := gathered(t, e.p.Metrics, "vmrestore_clone_resumed_bytes_total")
+	total := gathered(t, e.p.Metrics, "vmrestore_clone_bytes_total")
+	t.Logf("stopped after %.1f MiB; the next run resumed %.1f MiB in, %.1f MiB read in all for 48 MiB of data",
+		copied/(1<<20), resumed/(1<<20), total/(1<<20))
+	if resumed == 0 || total-48<<20 > 2*float64(e.p.CloneCheckpointEvery) {
+		t.Fatalf("%.0f bytes read in all for 48 MiB of data, %.0f resumed: the copies started over", total, resumed)
+	}
+	for _, v := range []job.PlannedVolume{root, data} {
+		path := InstallPath(e.ps.URL, testAccount, v)
+		if got, want := sumOf(t, path), v.Checksum; got != want {
+			t.Fatalf("volume %s: checksum %s, want %s", v.UUID, got, want)
+		}
+	}
+	if left := files(t, e.ps.URL); len(left) != 2 {
+		t.Fatalf("files on the primary storage: %v", left)
+	}
+}
+
+func sumOf(tb testing.TB, path string) string {
+	tb.Helper()
+	s, err := clone.SumFile(path, clone.XXH3Chunked)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }

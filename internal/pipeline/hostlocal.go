@@ -144,7 +144,7 @@ func (p *Pipeline) expireHostWait(ctx context.Context, ix *catalog.Index, w stor
 		return err // a worker of the host runs it now
 	}
 	token := zstack.NewUUID()
-	ok, err := p.Store.LockJob(ctx, w.Job, token, lockTTL)
+	ok, err := p.Store.LockJob(ctx, w.Job, token, lockTTL, "")
 	if err != nil || !ok {
 		return err
 	}

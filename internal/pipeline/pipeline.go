@@ -45,10 +45,22 @@ type Pipeline struct {
 	CloneParallelism int
 	// HostLocal decides which jobs run their clone and instantiate on their host's worker.
 	HostLocal HostLocal
+	// CloneCheckpointEvery is how many bytes of a volume a copy moves between two
+	// checkpoints it can resume from (0: copies are not resumable).
+	CloneCheckpointEvery int64
 }
 
-// lockTTL bounds how long a crashed worker's lock outlives it; it is renewed every third.
-const lockTTL = 30 * time.Second
+// The job lock: lockTTL bounds how long a dead worker's lock outlives it (the take-over then
+// finds it, see TakeOver); it is renewed every lockRenew, and every lockRetry while Redis does
+// not answer. A run that could not renew its lock for lockFence stops (its lock may have
+// lapsed and been claimed by a take-over elsewhere), so two workers never copy the same
+// volume; it hands the job back to come back from its last checkpoint.
+const (
+	lockTTL   = 8 * time.Second
+	lockRenew = 2 * time.Second
+	lockRetry = 250 * time.Millisecond
+	lockFence = lockTTL - time.Second
+)
 
 // Reasons a job's context ends, told apart with context.Cause.
 var (
@@ -67,17 +79,32 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	p = p.forJob(log) // every line this job's stages log carries its uuid
 
 	token := zstack.NewUUID()
-	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
+	// A take-over's task runs under its own id, which the take-over's claim on the lock names.
+	claim := ""
+	if id, ok := asynq.GetTaskID(ctx); ok && id != jobUUID {
+		claim = TakeOverClaim(id)
+	}
+	ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL, claim)
 	if err != nil {
-		return p.outage(ctx, log, err)
+		if ok {
+			p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
+		}
+		err, _ = p.outage(ctx, log, err)
+		return err
 	}
 	if !ok {
-		return fmt.Errorf("job %s runs on another worker: %w", jobUUID, queue.ErrBusy)
+		p.Metrics.JobHandBacks.WithLabelValues(metrics.HandBackRunningElsewhere).Inc()
+		return fmt.Errorf("job %s: %w", jobUUID, queue.ErrElsewhere)
 	}
+	started := false // an attempt started: a hand-back is recorded in the job
 	defer func() {
 		// After an outage, wait for Redis first, or the unlock would fail too and the
 		// job would wait out the lock's TTL.
-		err = p.outage(ctx, log, err)
+		var reachable bool
+		err, reachable = p.outage(ctx, log, err)
+		if started && reachable && errors.Is(err, queue.ErrBusy) {
+			p.handBack(context.WithoutCancel(ctx), jobUUID, metrics.HandBackRedisUnreachable)
+		}
 		p.Store.UnlockJob(context.WithoutCancel(ctx), jobUUID, token)
 	}()
 
@@ -88,13 +115,19 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	// Watch for a cancel before reading the record, whose flag covers an earlier one.
 	cancelled, unwatch := p.Events.WatchCancel(jobUUID)
 	defer unwatch()
-	prev, rec, err := p.Store.StartAttempt(ctx, jobUUID)
+	queueName, _ := asynq.GetQueueName(ctx)
+	prev, rec, err := p.Store.StartAttempt(ctx, jobUUID, queueName)
 	if errors.Is(err, store.ErrNotFound) {
 		log.Warn("restore task for a job that no longer exists (expired or deleted); dropping it")
+		p.Store.UnlistJobLock(context.WithoutCancel(ctx), jobUUID)
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	started = !prev.Terminal()
+	if rec.NewAttempt && rec.Attempts > 1 {
+		p.Metrics.JobReattempts.Inc()
 	}
 	if prev.Terminal() {
 		// It ended before its task was marked done (a crash in between): make sure the
@@ -126,9 +159,17 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	case errors.Is(cause, errTimedOut):
 		return p.fail(ctx, rec, job.Failed, zstack.Errorf(zstack.CodeTimeout,
 			"the restore of group[uuid:%s] did not finish in time, it was in its %s stage: timeout after %ds", rec.Request.GroupUUID, rec.Stage, int(rec.Timeout/time.Second)))
-	case ctx.Err() != nil || errors.Is(cause, errLockLost):
-		log.Warn("restore interrupted; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
+	case ctx.Err() != nil:
+		// The worker stops (its Shutdown cancelled the handler): the job goes back to the
+		// queue and resumes from its last checkpoint elsewhere, as the same attempt.
+		log.Warn("restore interrupted by the worker stopping; it will resume from its last checkpoint", "stage", rec.Stage, "err", err)
+		p.handBack(context.WithoutCancel(ctx), jobUUID, metrics.HandBackShutdown)
 		return fmt.Errorf("restore interrupted in %s: %w", rec.Stage, err)
+	case errors.Is(cause, errLockLost):
+		// Another worker may run it now, or Redis was away longer than the lock lasts: the
+		// job comes back and finds out, from its last checkpoint.
+		log.Warn("restore interrupted: its job lock could not be kept; it resumes from its last checkpoint", "stage", rec.Stage, "err", err)
+		return fmt.Errorf("restore interrupted in %s: %w: %w", rec.Stage, errLockLost, queue.ErrBusy)
 	}
 	if store.Unavailable(err) {
 		return err // handed back by the deferred outage, not counted as a failure
@@ -137,7 +178,12 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 		return p.fail(ctx, rec, job.Failed, ec)
 	}
 	if errors.Is(err, queue.ErrBusy) {
+		reason := metrics.HandBackContended
+		if errors.Is(err, errNoSlot) {
+			reason = metrics.HandBackCloneSlots
+		}
 		log.Debug("restore yields its worker slot and will come back", "stage", rec.Stage, "reason", err)
+		p.handBack(ctx, jobUUID, reason)
 		return err
 	}
 	if queue.RetriesLeft(ctx) {
@@ -152,35 +198,57 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 const outageWait = 30 * time.Second
 
 // outage turns an error that says Redis is unreachable into a busy hand-back, after waiting
-// (bounded) for Redis to answer again; other errors pass unchanged. Waiting matters: asynq
-// schedules the retry with a Redis write, and when that write fails the task is left to
-// asynq's lease recovery, minutes later. An outage is nobody's fault, so it does not count
-// against the job's retries; the job resumes from its last checkpoint.
-func (p *Pipeline) outage(ctx context.Context, log *slog.Logger, err error) error {
+// (bounded) for Redis to answer again, and reports whether it answers; other errors pass
+// unchanged. Waiting matters: asynq schedules the retry with a Redis write, and when that
+// write fails the task is left to asynq's lease recovery, minutes later. An outage is
+// nobody's fault, so it does not count against the job's retries; the job resumes from its
+// last checkpoint.
+func (p *Pipeline) outage(ctx context.Context, log *slog.Logger, err error) (error, bool) {
 	if !store.Unavailable(err) || errors.Is(err, queue.ErrBusy) {
-		return err
+		return err, false
 	}
 	log.Warn("Redis is unreachable; the restore resumes from its last checkpoint when it is back", "err", err)
-	if !p.Store.WaitReachable(ctx, outageWait) && ctx.Err() == nil {
+	reachable := p.Store.WaitReachable(ctx, outageWait)
+	if !reachable && ctx.Err() == nil {
 		log.Warn("Redis is still unreachable; the job is left to the queue's recovery", "waited", outageWait.String())
 	}
-	return fmt.Errorf("%w: %w", err, queue.ErrBusy)
+	return fmt.Errorf("%w: %w", err, queue.ErrBusy), reachable
 }
 
-// keepLock renews the job lock until ctx ends; losing it stops the work.
+// handBack records in the job and in metrics that its run gives the worker slot back on
+// purpose: the next run continues the attempt.
+func (p *Pipeline) handBack(ctx context.Context, jobUUID, reason string) {
+	p.Metrics.JobHandBacks.WithLabelValues(reason).Inc()
+	if err := p.Store.HandBack(ctx, jobUUID); err != nil {
+		p.Log.Debug("hand-back not recorded; the next run counts as a new attempt", "job", jobUUID, "err", err)
+	}
+}
+
+// keepLock renews the job lock until ctx ends; losing it, or failing to renew it for
+// lockFence, stops the work.
 func (p *Pipeline) keepLock(ctx context.Context, stop context.CancelCauseFunc, jobUUID, token string) {
-	t := time.NewTicker(lockTTL / 3)
-	defer t.Stop()
+	renewed := time.Now() // when the last successful renewal was sent
+	wait := lockRenew
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL)
-			if err == nil && !ok {
-				stop(errLockLost)
-				return
-			}
+		case <-time.After(wait):
+		}
+		sent := time.Now()
+		ok, err := p.Store.LockJob(ctx, jobUUID, token, lockTTL, "")
+		switch {
+		case err == nil && ok:
+			renewed, wait = sent, lockRenew
+		case err == nil && !ok:
+			stop(errLockLost)
+			return
+		case time.Since(renewed) >= lockFence:
+			p.Log.Warn("the job lock could not be renewed in time; the restore stops here", "job", jobUUID, "err", err)
+			stop(errLockLost)
+			return
+		default:
+			wait = lockRetry
 		}
 	}
 }

@@ -43,9 +43,15 @@ func newScaleFixture(b *testing.B, n int) *scaleFixture {
 		shared = r
 	}
 	c := shared.Client()
+	c.FlushAll(context.Background()) // our own server, started above
+	return fillFixture(b, store.New(c), n, 0)
+}
+
+// fillFixture loads the site and n groups of one 40 GiB root volume holding actual bytes of
+// data (0: undeclared).
+func fillFixture(b testing.TB, st *store.Store, n int, actual int64) *scaleFixture {
+	b.Helper()
 	ctx := context.Background()
-	c.FlushAll(ctx) // our own server, started above
-	st := store.New(c)
 	site := demosite.Synthetic(demosite.Scale{Clusters: 10, HostsPerCluster: 100, L2s: 20, L2sPerCluster: 20, StorageDir: "/srv/bench"})
 	if _, err := st.SaveCatalog(ctx, site); err != nil {
 		b.Fatal(err)
@@ -59,7 +65,7 @@ func newScaleFixture(b *testing.B, n int) *scaleFixture {
 			VM: backup.SourceVM{UUID: fmt.Sprintf("%032x", 1<<40+i), Name: fmt.Sprintf("vm-%05d", i), CPUNum: 2, MemorySize: 4 << 30,
 				Nics: []backup.SourceNic{{L3NetworkUUID: f.l3, IP: "10.0.0.5"}}},
 			Volumes: []backup.Volume{{UUID: fmt.Sprintf("%032x", 1<<41+i), Type: "Root", Format: "qcow2", Size: 40 << 30,
-				File: "root.qcow2", SHA256: fmt.Sprintf("%064x", i)}}},
+				ActualSize: actual, File: "root.qcow2", SHA256: fmt.Sprintf("%064x", i)}}},
 			BackupStorageUUIDs: []string{site.BackupStorages[0].UUID}}
 		f.groups = append(f.groups, u)
 	}
@@ -109,7 +115,7 @@ func BenchmarkPlanProgress10k(b *testing.B) {
 		if i%7 == 0 {
 			st = store.ItemStatus{State: store.ItemRunning, Stage: "clone", Job: fmt.Sprintf("%032x", i), BytesDone: 1 << 30, Attempt: 1}
 		}
-		change.Item(i, store.ItemPending, st, st.BytesDone)
+		change.Item(i, store.ItemStatus{State: store.ItemPending}, st)
 	}
 	if err := f.st.ApplyPlanChange(ctx, change); err != nil {
 		b.Fatal(err)

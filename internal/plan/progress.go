@@ -10,7 +10,9 @@ import (
 )
 
 // Report is a plan's progress: counts by state, bytes, throughput and ETA, per tier and per
-// item, as GET /api/v1/plans/{uuid} answers it.
+// item, as GET /api/v1/plans/{uuid} answers it. Bytes are backup data, what a restore reads
+// and writes (bytesDone, bytesTotal; throughput and ETA are measured on them); the volumes'
+// virtual sizes, where holes pass at once, are beside them (virtualBytesDone, virtualBytesTotal).
 type Report struct {
 	UUID                     string         `json:"uuid"`
 	Name                     string         `json:"name"`
@@ -23,6 +25,8 @@ type Report struct {
 	Counts                   map[string]int `json:"counts"`
 	BytesDone                int64          `json:"bytesDone"`
 	BytesTotal               int64          `json:"bytesTotal"`
+	VirtualBytesDone         int64          `json:"virtualBytesDone"`
+	VirtualBytesTotal        int64          `json:"virtualBytesTotal"`
 	ThroughputBytesPerSecond float64        `json:"throughputBytesPerSecond"`
 	EtaSeconds               *float64       `json:"etaSeconds,omitempty"`
 	Tiers                    []TierReport   `json:"tiers"`
@@ -31,10 +35,12 @@ type Report struct {
 
 // TierReport is one tier's progress.
 type TierReport struct {
-	Tier       int            `json:"tier"`
-	Counts     map[string]int `json:"counts"`
-	BytesDone  int64          `json:"bytesDone"`
-	BytesTotal int64          `json:"bytesTotal"`
+	Tier              int            `json:"tier"`
+	Counts            map[string]int `json:"counts"`
+	BytesDone         int64          `json:"bytesDone"`
+	BytesTotal        int64          `json:"bytesTotal"`
+	VirtualBytesDone  int64          `json:"virtualBytesDone"`
+	VirtualBytesTotal int64          `json:"virtualBytesTotal"`
 }
 
 // ItemReport is one item: which group, where it is, and why it failed.
@@ -50,8 +56,11 @@ type ItemReport struct {
 	Attempt    int    `json:"attempt,omitempty"`
 	BytesDone  int64  `json:"bytesDone"`
 	BytesTotal int64  `json:"bytesTotal"`
-	ErrorCode  string `json:"errorCode,omitempty"`
-	Error      string `json:"error,omitempty"`
+	// VirtualBytesDone and VirtualBytesTotal are the volumes' virtual sizes.
+	VirtualBytesDone  int64  `json:"virtualBytesDone"`
+	VirtualBytesTotal int64  `json:"virtualBytesTotal"`
+	ErrorCode         string `json:"errorCode,omitempty"`
+	Error             string `json:"error,omitempty"`
 }
 
 // listingCache keeps the item listings of the plans read most recently: a listing never
@@ -102,8 +111,13 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 		return nil, err
 	}
 	r := &Report{UUID: meta.UUID, Name: meta.Name, State: ps.State, Reason: ps.Reason, CreatedAt: meta.CreatedAt,
-		Concurrency: meta.Concurrency, ItemCount: meta.ItemCount, Counts: ps.Counts, BytesDone: ps.BytesDone,
-		BytesTotal: meta.BytesTotal}
+		Concurrency: meta.Concurrency, ItemCount: meta.ItemCount, Counts: ps.Counts, BytesDone: ps.DataDone,
+		BytesTotal: meta.DataTotal, VirtualBytesDone: ps.BytesDone, VirtualBytesTotal: meta.BytesTotal}
+	// A plan accepted before data was counted has only virtual bytes: they stand in.
+	legacy := meta.DataTotal == 0 && meta.BytesTotal > 0
+	if legacy {
+		r.BytesDone, r.BytesTotal = ps.BytesDone, meta.BytesTotal
+	}
 	if !ps.FinishedAt.IsZero() {
 		f := ps.FinishedAt
 		r.FinishedAt = &f
@@ -112,7 +126,7 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 	if err != nil {
 		return nil, err
 	}
-	r.ThroughputBytesPerSecond = throughput(samples, ps.BytesDone, time.Now())
+	r.ThroughputBytesPerSecond = throughput(samples, ps.DataDone, time.Now())
 
 	listing, err := listings.get(ctx, st, uuid)
 	if err != nil {
@@ -137,16 +151,22 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 			t = &TierReport{Tier: it.Tier, Counts: map[string]int{}}
 			tiers[it.Tier] = t
 		}
+		dataDone, dataTotal := s.DataDone, it.DataTotal
+		if legacy {
+			dataDone, dataTotal = s.BytesDone, it.BytesTotal
+		}
 		t.Counts[s.State]++
-		t.BytesDone += s.BytesDone
-		t.BytesTotal += it.BytesTotal
+		t.BytesDone += dataDone
+		t.BytesTotal += dataTotal
+		t.VirtualBytesDone += s.BytesDone
+		t.VirtualBytesTotal += it.BytesTotal
 		if s.State == store.ItemPending || s.State == store.ItemRunning {
-			remaining += it.BytesTotal - s.BytesDone
+			remaining += dataTotal - dataDone
 		}
 		if items && (filter == "" || filter == s.State) {
 			r.Items = append(r.Items, ItemReport{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name,
-				State: s.State, Stage: s.Stage, JobUUID: s.Job, VMUUID: s.VM, Attempt: s.Attempt, BytesDone: s.BytesDone,
-				BytesTotal: it.BytesTotal, ErrorCode: s.Code, Error: s.Details})
+				State: s.State, Stage: s.Stage, JobUUID: s.Job, VMUUID: s.VM, Attempt: s.Attempt, BytesDone: dataDone,
+				BytesTotal: dataTotal, VirtualBytesDone: s.BytesDone, VirtualBytesTotal: it.BytesTotal, ErrorCode: s.Code, Error: s.Details})
 		}
 	}
 	for _, t := range tiers {
@@ -160,7 +180,7 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 	return r, nil
 }
 
-// throughput is the rate of bytes done over the last minute of samples (newest first).
+// throughput is the rate of data done over the last minute of samples (newest first).
 func throughput(samples []store.PlanSample, done int64, now time.Time) float64 {
 	if len(samples) == 0 {
 		return 0
@@ -173,8 +193,8 @@ func throughput(samples []store.PlanSample, done int64, now time.Time) float64 {
 		oldest = s
 	}
 	dt := now.Sub(oldest.At).Seconds()
-	if dt < 1 || done <= oldest.BytesDone {
+	if dt < 1 || done <= oldest.DataDone {
 		return 0
 	}
-	return float64(done-oldest.BytesDone) / dt
+	return float64(done-oldest.DataDone) / dt
 }

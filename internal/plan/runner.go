@@ -41,15 +41,16 @@ const lockTTL = 15 * time.Second
 // sampleEvery is how often bytes done are sampled for throughput and ETA.
 const sampleEvery = 5 * time.Second
 
-// Run ticks every active plan until ctx ends: every Interval, and shortly after any job
-// ends (so the next items start without waiting for the next interval).
+// Run ticks every active plan until ctx ends: every Interval, at once when a plan is
+// accepted, resumed or has items retried (ChannelPlanWake), and at once when any job ends
+// (so the next items start without waiting for the next interval).
 func (r *Runner) Run(ctx context.Context) {
 	interval := r.Interval
 	if interval <= 0 {
 		interval = time.Second
 	}
 	token := zstack.NewUUID()
-	done := r.Store.SubscribeJobDone(ctx)
+	events := r.Store.SubscribePlanEvents(ctx)
 	for {
 		plans, err := r.Store.ActivePlans(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -60,15 +61,28 @@ func (r *Runner) Run(ctx context.Context) {
 				r.Log.Warn("plan tick failed; it will be retried", "plan", p, "err", err)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(interval):
-		case <-done:
-			// Let other completions of the same moment arrive, then tick once for all.
-			time.Sleep(20 * time.Millisecond)
-			for len(done) > 0 {
-				<-done
+		timer := time.NewTimer(interval)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+				break wait
+			case ch := <-events:
+				// A job's end matters only while a plan is active (a plan accepted meanwhile
+				// wakes the runner with its own event).
+				if ch == store.ChannelJobDone && len(plans) == 0 && err == nil {
+					continue
+				}
+				// One tick for every event of the moment: the next item starts at once, as
+				// the slot its predecessor freed would otherwise idle.
+				for len(events) > 0 {
+					<-events
+				}
+				timer.Stop()
+				break wait
 			}
 		}
 	}
@@ -164,7 +178,7 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 		case jp.State.Terminal():
 			cur.State, cur.FinishedAt = string(jp.State), now
 			if jp.State == job.Succeeded {
-				cur.BytesDone = items[idx].BytesTotal
+				cur.BytesDone, cur.DataDone = items[idx].BytesTotal, items[idx].DataTotal
 			}
 			if jp.Error != "" {
 				var ec zstack.ErrorCode
@@ -174,14 +188,17 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 				}
 			}
 		default:
-			cur.BytesDone = max(jp.BytesDone, old.BytesDone)
+			// Data read goes a little past the declared data where reads round up to the copy's
+			// 64 KiB grid: an item shows at most its total until it ends.
+			cur.BytesDone = max(min(jp.BytesDone, items[idx].BytesTotal), old.BytesDone)
+			cur.DataDone = max(min(jp.DataBytes, items[idx].DataTotal), old.DataDone)
 			still = append(still, idx)
 		}
 		if cur.State == store.ItemFailed {
 			failedNow++
 		}
 		if cur != old {
-			change.Item(idx, old.State, cur, cur.BytesDone-old.BytesDone)
+			change.Item(idx, old, cur)
 		}
 	}
 
@@ -270,8 +287,7 @@ func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, i
 		if err := r.Queue.EnqueueRestore(ctx, id, rec.Deadline()); err != nil && !errors.Is(err, queue.ErrDuplicate) {
 			return "", err
 		}
-		from := store.ItemPending
-		change.Item(idx, from, store.ItemStatus{State: store.ItemRunning, Job: id, Attempt: attempt, StartedAt: now.UnixMilli()}, -prev[idx].BytesDone)
+		change.Item(idx, prev[idx], store.ItemStatus{State: store.ItemRunning, Job: id, Attempt: attempt, StartedAt: now.UnixMilli()})
 	}
 	change.Popped(len(take))
 	return "", nil
@@ -298,8 +314,8 @@ func (r *Runner) cancel(ctx context.Context, plan string, still []int, statuses 
 		now := time.Now().UnixMilli()
 		for _, q := range head {
 			p := prev[q.Index]
-			change.Item(q.Index, store.ItemPending, store.ItemStatus{State: store.ItemCancelled, Attempt: p.Attempt, FinishedAt: now,
-				Code: zstack.CodeCancelled, Details: "the plan was cancelled before this item started"}, -p.BytesDone)
+			change.Item(q.Index, p, store.ItemStatus{State: store.ItemCancelled, Attempt: p.Attempt, FinishedAt: now,
+				Code: zstack.CodeCancelled, Details: "the plan was cancelled before this item started"})
 		}
 		change.Popped(len(head))
 	}
@@ -311,8 +327,9 @@ func (r *Runner) cancel(ctx context.Context, plan string, still []int, statuses 
 		if _, err := r.Store.RequestCancel(ctx, st.Job); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		old := st
 		st.CancelSent = true
-		change.Item(idx, st.State, st, 0)
+		change.Item(idx, old, st)
 	}
 	return nil
 }
@@ -337,7 +354,7 @@ func (r *Runner) finishIfDone(ctx context.Context, plan string, meta *store.Plan
 		return err
 	}
 	if len(samples) == 0 || time.Since(samples[0].At) >= sampleEvery {
-		if err := r.Store.AddPlanSample(ctx, plan, time.Now(), st.BytesDone); err != nil {
+		if err := r.Store.AddPlanSample(ctx, plan, time.Now(), st.DataDone); err != nil {
 			return err
 		}
 	}

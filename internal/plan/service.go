@@ -31,6 +31,16 @@ type Submitted struct {
 // Submit validates a plan and stores it (or, with dryRun, simulates it and stores nothing).
 // A client token already used by the account returns the first plan.
 func (s *Service) Submit(ctx context.Context, spec *Spec, account string, admin, dryRun bool) (*Submitted, error) {
+	// A client token already used answers its plan before anything is validated: that plan
+	// may be running and hold the very addresses this submission would now find in use.
+	if spec.ClientToken != "" && !dryRun {
+		if uuid, err := s.Store.PlanOfClientToken(ctx, account, spec.ClientToken); err != nil || uuid != "" {
+			if err != nil {
+				return nil, err
+			}
+			return &Submitted{UUID: uuid, Existing: true}, nil
+		}
+	}
 	ix, err := s.Catalog.Current(ctx)
 	if err != nil {
 		return nil, err
@@ -147,7 +157,7 @@ func (s *Service) Retry(ctx context.Context, uuid string) (int, error) {
 		if !ok || (st.State != store.ItemFailed && st.State != store.ItemCancelled) {
 			continue
 		}
-		change.Item(it.Index, st.State, store.ItemStatus{State: store.ItemPending, Attempt: st.Attempt, BytesDone: st.BytesDone}, 0)
+		change.Item(it.Index, st, store.ItemStatus{State: store.ItemPending, Attempt: st.Attempt, BytesDone: st.BytesDone, DataDone: st.DataDone})
 		requeue = append(requeue, store.QueuedItem{Tier: it.Tier, Index: it.Index})
 	}
 	if len(requeue) == 0 {

@@ -244,11 +244,16 @@ func Build(ctx context.Context, spec *Spec, in Input) ([]store.PlanItem, error) 
 				}
 			}
 		}
-		var size int64
+		var size, data int64
 		for _, v := range g.Volumes {
 			size += v.Size
+			if v.ActualSize > 0 {
+				data += v.ActualSize
+			} else {
+				data += v.Size
+			}
 		}
-		items = append(items, store.PlanItem{Index: i, Tier: tier, GroupUUID: g.GroupUUID, Name: req.Name, BytesTotal: size, Request: req})
+		items = append(items, store.PlanItem{Index: i, Tier: tier, GroupUUID: g.GroupUUID, Name: req.Name, BytesTotal: size, DataTotal: data, Request: req})
 	}
 	if ec := p.err(); ec != nil {
 		return nil, ec
@@ -522,6 +527,7 @@ func Meta(uuid string, spec *Spec, account string, items []store.PlanItem) (*sto
 	tiers := map[int]bool{}
 	for _, it := range items {
 		m.BytesTotal += it.BytesTotal
+		m.DataTotal += it.DataTotal
 		tiers[it.Tier] = true
 	}
 	for t := range tiers {

@@ -37,6 +37,16 @@ const (
 // shortly, without counting as a failure, and the worker slot serves other jobs meanwhile.
 var ErrBusy = errors.New("busy, try again shortly")
 
+// ErrElsewhere is returned (wrapped) by a handler whose job another worker holds: a second
+// delivery of its task (asynq's recovery of a dead worker's task after the job was taken
+// over), or a task handed back by a stopping worker that has not released the job yet. It
+// comes back every TakenOverDelay or so until the job has ended, and then does nothing.
+var ErrElsewhere = fmt.Errorf("%w: the job runs on another worker", ErrBusy)
+
+// TakenOverDelay is about how long a task whose job runs elsewhere waits before it looks
+// again: short, as a stopping worker releases its jobs within seconds.
+const TakenOverDelay = 2 * time.Second
+
 // ErrDuplicate is returned when the job uuid already has a task.
 var ErrDuplicate = errors.New("a task with this job uuid exists")
 
@@ -97,6 +107,23 @@ func (c *Client) EnqueueRestoreOnHost(ctx context.Context, jobUUID, hostUUID str
 		asynq.Deadline(deadline.Add(2*time.Minute)))
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("hand restore %s over to host %s: %w", jobUUID, hostUUID, err)
+	}
+	return nil
+}
+
+// EnqueueTakeOver queues a run of a job whose worker died, on the queue its runs come from,
+// under taskID (the take-over's claim on the job's lock names it). The job's own task is
+// still held by the dead worker's lease; when asynq recovers it later, it finds the job
+// running here or ended.
+func (c *Client) EnqueueTakeOver(ctx context.Context, jobUUID, queueName, taskID string, deadline time.Time) error {
+	if queueName == "" {
+		queueName = QueueRestore
+	}
+	t := asynq.NewTask(TypeRestore, []byte(jobUUID))
+	_, err := c.c.EnqueueContext(ctx, t, asynq.TaskID(taskID), asynq.Queue(queueName), asynq.MaxRetry(c.maxRetry),
+		asynq.Deadline(deadline.Add(2*time.Minute)))
+	if err != nil {
+		return fmt.Errorf("enqueue the take-over of %s: %w", jobUUID, err)
 	}
 	return nil
 }
@@ -184,7 +211,8 @@ func IsFailure(err error) bool {
 	return !errors.Is(err, asynq.ErrLeaseExpired) && !errors.Is(err, ErrBusy)
 }
 
-// RetryDelay resumes a crashed job at once, a busy one shortly, retries web hooks every 2 s,
+// RetryDelay resumes a crashed job at once, a busy one shortly (one running on another
+// worker every TakenOverDelay), retries web hooks every 2 s,
 // and backs off exponentially (1 s doubling to 30 s, with jitter) on transient errors.
 func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	switch {
@@ -192,6 +220,8 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 		return WebHookInterval
 	case errors.Is(err, asynq.ErrLeaseExpired):
 		return 0
+	case errors.Is(err, ErrElsewhere):
+		return TakenOverDelay/2 + rand.N(TakenOverDelay)
 	case errors.Is(err, ErrBusy):
 		return time.Second + rand.N(2*time.Second)
 	}

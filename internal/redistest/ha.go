@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Cluster is a Redis Cluster of masters without replicas, each a Server.
+// Cluster is a Redis Cluster, each node a Server: masters first, then their replicas.
 type Cluster struct {
 	Nodes []*Server
 }
@@ -29,9 +30,15 @@ func (c *Cluster) Addrs() string {
 }
 
 // StartCluster runs a Redis Cluster of n masters on free ports and waits until it is ok.
-func StartCluster(tb testing.TB, n int) *Cluster {
+func StartCluster(tb testing.TB, n int) *Cluster { return StartClusterWithReplicas(tb, n, 0) }
+
+// StartClusterWithReplicas runs a Redis Cluster of masters with replicas each (the cluster
+// fails a dead master over to its replica about 2 s after it stops answering) and waits until
+// it is ok and every replica is in sync.
+func StartClusterWithReplicas(tb testing.TB, masters, replicas int) *Cluster {
 	tb.Helper()
 	c := &Cluster{}
+	n := masters * (1 + replicas)
 	for i := 0; i < n; i++ {
 		dir := tb.TempDir()
 		c.Nodes = append(c.Nodes, Start(tb, Options{Args: []string{"--cluster-enabled", "yes",
@@ -41,7 +48,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 	for _, s := range c.Nodes {
 		args = append(args, s.Addr)
 	}
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -61,7 +68,60 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		}
 		cl.Close()
 	}
+	if replicas > 0 {
+		for _, s := range c.Nodes {
+			cl := redis.NewClient(&redis.Options{Addr: s.Addr})
+			info, _ := cl.Info(context.Background(), "replication").Result()
+			cl.Close()
+			if strings.Contains(info, "role:slave") {
+				waitReplica(tb, s.Addr)
+			}
+		}
+	}
 	return c
+}
+
+// MasterOf returns the address of the master serving a key's slot, as a live node sees it.
+func (c *Cluster) MasterOf(ctx context.Context, key string) (string, error) {
+	var lastErr error
+	for _, n := range c.Nodes {
+		if n.cmd == nil {
+			continue
+		}
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr, DialTimeout: 200 * time.Millisecond})
+		slot, err := cl.ClusterKeySlot(ctx, key).Result()
+		if err == nil {
+			var shards []redis.ClusterShard
+			if shards, err = cl.ClusterShards(ctx).Result(); err == nil {
+				cl.Close()
+				for _, s := range shards {
+					for _, r := range s.Slots {
+						if r.Start <= slot && slot <= r.End {
+							for _, nd := range s.Nodes {
+								if nd.Role == "master" && nd.Health == "online" {
+									return net.JoinHostPort(nd.IP, strconv.FormatInt(nd.Port, 10)), nil
+								}
+							}
+						}
+					}
+				}
+				return "", fmt.Errorf("no node serves slot %d", slot)
+			}
+		}
+		cl.Close()
+		lastErr = err
+	}
+	return "", lastErr
+}
+
+// Node returns the node listening on addr.
+func (c *Cluster) Node(addr string) *Server {
+	for _, n := range c.Nodes {
+		if n.Addr == addr {
+			return n
+		}
+	}
+	return nil
 }
 
 // Sentinel is a master, a replica and one sentinel watching them (quorum 1), for failover

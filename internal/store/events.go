@@ -6,7 +6,7 @@ import (
 	"sync"
 )
 
-// Events fans the job completion and cancel channels out to in-process watchers over one
+// Events fans the job completion, cancel and clone-slot channels out to in-process watchers over one
 // subscription. Watch before reading a job record: an event published after the watch
 // started cannot be missed while the subscription is up. Pub/sub is at-most-once (a
 // reconnect can drop events), so a watcher must also re-read the record now and then.
@@ -14,19 +14,22 @@ type Events struct {
 	mu      sync.Mutex
 	watches map[string]map[chan struct{}]struct{}
 	cancels map[string]map[chan struct{}]struct{}
+	slots   map[string]map[chan struct{}]struct{} // backup storage → waiters for a slot
 }
 
 // SubscribeEvents subscribes to the job channels and dispatches until ctx ends. It returns
 // once the subscription is confirmed.
 func (s *Store) SubscribeEvents(ctx context.Context) (*Events, error) {
-	ps := s.rdb.Subscribe(ctx, ChannelJobDone, ChannelJobCancel)
-	for range 2 {
+	channels := []string{ChannelJobDone, ChannelJobCancel, ChannelSlotFree}
+	ps := s.rdb.Subscribe(ctx, channels...)
+	for range channels {
 		if _, err := ps.Receive(ctx); err != nil {
 			ps.Close()
 			return nil, fmt.Errorf("subscribe to job events: %w", err)
 		}
 	}
-	e := &Events{watches: map[string]map[chan struct{}]struct{}{}, cancels: map[string]map[chan struct{}]struct{}{}}
+	e := &Events{watches: map[string]map[chan struct{}]struct{}{}, cancels: map[string]map[chan struct{}]struct{}{},
+		slots: map[string]map[chan struct{}]struct{}{}}
 	go func() {
 		defer ps.Close()
 		ch := ps.Channel()
@@ -43,6 +46,8 @@ func (s *Store) SubscribeEvents(ctx context.Context) (*Events, error) {
 					e.notify(e.watches, m.Payload)
 				case ChannelJobCancel:
 					e.notify(e.cancels, m.Payload)
+				case ChannelSlotFree:
+					e.notify(e.slots, m.Payload)
 				}
 			}
 		}
@@ -86,11 +91,18 @@ func (e *Events) WatchJob(uuid string) (<-chan struct{}, func()) { return e.add(
 // WatchCancel returns a channel that receives when a cancel of the job is published.
 func (e *Events) WatchCancel(uuid string) (<-chan struct{}, func()) { return e.add(e.cancels, uuid) }
 
-// SubscribeJobDone delivers the uuid of every job that ends, until ctx ends. Like all
-// pub/sub it may drop events; it is a hint to act sooner, never the only trigger.
-func (s *Store) SubscribeJobDone(ctx context.Context) <-chan string {
+// WatchSlots returns a channel that receives when a clone slot of a backup storage is
+// released, and a function to stop watching.
+func (e *Events) WatchSlots(backupStorage string) (<-chan struct{}, func()) {
+	return e.add(e.slots, backupStorage)
+}
+
+// SubscribePlanEvents delivers, until ctx ends, the channel of every job that ends
+// (ChannelJobDone) and every plan woken (ChannelPlanWake). Like all pub/sub it may drop
+// events; it is a hint to act sooner, never the only trigger.
+func (s *Store) SubscribePlanEvents(ctx context.Context) <-chan string {
 	out := make(chan string, 256)
-	ps := s.rdb.Subscribe(ctx, ChannelJobDone)
+	ps := s.rdb.Subscribe(ctx, ChannelJobDone, ChannelPlanWake)
 	go func() {
 		defer close(out)
 		defer ps.Close()
@@ -104,7 +116,7 @@ func (s *Store) SubscribeJobDone(ctx context.Context) <-chan string {
 					return
 				}
 				select {
-				case out <- m.Payload:
+				case out <- m.Channel:
 				default:
 				}
 			}

@@ -21,31 +21,34 @@ import (
 // The create scripts also write "submission", a token that tells a resent create from a
 // duplicate uuid.
 const (
-	jfAccount   = "account"
-	jfRequest   = "request"
-	jfCreated   = "created"
-	jfTimeout   = "timeout"
-	jfWebHook   = "webhook"
-	jfState     = "state"
-	jfStage     = "stage"
-	jfStarted   = "started"
-	jfFinished  = "finished"
-	jfAttempts  = "attempts"
-	jfVM        = "vm"
-	jfVMUUID    = "vmUuid" // the uuid the job generated for its VM, fixed by its first attempt
-	jfResult    = "result"
-	jfError     = "error"
-	jfProgress  = "progress"
-	jfCancel    = "cancel"
-	jfPlan      = "plan"
-	jfPlanItem  = "planItem"
-	jfResolved  = "cp:resolved"
-	jfPlacement = "cp:placement"
-	jfNICs      = "cp:nics"
-	jfDomain    = "cp:domain"
-	jfInstance  = "cp:instance"
-	jfVolPrefix = "cp:vol:"
-	jfDone      = "cp:done:"
+	jfAccount    = "account"
+	jfRequest    = "request"
+	jfCreated    = "created"
+	jfTimeout    = "timeout"
+	jfWebHook    = "webhook"
+	jfState      = "state"
+	jfStage      = "stage"
+	jfStarted    = "started"
+	jfFinished   = "finished"
+	jfAttempts   = "attempts"
+	jfHandBacks  = "handBacks"
+	jfQueue      = "queue"
+	jfVM         = "vm"
+	jfVMUUID     = "vmUuid" // the uuid the job generated for its VM, fixed by its first attempt
+	jfResult     = "result"
+	jfError      = "error"
+	jfProgress   = "progress"
+	jfCancel     = "cancel"
+	jfPlan       = "plan"
+	jfPlanItem   = "planItem"
+	jfResolved   = "cp:resolved"
+	jfPlacement  = "cp:placement"
+	jfNICs       = "cp:nics"
+	jfDomain     = "cp:domain"
+	jfInstance   = "cp:instance"
+	jfVolPrefix  = "cp:vol:"
+	jfCopyPrefix = "cp:copy:"
+	jfDone       = "cp:done:"
 )
 
 // ErrJobExists is returned by CreateJob when the uuid is taken.
@@ -223,6 +226,8 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	}
 	r.PlanItem, _ = strconv.Atoi(m[jfPlanItem])
 	r.Attempts, _ = strconv.Atoi(m[jfAttempts])
+	r.HandBacks, _ = strconv.Atoi(m[jfHandBacks])
+	r.Queue = m[jfQueue]
 	r.CreatedAt = millis(m[jfCreated])
 	r.StartedAt = millis(m[jfStarted])
 	r.FinishedAt = millis(m[jfFinished])
@@ -267,6 +272,15 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 				cp.Volumes = map[string]job.ClonedFile{}
 			}
 			cp.Volumes[strings.TrimPrefix(k, jfVolPrefix)] = f
+		case strings.HasPrefix(k, jfCopyPrefix):
+			var c job.CopyCheckpoint
+			if err := json.Unmarshal([]byte(v), &c); err != nil {
+				return nil, fmt.Errorf("job %s copy checkpoint: %w", uuid, err)
+			}
+			if cp.Copies == nil {
+				cp.Copies = map[string]job.CopyCheckpoint{}
+			}
+			cp.Copies[strings.TrimPrefix(k, jfCopyPrefix)] = c
 		case strings.HasPrefix(k, jfDone):
 			cp.Done = append(cp.Done, strings.TrimPrefix(k, jfDone))
 		}
@@ -351,12 +365,13 @@ func (s *Store) GetJobStatus(ctx context.Context, uuid string) (*JobStatus, erro
 	return st, nil
 }
 
-// startAttemptScript marks a job running, counts the attempt, fixes the uuid its VM gets
-// unless the request names one (the first attempt's stays, so that a re-run resolve claims
-// the same uuid) and records as its current stage the first one without a checkpoint (the
-// last, the commit, always runs); it returns the state the job had and the whole record, so
-// that an attempt starts in one round trip. A job that had ended is returned unchanged.
-// KEYS: job. ARGV: started, a fresh VM uuid, stages...
+// startAttemptScript marks a job running, counts the attempt (unless the run before handed
+// the job back: that run goes on, it is no new attempt), fixes the uuid its VM gets unless
+// the request names one (the first attempt's stays, so that a re-run resolve claims the same
+// uuid), records the queue the run came from, and records as its current stage the first one
+// without a checkpoint (the last, the commit, always runs); it returns the state the job had
+// and the whole record, so that an attempt starts in one round trip. A job that had ended is
+// returned unchanged. KEYS: job. ARGV: started, a fresh VM uuid, queue, stages...
 var startAttemptScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st then return {''} end
@@ -364,23 +379,30 @@ if st == 'succeeded' or st == 'failed' or st == 'cancelled' then
   return {st, redis.call('HGETALL', KEYS[1])}
 end
 redis.call('HSET', KEYS[1], 'state', 'running')
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+local counted = 0
+if redis.call('HDEL', KEYS[1], 'handedBack') == 0 then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  counted = 1
+end
 if not redis.call('HGET', KEYS[1], 'started') then redis.call('HSET', KEYS[1], 'started', ARGV[1]) end
 redis.call('HSETNX', KEYS[1], 'vmUuid', ARGV[2])
-for i = 3, #ARGV do
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'queue', ARGV[3]) end
+for i = 4, #ARGV do
   if i == #ARGV or redis.call('HEXISTS', KEYS[1], 'cp:done:' .. ARGV[i]) == 0 then
     redis.call('HSET', KEYS[1], 'stage', ARGV[i])
     break
   end
 end
-return {st, redis.call('HGETALL', KEYS[1])}
+return {st, redis.call('HGETALL', KEYS[1]), counted}
 `)
 
 // StartAttempt marks the job running and returns the state it had before with the record
 // as the attempt starts (ErrNotFound if the job does not exist or expired). A terminal
-// state means there is nothing to do; the record is then as the job ended.
-func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.Record, error) {
-	args := []any{time.Now().UnixMilli(), zstack.NewUUID()}
+// state means there is nothing to do; the record is then as the job ended. A run after a
+// hand-back continues the attempt; any other run counts a new one. queue is the asynq queue
+// the run came from, where a take-over of the job is queued.
+func (s *Store) StartAttempt(ctx context.Context, uuid, queue string) (job.State, *job.Record, error) {
+	args := []any{time.Now().UnixMilli(), zstack.NewUUID(), queue}
 	for _, st := range job.Stages {
 		args = append(args, st)
 	}
@@ -398,7 +420,25 @@ func (s *Store) StartAttempt(ctx context.Context, uuid string) (job.State, *job.
 	if err != nil {
 		return "", nil, err
 	}
+	if len(v) > 2 {
+		n, _ := v[2].(int64)
+		rec.NewAttempt = n == 1
+	}
 	return job.State(prev), rec, nil
+}
+
+// handBackScript records that a running job's run gave its worker slot back on purpose and
+// will come back: the next run continues this attempt. KEYS: job.
+var handBackScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'handedBack', '1')
+return redis.call('HINCRBY', KEYS[1], 'handBacks', 1)
+`)
+
+// HandBack records that the job's run hands it back without failing (no clone slot free,
+// Redis unreachable, the worker stopping): the next run does not count as a new attempt.
+func (s *Store) HandBack(ctx context.Context, uuid string) error {
+	return handBackScript.Run(ctx, s.rdb, []string{keyJob(uuid)}).Err()
 }
 
 // SetProgress records clone progress.
@@ -452,10 +492,24 @@ func checkpointFields(stage string) []any {
 	return fields
 }
 
-// SaveClonedVolume records one finished volume of the clone stage.
+// SaveClonedVolume records one finished volume of the clone stage (and drops its copy's
+// checkpoint).
 func (s *Store) SaveClonedVolume(ctx context.Context, uuid, volume string, f job.ClonedFile) error {
 	b, _ := json.Marshal(f)
-	return s.rdb.HSet(ctx, keyJob(uuid), jfVolPrefix+volume, b).Err()
+	pipe := s.rdb.TxPipeline()
+	pipe.HSet(ctx, keyJob(uuid), jfVolPrefix+volume, b)
+	pipe.HDel(ctx, keyJob(uuid), jfCopyPrefix+volume)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// SaveCopyCheckpoint records the last durable position of a volume's copy.
+func (s *Store) SaveCopyCheckpoint(ctx context.Context, uuid, volume string, c job.CopyCheckpoint) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.rdb.HSet(ctx, keyJob(uuid), jfCopyPrefix+volume, b).Err()
 }
 
 // SaveCloneCheckpoint marks the clone stage done with its final progress and every volume it
@@ -519,10 +573,11 @@ func (s *Store) RequestCancel(ctx context.Context, uuid string) (bool, error) {
 	return true, s.rdb.Publish(ctx, ChannelJobCancel, uuid).Err()
 }
 
-// lockScript takes or renews a job's execution lock for a token. KEYS: lock. ARGV: token, ms.
+// lockScript takes or renews a lock for a token; a holder named by ARGV[3] (a take-over's
+// claim) hands it over. KEYS: lock. ARGV: token, ms, claim (optional).
 var lockScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
+if cur and cur ~= ARGV[1] and cur ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)
@@ -532,14 +587,112 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
-// LockJob takes (or renews) the lock that keeps two workers from running one job at once.
-// It reports false when another token holds it.
-func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Duration) (bool, error) {
-	n, err := lockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token, ttl.Milliseconds()).Int()
+// A job's lock (one key per job, taken or renewed atomically) is also listed, with its expiry
+// by Redis's clock, in an index of locked jobs: a lock that lapsed while still listed is a
+// worker that died with the job (a worker that stops releases its locks and unlists them),
+// which the take-over finds there (LapsedJobLocks) and claims (ClaimLapsedJob).
+
+// indexLockScript lists a job's lock with its expiry. KEYS: index. ARGV: job, ttl ms.
+var indexLockScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+`)
+
+// lapsedLocksScript lists up to 100 jobs whose listed lock lapsed more than grace ms ago.
+// KEYS: index. ARGV: grace ms.
+var lapsedLocksScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 100)
+`)
+
+// LockJob takes (or renews) the lock that keeps two workers from running one job at once,
+// and lists it for the take-over (one round trip). It reports false when another token holds
+// it; claim, when not empty, is a take-over's claim that this token may take the lock from.
+func (s *Store) LockJob(ctx context.Context, uuid, token string, ttl time.Duration, claim string) (bool, error) {
+	var lock, listed *redis.Cmd
+	err := s.pipelineScripts(ctx, []*redis.Script{lockScript, indexLockScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		lock = lockScript.EvalSha(ctx, pipe, []string{keyJobLock(uuid)}, token, ttl.Milliseconds(), claim)
+		// Listed whether or not this token got the lock: a listing is only ever a hint (the
+		// take-over checks the lock itself), and a held lock is listed already.
+		listed = indexLockScript.EvalSha(ctx, pipe, []string{keyJobsLocked()}, uuid, ttl.Milliseconds())
+		return []*redis.Cmd{lock, listed}
+	})
+	if err != nil {
+		return false, err
+	}
+	n, err := lock.Int()
+	if err != nil || n == 0 {
+		return false, err
+	}
+	return true, listed.Err()
+}
+
+// UnlockJob releases the lock if token holds it, and unlists it (one round trip).
+func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
+	var unlock *redis.Cmd
+	return s.pipelineScripts(ctx, []*redis.Script{unlockScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		unlock = unlockScript.EvalSha(ctx, pipe, []string{keyJobLock(uuid)}, token)
+		pipe.ZRem(ctx, keyJobsLocked(), uuid)
+		return []*redis.Cmd{unlock}
+	})
+}
+
+// pipelineScripts sends the commands queue adds in one round trip. Scripts in a pipeline run
+// by their digest (EVALSHA); when Redis does not know one yet (a new or restarted server),
+// the scripts are loaded and the pipeline sent again.
+func (s *Store) pipelineScripts(ctx context.Context, scripts []*redis.Script, queue func(redis.Pipeliner) []*redis.Cmd) error {
+	for try := 0; ; try++ {
+		pipe := s.rdb.Pipeline()
+		cmds := queue(pipe)
+		_, err := pipe.Exec(ctx)
+		noScript := false
+		for _, c := range cmds {
+			if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+				noScript = true
+			}
+		}
+		if !noScript || try > 0 {
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			return nil
+		}
+		for _, sc := range scripts {
+			if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// LapsedJobLocks returns jobs (at most 100) listed as locked whose lock lapsed more than grace
+// ago without being released: their worker died, or lost Redis for longer than the lock
+// lasts (and then renews it when Redis is back).
+func (s *Store) LapsedJobLocks(ctx context.Context, grace time.Duration) ([]string, error) {
+	return lapsedLocksScript.Run(ctx, s.rdb, []string{keyJobsLocked()}, grace.Milliseconds()).StringSlice()
+}
+
+// JobLocked reports whether a job's lock is held.
+func (s *Store) JobLocked(ctx context.Context, uuid string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, keyJobLock(uuid)).Result()
 	return n == 1, err
 }
 
-// UnlockJob releases the lock if token holds it.
-func (s *Store) UnlockJob(ctx context.Context, uuid, token string) error {
-	return unlockScript.Run(ctx, s.rdb, []string{keyJobLock(uuid)}, token).Err()
+// ClaimLapsedJob takes a job's lapsed lock for a take-over, as claim, for ttl: the run of the
+// take-over (LockJob with this claim) takes it from there. It reports false when the lock is
+// held again (its holder came back, or another worker claimed it first).
+func (s *Store) ClaimLapsedJob(ctx context.Context, uuid, claim string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, keyJobLock(uuid), claim, ttl).Result()
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, indexLockScript.Run(ctx, s.rdb, []string{keyJobsLocked()}, uuid, ttl.Milliseconds()).Err()
+}
+
+// UnlistJobLock takes a job off the index of locked jobs (it has ended, or is gone).
+func (s *Store) UnlistJobLock(ctx context.Context, uuid string) error {
+	return s.rdb.ZRem(ctx, keyJobsLocked(), uuid).Err()
 }

@@ -22,7 +22,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	ctx := context.Background()
 	st := store.New(redistest.Start(t).Client())
 	const id = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"
-	if _, _, err := st.StartAttempt(ctx, id); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := st.StartAttempt(ctx, id, ""); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a missing job: want ErrNotFound, got %v", err)
 	}
 	rec := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
@@ -30,7 +30,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	if err := st.CreateJob(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	prev, got, err := st.StartAttempt(ctx, id)
+	prev, got, err := st.StartAttempt(ctx, id, "")
 	if err != nil || prev != job.Pending || got.State != job.Running || got.Attempts != 1 || got.Stage != job.StageResolve ||
 		got.StartedAt.IsZero() || got.Request.GroupUUID != rec.Request.GroupUUID {
 		t.Fatalf("first attempt: prev %q, record %+v, err %v", prev, got, err)
@@ -42,7 +42,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 	if err := st.SaveCheckpoint(ctx, id, job.StagePlace, store.CheckpointPlacement, &job.Placement{HostUUID: "h"}); err != nil {
 		t.Fatal(err)
 	}
-	prev, again, err := st.StartAttempt(ctx, id)
+	prev, again, err := st.StartAttempt(ctx, id, "")
 	if err != nil || prev != job.Running || again.Attempts != 2 || again.Stage != job.StageNetwork || !again.StartedAt.Equal(got.StartedAt) ||
 		again.Checkpoints.Placement == nil || again.Checkpoints.Placement.HostUUID != "h" {
 		t.Fatalf("second attempt: prev %q, record %+v, err %v", prev, again, err)
@@ -53,16 +53,63 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, r, err := st.StartAttempt(ctx, id); err != nil || r.Stage != job.StageCommit {
+	if _, r, err := st.StartAttempt(ctx, id, ""); err != nil || r.Stage != job.StageCommit {
 		t.Fatalf("all but the commit done: stage %q, err %v", r.Stage, err)
 	}
 	// An ended job is returned as it ended, not counted again.
 	if _, err := st.FinishJob(ctx, id, job.Succeeded, []byte(`{}`), nil); err != nil {
 		t.Fatal(err)
 	}
-	prev, done, err := st.StartAttempt(ctx, id)
+	prev, done, err := st.StartAttempt(ctx, id, "")
 	if err != nil || prev != job.Succeeded || done.State != job.Succeeded || done.Attempts != 3 {
 		t.Fatalf("ended job: prev %q, record %+v, err %v", prev, done, err)
+	}
+}
+
+// A run that hands its job back (no clone slot, Redis unreachable, worker stopping) is
+// continued by the next run: attempts counts only runs after failures and crashes, and the
+// hand-backs are counted apart.
+func TestHandBacksAreNotAttempts(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(redistest.Start(t).Client())
+	const id = "5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b5b"
+	rec := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
+		Request: &job.Request{GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}}
+	if err := st.CreateJob(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		handBack            bool // the run before this one handed the job back
+		attempts, handBacks int
+		newAttempt          bool
+	}{
+		{false, 1, 0, true},
+		{true, 1, 1, false},
+		{true, 1, 2, false},
+		{false, 2, 2, true}, // the run before crashed
+		{true, 2, 3, false},
+	}
+	for i, w := range want {
+		if w.handBack {
+			if err := st.HandBack(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, got, err := st.StartAttempt(ctx, id, "")
+		if err != nil || got.Attempts != w.attempts || got.HandBacks != w.handBacks || got.NewAttempt != w.newAttempt {
+			t.Fatalf("run %d: attempts %d, hand-backs %d, new attempt %v (%v); want %d, %d, %v",
+				i+1, got.Attempts, got.HandBacks, got.NewAttempt, err, w.attempts, w.handBacks, w.newAttempt)
+		}
+	}
+	// A job that has ended takes no hand-back.
+	if _, err := st.FinishJob(ctx, id, job.Succeeded, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.HandBack(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.GetJob(ctx, id); got.HandBacks != 3 {
+		t.Fatalf("an ended job counted a hand-back: %d", got.HandBacks)
 	}
 }
 
@@ -170,5 +217,28 @@ func TestCreateJobResentAfterATimeoutIsNotADuplicate(t *testing.T) {
 		if err := create(rec); !errors.Is(err, store.ErrJobExists) {
 			t.Fatalf("create %d submitted again: want ErrJobExists, got %v", i, err)
 		}
+	}
+}
+
+// A job lock works against a Redis that has never run its scripts (a new or restarted
+// server): the pipelined scripts are loaded and sent again.
+func TestJobLockOnAFreshRedis(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	st := store.New(srv.Client())
+	const id = "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c"
+	ok, err := st.LockJob(ctx, id, "token", time.Minute, "")
+	if !ok || err != nil {
+		t.Fatalf("lock on a fresh Redis: %v %v", ok, err)
+	}
+	if ok, err := st.LockJob(ctx, id, "other", time.Minute, ""); ok || err != nil {
+		t.Fatalf("a second token took the lock: %v %v", ok, err)
+	}
+	srv.Client().ScriptFlush(ctx)
+	if err := st.UnlockJob(ctx, id, "token"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.LockJob(ctx, id, "other", time.Minute, ""); !ok || err != nil {
+		t.Fatalf("after the unlock: %v %v", ok, err)
 	}
 }

@@ -76,30 +76,36 @@ type PlanMeta struct {
 	HaltOnFailure bool            `json:"haltOnFailure"`
 	WebHook       string          `json:"webHook,omitempty"`
 	ItemCount     int             `json:"itemCount"`
-	BytesTotal    int64           `json:"bytesTotal"`
+	BytesTotal    int64           `json:"bytesTotal"`     // virtual size of every volume
+	DataTotal     int64           `json:"dataBytesTotal"` // backup data of every volume (see PlanItem)
 	Tiers         []int           `json:"tiers"`
 	Spec          json.RawMessage `json:"spec"`
 }
 
-// PlanItem is one group to restore.
+// PlanItem is one group to restore: BytesTotal is the virtual size of its volumes, DataTotal
+// the data in their backups (what a restore reads and writes: group.json's actualSize, or the
+// virtual size of a volume that declares none).
 type PlanItem struct {
 	Index      int          `json:"index"`
 	Tier       int          `json:"tier"`
 	GroupUUID  string       `json:"groupUuid"`
 	Name       string       `json:"name"`
 	BytesTotal int64        `json:"bytesTotal"`
+	DataTotal  int64        `json:"dataBytesTotal"`
 	Request    *job.Request `json:"request,omitempty"`
 }
 
 // ItemStatus is where an item that has started is. It is stored as one line of fields
 // separated by '|' (details last, as they may contain anything), which progress queries of
-// 10,000 items parse an order of magnitude faster than JSON.
+// 10,000 items parse an order of magnitude faster than JSON. BytesDone counts virtual bytes
+// (holes pass at once), DataDone the backup data restored; they share a field, "bytes:data".
 type ItemStatus struct {
 	State      string
 	Stage      string
 	Job        string
 	VM         string
 	BytesDone  int64
+	DataDone   int64
 	Attempt    int
 	Code       string
 	Details    string
@@ -113,7 +119,7 @@ func (st ItemStatus) encode() string {
 	if st.CancelSent {
 		x = "1"
 	}
-	return strings.Join([]string{st.State, st.Stage, st.Job, st.VM, strconv.FormatInt(st.BytesDone, 10),
+	return strings.Join([]string{st.State, st.Stage, st.Job, st.VM, strconv.FormatInt(st.BytesDone, 10) + ":" + strconv.FormatInt(st.DataDone, 10),
 		strconv.Itoa(st.Attempt), st.Code, strconv.FormatInt(st.StartedAt, 10), strconv.FormatInt(st.FinishedAt, 10), x, st.Details}, "|")
 }
 
@@ -123,7 +129,9 @@ func decodeItemStatus(s string) (ItemStatus, error) {
 		return ItemStatus{}, fmt.Errorf("malformed item status %q", s)
 	}
 	st := ItemStatus{State: f[0], Stage: f[1], Job: f[2], VM: f[3], Code: f[6], CancelSent: f[9] == "1", Details: f[10]}
-	st.BytesDone, _ = strconv.ParseInt(f[4], 10, 64)
+	bytesDone, dataDone, _ := strings.Cut(f[4], ":") // a status written before data was counted has no ":"
+	st.BytesDone, _ = strconv.ParseInt(bytesDone, 10, 64)
+	st.DataDone, _ = strconv.ParseInt(dataDone, 10, 64)
 	st.Attempt, _ = strconv.Atoi(f[5])
 	st.StartedAt, _ = strconv.ParseInt(f[7], 10, 64)
 	st.FinishedAt, _ = strconv.ParseInt(f[8], 10, 64)
@@ -135,7 +143,8 @@ type PlanState struct {
 	State      string
 	Reason     string
 	Counts     map[string]int
-	BytesDone  int64
+	BytesDone  int64 // virtual bytes
+	DataDone   int64 // backup data
 	FinishedAt time.Time
 	UpdatedAt  time.Time
 }
@@ -195,7 +204,7 @@ func (s *Store) CreatePlan(ctx context.Context, m *PlanMeta, items []PlanItem) e
 			pipe.HSet(ctx, keyPlanReqs(m.UUID), reqs)
 			reqs = make(map[string]any, 1000)
 		}
-		fmt.Fprintf(&index, "%d\t%d\t%s\t%d\t%s\n", it.Index, it.Tier, it.GroupUUID, it.BytesTotal, strings.ReplaceAll(it.Name, "\n", " "))
+		fmt.Fprintf(&index, "%d\t%d\t%s\t%d:%d\t%s\n", it.Index, it.Tier, it.GroupUUID, it.BytesTotal, it.DataTotal, strings.ReplaceAll(it.Name, "\n", " "))
 		queue = append(queue, queueEntry(it.Tier, it.Index))
 	}
 	if len(reqs) > 0 {
@@ -216,17 +225,34 @@ func (s *Store) CreatePlan(ctx context.Context, m *PlanMeta, items []PlanItem) e
 	// The plan hash last: a plan is visible only once all its items are stored. The lists
 	// of plans are other slots: a plain pipeline, each command atomic on its own.
 	if err := s.rdb.HSet(ctx, keyPlan(m.UUID), "meta", meta, "account", m.AccountUUID, "state", PlanRunning, "n:"+ItemPending, len(items),
-		"bytesDone", 0, "updatedAt", time.Now().UnixMilli()).Err(); err != nil {
+		"bytesDone", 0, "dataDone", 0, "updatedAt", time.Now().UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("store plan: %w", err)
 	}
 	pipe = s.rdb.Pipeline()
 	pipe.ZAdd(ctx, keyPlans(), redis.Z{Score: float64(m.CreatedAt.UnixMilli()), Member: m.UUID})
 	pipe.ZAdd(ctx, keyPlansAccount(m.AccountUUID), redis.Z{Score: float64(m.CreatedAt.UnixMilli()), Member: m.UUID})
 	pipe.SAdd(ctx, keyPlansActive(), m.UUID)
+	pipe.Publish(ctx, ChannelPlanWake, m.UUID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("store plan: %w", err)
 	}
 	return nil
+}
+
+// PlanOfClientToken returns the plan an account's client token names, or "" when it names
+// none that exists.
+func (s *Store) PlanOfClientToken(ctx context.Context, account, token string) (string, error) {
+	uuid, err := s.rdb.Get(ctx, keyPlanToken(account, token)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if n, err := s.rdb.Exists(ctx, keyPlan(uuid)).Result(); err != nil || n == 0 {
+		return "", err
+	}
+	return uuid, nil
 }
 
 // GetPlan reads a plan's metadata and state. ErrNotFound if it does not exist, or belongs to
@@ -258,6 +284,7 @@ func (s *Store) GetPlan(ctx context.Context, uuid string) (*PlanMeta, *PlanState
 		st.Counts[s], _ = strconv.Atoi(h["n:"+s])
 	}
 	st.BytesDone, _ = strconv.ParseInt(h["bytesDone"], 10, 64)
+	st.DataDone, _ = strconv.ParseInt(h["dataDone"], 10, 64)
 	st.FinishedAt = millis(h["finishedAt"])
 	st.UpdatedAt = millis(h["updatedAt"])
 	return &m, st, nil
@@ -296,6 +323,7 @@ func (s *Store) SetPlanState(ctx context.Context, uuid, state, reason string) er
 	} else {
 		pipe.HDel(ctx, keyPlan(uuid), "finishedAt")
 		pipe.SAdd(ctx, keyPlansActive(), uuid)
+		pipe.Publish(ctx, ChannelPlanWake, uuid)
 	}
 	_, err := pipe.Exec(ctx)
 	return err
@@ -333,7 +361,9 @@ func (s *Store) PlanIndex(ctx context.Context, uuid string) ([]PlanItem, error) 
 		it.Index, _ = strconv.Atoi(f[0])
 		it.Tier, _ = strconv.Atoi(f[1])
 		it.GroupUUID = f[2]
-		it.BytesTotal, _ = strconv.ParseInt(f[3], 10, 64)
+		virtual, data, _ := strings.Cut(f[3], ":") // a plan stored before data was counted has no ":"
+		it.BytesTotal, _ = strconv.ParseInt(virtual, 10, 64)
+		it.DataTotal, _ = strconv.ParseInt(data, 10, 64)
 		it.Name = f[4]
 		items = append(items, it)
 	}
@@ -474,8 +504,10 @@ func (s *Store) PlanRequeue(ctx context.Context, uuid string, add []QueuedItem) 
 		}
 		pipe.RPush(ctx, keyPlanQueue(uuid), batch...)
 	}
-	_, err = pipe.Exec(ctx)
-	return err
+	if _, err = pipe.Exec(ctx); err != nil {
+		return err
+	}
+	return s.rdb.Publish(ctx, ChannelPlanWake, uuid).Err()
 }
 
 // PlanChange is a batch of item transitions written by the plan's driver in one round trip.
@@ -484,6 +516,7 @@ type PlanChange struct {
 	status  map[string]any
 	counts  map[string]int64
 	bytes   int64
+	data    int64
 	started []any
 	ended   []any
 	popped  int64
@@ -494,9 +527,13 @@ func NewPlanChange(plan string) *PlanChange {
 	return &PlanChange{plan: plan, status: map[string]any{}, counts: map[string]int64{}}
 }
 
-// Item records an item's new status; from is its previous state (for the counts) and
-// bytesDelta the change of its bytes done.
-func (c *PlanChange) Item(index int, from string, st ItemStatus, bytesDelta int64) {
+// Item records an item's new status st; old is its previous one (an item that has not
+// started: State pending or empty), for the counts and the bytes done.
+func (c *PlanChange) Item(index int, old, st ItemStatus) {
+	from := old.State
+	if from == "" {
+		from = ItemPending
+	}
 	c.status[strconv.Itoa(index)] = st.encode()
 	if from != st.State {
 		c.counts[from]--
@@ -508,7 +545,8 @@ func (c *PlanChange) Item(index int, from string, st ItemStatus, bytesDelta int6
 			c.ended = append(c.ended, strconv.Itoa(index))
 		}
 	}
-	c.bytes += bytesDelta
+	c.bytes += st.BytesDone - old.BytesDone
+	c.data += st.DataDone - old.DataDone
 }
 
 // Popped records that the first n queue entries were taken (started or cancelled).
@@ -534,6 +572,9 @@ func (s *Store) ApplyPlanChange(ctx context.Context, c *PlanChange) error {
 	if c.bytes != 0 {
 		pipe.HIncrBy(ctx, keyPlan(c.plan), "bytesDone", c.bytes)
 	}
+	if c.data != 0 {
+		pipe.HIncrBy(ctx, keyPlan(c.plan), "dataDone", c.data)
+	}
 	if len(c.started) > 0 {
 		pipe.SAdd(ctx, keyPlanRunning(c.plan), c.started...)
 	}
@@ -553,7 +594,8 @@ type JobProgress struct {
 	State     job.State
 	Stage     string
 	VM        string
-	BytesDone int64
+	BytesDone int64 // virtual
+	DataBytes int64
 	Error     string
 }
 
@@ -575,26 +617,26 @@ func (s *Store) JobsProgress(ctx context.Context, jobs []string) ([]JobProgress,
 		if p := str(3); p != "" {
 			var pr job.Progress
 			if json.Unmarshal([]byte(p), &pr) == nil {
-				out[i].BytesDone = pr.BytesDone
+				out[i].BytesDone, out[i].DataBytes = pr.BytesDone, pr.DataBytes
 			}
 		}
 	}
 	return out, nil
 }
 
-// AddPlanSample records bytes done at a moment (kept: the last 120 samples), for throughput.
-func (s *Store) AddPlanSample(ctx context.Context, uuid string, at time.Time, bytesDone int64) error {
+// AddPlanSample records data done at a moment (kept: the last 120 samples), for throughput.
+func (s *Store) AddPlanSample(ctx context.Context, uuid string, at time.Time, dataDone int64) error {
 	pipe := s.rdb.Pipeline()
-	pipe.LPush(ctx, keyPlanSamples(uuid), fmt.Sprintf("%d:%d", at.UnixMilli(), bytesDone))
+	pipe.LPush(ctx, keyPlanSamples(uuid), fmt.Sprintf("%d:d%d", at.UnixMilli(), dataDone))
 	pipe.LTrim(ctx, keyPlanSamples(uuid), 0, 119)
 	_, err := pipe.Exec(ctx)
 	return err
 }
 
-// PlanSample is bytes done at a moment.
+// PlanSample is backup data done at a moment.
 type PlanSample struct {
-	At        time.Time
-	BytesDone int64
+	At       time.Time
+	DataDone int64
 }
 
 // PlanSamples returns the recorded samples, newest first.
@@ -607,8 +649,14 @@ func (s *Store) PlanSamples(ctx context.Context, uuid string) ([]PlanSample, err
 	for _, r := range raw {
 		a, b, _ := strings.Cut(r, ":")
 		ms, _ := strconv.ParseInt(a, 10, 64)
-		n, _ := strconv.ParseInt(b, 10, 64)
-		out = append(out, PlanSample{At: time.UnixMilli(ms), BytesDone: n})
+		// Samples of virtual bytes (stored before data was counted, without the "d") are
+		// no measure of data: they are skipped.
+		d, ok := strings.CutPrefix(b, "d")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(d, 10, 64)
+		out = append(out, PlanSample{At: time.UnixMilli(ms), DataDone: n})
 	}
 	return out, nil
 }

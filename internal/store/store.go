@@ -123,6 +123,7 @@ func keyMacUsed() string                 { return prefix + "{mac}:used" }
 func keyMacOwners() string               { return prefix + "{mac}:owners" }
 func keyJob(uuid string) string          { return prefix + "job:" + uuid }
 func keyJobLock(uuid string) string      { return prefix + "job:" + uuid + ":lock" }
+func keyJobsLocked() string              { return prefix + "jobs:locked" }
 func keyVM(uuid string) string           { return prefix + "vm:" + uuid }
 func keyVMIndex() string                 { return prefix + "vms" }
 func keyVMAccount(acct string) string    { return prefix + "vms:acct:" + acct }
@@ -139,6 +140,12 @@ func keyHypervisor(vm string) string     { return prefix + "hv:" + vm }
 const (
 	ChannelJobDone   = prefix + "events:job-done"
 	ChannelJobCancel = prefix + "events:job-cancel"
+	// ChannelSlotFree carries the uuid of a backup storage one of whose clone slots was
+	// released, so that waiters ask again at once.
+	ChannelSlotFree = prefix + "events:slot-free"
+	// ChannelPlanWake carries the uuid of a plan that has items to start (accepted, resumed,
+	// items retried), so that a worker drives it at once.
+	ChannelPlanWake = prefix + "events:plan-wake"
 )
 
 // vmIDBlock is how many VM internal ids a process takes from Redis at once.

@@ -13,42 +13,102 @@ import (
 // out), and a bandwidth limiter (GCRA, one reservation per chunk copied). Both use Redis's
 // clock only, so worker clocks do not matter.
 //
+// The semaphore is fair: a holder that finds no free slot joins the storage's waiting list
+// under a priority (lower first), and a slot that frees goes to the first waiter. A waiter's
+// place is itself a short lease, kept by asking again (every half second at most, and at
+// once when a slot of the storage is released: ChannelSlotFree), so a dead waiter drops out
+// within CloneWaitLease; a waiter that gives up says so with WithdrawCloneSlotWait.
+//
 // A holder keeps its slot by calling AcquireCloneSlot again well within the lease (renewal
 // and acquisition are the same operation). A renewal that reports false means the lease ran
 // out and the slot was taken by someone else: the holder must stop using it, or the limit
 // would be exceeded.
 
 func keyBSSlots(bs string) string     { return prefix + "{bs:" + bs + "}:slots" }
+func keyBSWaiters(bs string) string   { return prefix + "{bs:" + bs + "}:waiters" }
+func keyBSWaiting(bs string) string   { return prefix + "{bs:" + bs + "}:waiting" }
 func keyBSBandwidth(bs string) string { return prefix + "{bs:" + bs + "}:bw" }
 
-// acquireSlotScript takes or renews a lease on one of limit slots. KEYS: slots zset.
-// ARGV: holder, limit, lease ms.
+// CloneWaitLease is how long a place in a backup storage's waiting list lasts without being
+// asked for again.
+const CloneWaitLease = 3 * time.Second
+
+// acquireSlotScript takes or renews a lease on one of limit slots, or keeps the holder's
+// place among the waiters. KEYS: slots zset (holder → lease expiry), waiters zset (holder →
+// priority), waiting zset (holder → place expiry). ARGV: holder, limit, lease ms, priority,
+// place lease ms.
 var acquireSlotScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expiry = now + tonumber(ARGV[3])
+local holder = ARGV[1]
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, w in ipairs(gone) do
+  redis.call('ZREM', KEYS[2], w)
+  redis.call('ZREM', KEYS[3], w)
+end
+local function take()
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), holder)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2)
+  redis.call('ZREM', KEYS[2], holder)
+  redis.call('ZREM', KEYS[3], holder)
   return 1
 end
+if redis.call('ZSCORE', KEYS[1], holder) then return take() end
+local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[2], ARGV[4], holder)
+if free > 0 and redis.call('ZRANK', KEYS[2], holder) < free then return take() end
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), holder)
+for _, k in ipairs({KEYS[2], KEYS[3]}) do redis.call('PEXPIRE', k, tonumber(ARGV[5]) * 2) end
 return 0
 `)
 
-// AcquireCloneSlot takes (or renews) one of a backup storage's clone slots for holder, with
-// a lease. It reports false when all slots are held.
-func (s *Store) AcquireCloneSlot(ctx context.Context, bs, holder string, limit int, lease time.Duration) (bool, error) {
-	n, err := acquireSlotScript.Run(ctx, s.rdb, []string{keyBSSlots(bs)}, holder, limit, lease.Milliseconds()).Int()
+// AcquireCloneSlot takes (or renews) one of a backup storage's limit clone slots for holder,
+// with a lease. When all slots are held, or waiters of a lower priority value come first, it
+// reports false and keeps the holder's place in the waiting list for CloneWaitLease.
+func (s *Store) AcquireCloneSlot(ctx context.Context, bs, holder string, limit int, lease time.Duration, priority float64) (bool, error) {
+	n, err := acquireSlotScript.Run(ctx, s.rdb, []string{keyBSSlots(bs), keyBSWaiters(bs), keyBSWaiting(bs)},
+		holder, limit, lease.Milliseconds(), priority, CloneWaitLease.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("clone slot of backup storage %s: %w", bs, err)
 	}
 	return n == 1, nil
 }
 
-// ReleaseCloneSlot gives a slot back.
+// WithdrawCloneSlotWait takes holder off a backup storage's waiting list.
+func (s *Store) WithdrawCloneSlotWait(ctx context.Context, bs string, holders ...string) error {
+	if len(holders) == 0 {
+		return nil
+	}
+	members := make([]any, len(holders))
+	for i, h := range holders {
+		members[i] = h
+	}
+	pipe := s.rdb.Pipeline()
+	pipe.ZRem(ctx, keyBSWaiters(bs), members...)
+	pipe.ZRem(ctx, keyBSWaiting(bs), members...)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// releaseSlotScript gives a slot back and, when someone waits for one, tells them.
+// KEYS: slots, waiters. ARGV: holder, channel, backup storage.
+var releaseSlotScript = redis.NewScript(`
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 and redis.call('ZCARD', KEYS[2]) > 0 then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return 1
+`)
+
+// ReleaseCloneSlot gives a slot back and, when holders wait for one, tells them
+// (ChannelSlotFree), in one round trip.
 func (s *Store) ReleaseCloneSlot(ctx context.Context, bs, holder string) error {
-	return s.rdb.ZRem(ctx, keyBSSlots(bs), holder).Err()
+	return releaseSlotScript.Run(ctx, s.rdb, []string{keyBSSlots(bs), keyBSWaiters(bs)}, holder, ChannelSlotFree, bs).Err()
+}
+
+// CloneSlotWaiters returns how many holders wait for a slot of a backup storage.
+func (s *Store) CloneSlotWaiters(ctx context.Context, bs string) (int64, error) {
+	return s.rdb.ZCard(ctx, keyBSWaiters(bs)).Result()
 }
 
 // slotsInUseScript counts live leases by Redis's clock. KEYS: slots zset.

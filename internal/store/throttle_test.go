@@ -37,7 +37,7 @@ func childStore() *store.Store {
 func slotChild() int {
 	s, ctx := childStore(), context.Background()
 	lease := time.Second
-	ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "child", 1, lease)
+	ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "child", 1, lease, 0)
 	if err != nil || !ok {
 		fmt.Println("refused", err)
 		return 1
@@ -45,7 +45,7 @@ func slotChild() int {
 	fmt.Println("held")
 	for {
 		time.Sleep(lease / 3)
-		if ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "child", 1, lease); err != nil || !ok {
+		if ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "child", 1, lease, 0); err != nil || !ok {
 			fmt.Println("lost", err)
 			return 1
 		}
@@ -127,7 +127,7 @@ func TestCloneSlots(t *testing.T) {
 		var ok bool
 		var err error
 		if st.do == "acquire" {
-			ok, err = s.AcquireCloneSlot(ctx, "bs", st.holder, 2, lease)
+			ok, err = s.AcquireCloneSlot(ctx, "bs", st.holder, 2, lease, 0)
 		} else {
 			ok, err = true, s.ReleaseCloneSlot(ctx, "bs", st.holder)
 		}
@@ -137,8 +137,57 @@ func TestCloneSlots(t *testing.T) {
 		}
 	}
 	// Another storage's slots are separate.
-	if ok, err := s.AcquireCloneSlot(ctx, "other-bs", "z", 1, lease); !ok || err != nil {
+	if ok, err := s.AcquireCloneSlot(ctx, "other-bs", "z", 1, lease, 0); !ok || err != nil {
 		t.Fatalf("a busy storage must not hold up another: %v %v", ok, err)
+	}
+}
+
+// A slot that frees goes to the waiter first in priority order (lower first), not to
+// whoever asks first; a waiter that stops asking drops out after CloneWaitLease, and one that
+// withdraws at once.
+func TestCloneSlotsAreFair(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	lease := time.Minute
+	acquire := func(holder string, prio float64) bool {
+		t.Helper()
+		ok, err := s.AcquireCloneSlot(ctx, "bs", holder, 1, lease, prio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !acquire("holder", 5) {
+		t.Fatal("the first holder gets the free slot")
+	}
+	if acquire("young", 20) || acquire("old", 10) || acquire("withdrawn", 1) {
+		t.Fatal("no slot is free")
+	}
+	if n, _ := s.CloneSlotWaiters(ctx, "bs"); n != 3 {
+		t.Fatalf("%d waiters, want 3", n)
+	}
+	if err := s.WithdrawCloneSlotWait(ctx, "bs", "withdrawn"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseCloneSlot(ctx, "bs", "holder"); err != nil {
+		t.Fatal(err)
+	}
+	if acquire("young", 20) {
+		t.Fatal("the younger waiter took the slot ahead of the older one")
+	}
+	if !acquire("old", 10) {
+		t.Fatal("the first waiter in priority order gets the freed slot")
+	}
+	// "young" stops asking: once its place lapses, a newcomer is first.
+	if err := s.ReleaseCloneSlot(ctx, "bs", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if acquire("newcomer", 30) {
+		t.Fatal("the newcomer took the slot while an earlier waiter still held its place")
+	}
+	time.Sleep(store.CloneWaitLease + 200*time.Millisecond)
+	if !acquire("newcomer", 30) {
+		t.Fatal("a waiter that stopped asking still holds up the others")
 	}
 }
 
@@ -153,7 +202,7 @@ func TestCloneSlotLeaseExpiresWhenHolderDies(t *testing.T) {
 	}
 	// Three leases long, the live child keeps the only slot.
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "parent", 1, time.Second); ok || err != nil {
+		if ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "parent", 1, time.Second, 0); ok || err != nil {
 			t.Fatalf("took the slot of a live holder (ok %v, err %v)", ok, err)
 		}
 	}
@@ -163,7 +212,7 @@ func TestCloneSlotLeaseExpiresWhenHolderDies(t *testing.T) {
 	cmd.Wait()
 	killed := time.Now()
 	for {
-		ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "parent", 1, time.Second)
+		ok, err := s.AcquireCloneSlot(ctx, "bs-slot", "parent", 1, time.Second, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
