@@ -80,6 +80,9 @@ func TestHostLocalJobsRunOnTheirHostsWorker(t *testing.T) {
 	mustf(t, done.status == 200, "the host's worker did not finish the job: %d %s", done.status, done.body)
 	host := str(done.json()["inventory"].(map[string]any), "hostUuid")
 	mustf(t, host == hostB1 || host == hostB2, "placed on %s", host)
+	// The hand-over to the host's queue continues the attempt: it is no failure.
+	rec, err := e.store.GetJob(context.Background(), loc[strings.LastIndex(loc, "/")+1:])
+	mustf(t, err == nil && rec.Attempts == 1 && rec.HandBacks == 1, "attempts %d, hand-backs %d (%v)", rec.Attempts, rec.HandBacks, err)
 
 	deadline = time.Now().Add(20 * time.Second)
 	for !strings.Contains(workerMetric(t, e.worker, "vmrestore_hosts_without_worker"), "vmrestore_hosts_without_worker 0") {

@@ -185,10 +185,11 @@ const (
 	HandBackShutdown         = "shutdown"
 	HandBackRunningElsewhere = "running_elsewhere"
 	HandBackContended        = "placement_contended"
+	HandBackToHost           = "host_handover"
 )
 
 // HandBackReasons lists the hand-back reasons.
-var HandBackReasons = []string{HandBackCloneSlots, HandBackRedisUnreachable, HandBackShutdown, HandBackRunningElsewhere, HandBackContended}
+var HandBackReasons = []string{HandBackCloneSlots, HandBackRedisUnreachable, HandBackShutdown, HandBackRunningElsewhere, HandBackContended, HandBackToHost}
 
 // failureCodes are the root ZStack error codes a failed job ends with. Their series exist
 // from the start: a counter series born at 1 shows no increase to rate(), so without them a

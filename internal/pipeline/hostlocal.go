@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -68,6 +69,8 @@ func (p *Pipeline) goHostLocal(ctx context.Context, ix *catalog.Index, rec *job.
 	if err := p.Store.AddHostWait(ctx, rec.UUID, host, time.Now()); err != nil {
 		return err
 	}
+	// The host's worker continues this attempt: a hand-over is no failure.
+	p.handBack(ctx, rec.UUID, metrics.HandBackToHost)
 	if err := p.Queue.EnqueueRestoreOnHost(ctx, rec.UUID, host, rec.Deadline()); err != nil {
 		return err
 	}
