@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 )
 
 func (a *cli) planCommand() *cobra.Command {
@@ -113,9 +113,9 @@ With --watch, the plan is watched until it ends (see 'restorectl plan watch').`,
 	return cmd
 }
 
-func dryRunTable(w io.Writer, name string, rep *plan.DryRunReport) error {
+func dryRunTable(w io.Writer, name string, rep *apiv1.DryRunReport) error {
 	fmt.Fprintf(w, "Dry run of plan %q: %d of %d VM(s) fit, %d refused\n", name, rep.Fits, rep.ItemCount, rep.Refused)
-	var fit, refused []plan.DryRunItem
+	var fit, refused []apiv1.DryRunItem
 	for _, it := range rep.Items {
 		if it.Fits {
 			fit = append(fit, it)
@@ -229,7 +229,7 @@ func (a *cli) planListCommand() *cobra.Command {
 				return err
 			}
 			if plans == nil {
-				plans = []plan.Report{}
+				plans = []apiv1.PlanReport{}
 			}
 			return a.print(plans, func(w io.Writer) error {
 				if len(plans) == 0 {
@@ -270,7 +270,7 @@ func (a *cli) planGetCommand() *cobra.Command {
 }
 
 // planTable writes a plan's totals, tiers and items.
-func planTable(w io.Writer, rep *plan.Report) error {
+func planTable(w io.Writer, rep *apiv1.PlanReport) error {
 	state := rep.State
 	if rep.Reason != "" {
 		state += " (" + rep.Reason + ")"
@@ -371,7 +371,7 @@ func (a *cli) planRetryCommand() *cobra.Command {
 				return err
 			}
 			if rep == nil {
-				rep = &plan.Report{UUID: args[0], State: "unknown"}
+				rep = &apiv1.PlanReport{UUID: args[0], State: "unknown"}
 			}
 			if a.output == "table" || watch {
 				w := a.stdout

@@ -20,10 +20,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/client"
 	"github.com/vmrestore/vmrestore/internal/demosite"
-	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/tlstest"
 )
@@ -159,10 +159,10 @@ func (h *harness) writeFile(name, text string) string {
 	return p
 }
 
-func (h *harness) planJSON(args ...string) plan.Report {
+func (h *harness) planJSON(args ...string) apiv1.PlanReport {
 	h.t.Helper()
 	r := h.must(0, "", append(args, "-o", "json")...)
-	var rep plan.Report
+	var rep apiv1.PlanReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		h.t.Fatalf("restorectl %s -o json is not a plan report: %v\n%s", strings.Join(args, " "), err, r)
 	}
@@ -262,7 +262,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		// The api's own validation comes back as its error code.
 		r = h.must(1, `{"name": "x", "groups": ["not-a-uuid"]}`, "plan", "apply", "-f", "-")
 		mustContain(t, r, "stderr", "error: SYS.1007: ", "not-a-uuid")
-		var plans []plan.Report
+		var plans []apiv1.PlanReport
 		json.Unmarshal([]byte(h.must(0, "", "plan", "list", "-o", "json").stdout), &plans)
 		if len(plans) != 0 {
 			t.Fatalf("refused plans were stored: %d", len(plans))
@@ -278,14 +278,14 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		mustContain(t, r, "stdout", "2 of 3 VM(s) fit, 1 refused", "Would be refused:", "HOST_ALLOCATION.1000", "cpu[1000]")
 
 		r = h.must(exitPlanFailed, "", "plan", "apply", "-f", failing, "--dry-run", "-o", "json")
-		var dr plan.DryRunReport
+		var dr apiv1.DryRunReport
 		if err := json.Unmarshal([]byte(r.stdout), &dr); err != nil {
 			t.Fatalf("dry run -o json: %v\n%s", err, r)
 		}
 		if dr.Fits != 2 || dr.Refused != 1 || dr.Refusals["HOST_ALLOCATION.1000"] != 1 || dr.Needed.CPU != 2+4+1000 || dr.Free.CPU < dr.Needed.CPU-1000 {
 			t.Fatalf("dry run report: %+v", dr)
 		}
-		var plans []plan.Report
+		var plans []apiv1.PlanReport
 		json.Unmarshal([]byte(h.must(0, "", "plan", "list", "-o", "json").stdout), &plans)
 		if len(plans) != 0 {
 			t.Fatalf("a dry run stored a plan")
@@ -319,7 +319,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 
 	t.Run("list and get", func(t *testing.T) {
 		h := h.with(t)
-		var plans []plan.Report
+		var plans []apiv1.PlanReport
 		r := h.must(0, "", "plan", "list", "-o", "json")
 		if err := json.Unmarshal([]byte(r.stdout), &plans); err != nil {
 			t.Fatalf("plan list -o json: %v\n%s", err, r)

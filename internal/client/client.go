@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -244,8 +244,8 @@ func (c *Client) Logout(ctx context.Context, session string) error {
 
 // SubmitPlan submits a plan. existing is true when its clientToken named an earlier plan,
 // which is returned instead of a new one.
-func (c *Client) SubmitPlan(ctx context.Context, spec *plan.Spec) (rep *plan.Report, existing bool, err error) {
-	rep = &plan.Report{}
+func (c *Client) SubmitPlan(ctx context.Context, spec *apiv1.PlanSpec) (rep *apiv1.PlanReport, existing bool, err error) {
+	rep = &apiv1.PlanReport{}
 	status, err := c.Do(ctx, http.MethodPost, "/api/v1/plans", nil, spec, rep)
 	if err != nil {
 		return nil, false, err
@@ -254,8 +254,8 @@ func (c *Client) SubmitPlan(ctx context.Context, spec *plan.Spec) (rep *plan.Rep
 }
 
 // DryRun simulates a plan against the capacity free now; nothing is stored.
-func (c *Client) DryRun(ctx context.Context, spec *plan.Spec) (*plan.DryRunReport, error) {
-	rep := &plan.DryRunReport{}
+func (c *Client) DryRun(ctx context.Context, spec *apiv1.PlanSpec) (*apiv1.DryRunReport, error) {
+	rep := &apiv1.DryRunReport{}
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans", url.Values{"dryRun": {"true"}}, spec, rep); err != nil {
 		return nil, err
 	}
@@ -263,21 +263,21 @@ func (c *Client) DryRun(ctx context.Context, spec *plan.Spec) (*plan.DryRunRepor
 }
 
 // ListPlans lists the plans the session may see, newest first, without items.
-func (c *Client) ListPlans(ctx context.Context) ([]plan.Report, error) {
+func (c *Client) ListPlans(ctx context.Context) ([]apiv1.PlanReport, error) {
 	var out struct {
-		Plans []plan.Report `json:"plans"`
+		Plans []apiv1.PlanReport `json:"plans"`
 	}
 	_, err := c.Do(ctx, http.MethodGet, "/api/v1/plans", nil, nil, &out)
 	return out.Plans, err
 }
 
 // GetPlan reads a plan's progress. items is "all" (or ""), "none", or an item state.
-func (c *Client) GetPlan(ctx context.Context, uuid, items string) (*plan.Report, error) {
+func (c *Client) GetPlan(ctx context.Context, uuid, items string) (*apiv1.PlanReport, error) {
 	var q url.Values
 	if items != "" {
 		q = url.Values{"items": {items}}
 	}
-	rep := &plan.Report{}
+	rep := &apiv1.PlanReport{}
 	if _, err := c.Do(ctx, http.MethodGet, "/api/v1/plans/"+url.PathEscape(uuid), q, nil, rep); err != nil {
 		return nil, err
 	}
@@ -285,8 +285,8 @@ func (c *Client) GetPlan(ctx context.Context, uuid, items string) (*plan.Report,
 }
 
 // OperatePlan is cancel, pause or resume; it returns the plan afterwards.
-func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*plan.Report, error) {
-	rep := &plan.Report{}
+func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*apiv1.PlanReport, error) {
+	rep := &apiv1.PlanReport{}
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans/"+url.PathEscape(uuid)+"/"+op, nil, nil, rep); err != nil {
 		return nil, err
 	}
@@ -294,10 +294,10 @@ func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*plan.Report
 }
 
 // RetryPlan runs the failed and cancelled items again; it returns how many were requeued.
-func (c *Client) RetryPlan(ctx context.Context, uuid string) (int, *plan.Report, error) {
+func (c *Client) RetryPlan(ctx context.Context, uuid string) (int, *apiv1.PlanReport, error) {
 	var out struct {
-		Retried int          `json:"retried"`
-		Plan    *plan.Report `json:"plan"`
+		Retried int               `json:"retried"`
+		Plan    *apiv1.PlanReport `json:"plan"`
 	}
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans/"+url.PathEscape(uuid)+"/retry", nil, nil, &out); err != nil {
 		return 0, nil, err

@@ -6,17 +6,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
-
-// AccountView is an account as the native API shows it (never its password hash).
-type AccountView struct {
-	UUID string `json:"uuid"`
-	Name string `json:"name"`
-	Type string `json:"type"`
-}
 
 type accountBody struct {
 	Name            string `json:"name"`
@@ -42,9 +36,9 @@ func (s *Server) listAccounts() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]AccountView, 0, len(accts))
+		out := make([]apiv1.Account, 0, len(accts))
 		for _, a := range accts {
-			out = append(out, AccountView{UUID: a.UUID, Name: a.Name, Type: a.Type})
+			out = append(out, apiv1.Account{UUID: a.UUID, Name: a.Name, Type: a.Type})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 		return writeJSON(c, http.StatusOK, map[string]any{"accounts": out})
@@ -68,7 +62,7 @@ func (s *Server) createAccount() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return writeJSON(c, http.StatusCreated, AccountView{UUID: a.UUID, Name: a.Name, Type: a.Type})
+		return writeJSON(c, http.StatusCreated, apiv1.Account{UUID: a.UUID, Name: a.Name, Type: a.Type})
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -26,7 +27,7 @@ func (s *Server) submitPlan() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var spec plan.Spec
+		var spec apiv1.PlanSpec
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&spec); err != nil {
@@ -75,7 +76,7 @@ func (s *Server) listPlans() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]*plan.Report, 0, len(uuids))
+		out := make([]*apiv1.PlanReport, 0, len(uuids))
 		for _, u := range uuids {
 			rep, err := plan.Progress(ctx, s.Store, u, false, "")
 			if errors.Is(err, store.ErrNotFound) {
@@ -154,7 +155,7 @@ func (s *Server) planEvents() echo.HandlerFunc {
 		}
 		lastWrite := time.Now()
 		ctx := c.Request().Context()
-		last := map[int]plan.ItemReport{}
+		last := map[int]apiv1.ItemReport{}
 		var lastTotals []byte
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -229,27 +230,7 @@ func (s *Server) operatePlan(op string) echo.HandlerFunc {
 	}
 }
 
-// JobView is a restore job as the native API shows it.
-type JobView struct {
-	UUID       string            `json:"uuid"`
-	State      string            `json:"state"`
-	Stage      string            `json:"stage,omitempty"`
-	GroupUUID  string            `json:"groupUuid"`
-	Name       string            `json:"name"`
-	VMUUID     string            `json:"vmUuid,omitempty"`
-	Plan       string            `json:"planUuid,omitempty"`
-	PlanItem   *int              `json:"planItem,omitempty"`
-	Attempts   int               `json:"attempts"`
-	HandBacks  int               `json:"handBacks"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	StartedAt  *time.Time        `json:"startedAt,omitempty"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
-	Progress   any               `json:"progress,omitempty"`
-	Cancel     bool              `json:"cancelRequested,omitempty"`
-	Error      *zstack.ErrorCode `json:"error,omitempty"`
-}
-
-func (s *Server) jobFor(ctx context.Context, c echo.Context) (*JobView, error) {
+func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error) {
 	uuid := c.Param("uuid")
 	rec, err := s.Store.GetJob(ctx, uuid)
 	if errors.Is(err, store.ErrNotFound) || err == nil && !canSee(session(c), rec.AccountUUID) {
@@ -258,7 +239,7 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*JobView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &JobView{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
+	v := &apiv1.Job{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
 		Name: rec.Request.Name, VMUUID: rec.VMUUID, Plan: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
 		Cancel: rec.CancelAsked, Error: rec.Error}
 	if rec.Plan != "" {

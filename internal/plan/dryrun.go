@@ -6,65 +6,13 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/pipeline"
 	"github.com/vmrestore/vmrestore/internal/placement"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
-
-// DryRunReport answers "would this plan fit right now?": where each VM would land, or
-// exactly why it would not, and the totals needed against what is free. Nothing is reserved.
-type DryRunReport struct {
-	ItemCount int            `json:"itemCount"`
-	Fits      int            `json:"fits"`
-	Refused   int            `json:"refused"`
-	Needed    Resources      `json:"needed"`
-	Free      Resources      `json:"free"`
-	Refusals  map[string]int `json:"refusals"`
-	Items     []DryRunItem   `json:"items"`
-}
-
-// Resources is an amount of CPU, memory and primary storage.
-type Resources struct {
-	CPU     int64 `json:"cpu"`
-	Memory  int64 `json:"memoryBytes"`
-	Storage int64 `json:"storageBytes"`
-}
-
-// DryRunItem is where one VM would land.
-type DryRunItem struct {
-	Index       int            `json:"index"`
-	Tier        int            `json:"tier"`
-	GroupUUID   string         `json:"groupUuid"`
-	Name        string         `json:"name"`
-	Fits        bool           `json:"fits"`
-	CPUNum      int64          `json:"cpuNum"`
-	MemorySize  int64          `json:"memorySize"`
-	HostUUID    string         `json:"hostUuid,omitempty"`
-	ClusterUUID string         `json:"clusterUuid,omitempty"`
-	Volumes     []DryRunVolume `json:"volumes,omitempty"`
-	NICs        []DryRunNIC    `json:"nics,omitempty"`
-	ErrorCode   string         `json:"errorCode,omitempty"`
-	Error       string         `json:"error,omitempty"`
-}
-
-// DryRunVolume is where a volume would be written.
-type DryRunVolume struct {
-	VolumeBackupUUID   string `json:"volumeBackupUuid"`
-	Type               string `json:"type"`
-	Size               int64  `json:"size"`
-	PrimaryStorageUUID string `json:"primaryStorageUuid"`
-}
-
-// DryRunNIC is the address a NIC would get. For L3 networks with the random strategy the
-// actual address is chosen at restore time; the one shown is free now.
-type DryRunNIC struct {
-	L3NetworkUUID string `json:"l3NetworkUuid"`
-	IP            string `json:"ip"`
-	Static        bool   `json:"static"`
-	Random        bool   `json:"random,omitempty"`
-}
 
 // overlay is placement's view of capacity during a dry run: what Redis holds now, plus
 // what the items simulated so far would take.
@@ -178,8 +126,8 @@ func (a *addresses) take(ctx context.Context, ranges []catalog.Range, l3 string,
 
 // DryRun simulates a plan's items, in tier order, against the capacity and addresses free
 // right now.
-func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[string]store.IndexedGroup, items []store.PlanItem) (*DryRunReport, error) {
-	rep := &DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]DryRunItem, 0, len(items))}
+func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[string]store.IndexedGroup, items []store.PlanItem) (*apiv1.DryRunReport, error) {
+	rep := &apiv1.DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]apiv1.DryRunItem, 0, len(items))}
 	if err := freeNow(ctx, ix, st, &rep.Free); err != nil {
 		return nil, err
 	}
@@ -191,7 +139,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 		if err := ctx.Err(); err != nil { // the client went away: stop
 			return nil, err
 		}
-		out := DryRunItem{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name}
+		out := apiv1.DryRunItem{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name}
 		refuse := func(code, details string) {
 			out.ErrorCode, out.Error = code, details
 			rep.Refused++
@@ -241,7 +189,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 		}
 		out.HostUUID, out.ClusterUUID = res.HostUUID, res.ClusterUUID
 		for _, v := range r.Volumes {
-			out.Volumes = append(out.Volumes, DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size,
+			out.Volumes = append(out.Volumes, apiv1.DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size,
 				PrimaryStorageUUID: res.VolumeStorage[v.UUID]})
 		}
 		nicErr := ""
@@ -256,7 +204,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 				break
 			}
 			l3 := ix.L3Networks[n.L3NetworkUUID]
-			out.NICs = append(out.NICs, DryRunNIC{L3NetworkUUID: n.L3NetworkUUID, IP: catalog.LongToIP(ip), Static: static != 0,
+			out.NICs = append(out.NICs, apiv1.DryRunNIC{L3NetworkUUID: n.L3NetworkUUID, IP: catalog.LongToIP(ip), Static: static != 0,
 				Random: static == 0 && l3 != nil && l3.IPAllocatorStrategy == catalog.IPRandom})
 		}
 		if nicErr != "" {
@@ -272,7 +220,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 }
 
 // freeNow adds up the CPU, memory and primary storage free on usable hosts and storages.
-func freeNow(ctx context.Context, ix *catalog.Index, st *store.Store, free *Resources) error {
+func freeNow(ctx context.Context, ix *catalog.Index, st *store.Store, free *apiv1.Resources) error {
 	var fields []string
 	for _, h := range ix.Site.Hosts {
 		if ix.HostUsable(&h) {

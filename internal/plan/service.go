@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -25,12 +26,12 @@ type Service struct {
 type Submitted struct {
 	UUID     string
 	Existing bool // the client token named an earlier plan
-	DryRun   *DryRunReport
+	DryRun   *apiv1.DryRunReport
 }
 
 // Submit validates a plan and stores it (or, with dryRun, simulates it and stores nothing).
 // A client token already used by the account returns the first plan.
-func (s *Service) Submit(ctx context.Context, spec *Spec, account string, admin, dryRun bool) (*Submitted, error) {
+func (s *Service) Submit(ctx context.Context, spec *apiv1.PlanSpec, account string, admin, dryRun bool) (*Submitted, error) {
 	// A client token already used answers its plan before anything is validated: that plan
 	// may be running and hold the very addresses this submission would now find in use.
 	if spec.ClientToken != "" && !dryRun {
@@ -181,6 +182,6 @@ func sortByTier(items []store.PlanItem) {
 	})
 }
 
-func sortByIndex(items []DryRunItem) {
+func sortByIndex(items []apiv1.DryRunItem) {
 	sort.Slice(items, func(a, b int) bool { return items[a].Index < items[b].Index })
 }
