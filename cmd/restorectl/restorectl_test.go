@@ -22,7 +22,6 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/app"
-	"github.com/vmrestore/vmrestore/internal/client"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/tlstest"
@@ -442,7 +441,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 	t.Run("job get and cancel", func(t *testing.T) {
 		h := h.with(t)
 		r := h.must(0, "", "job", "get", failedJob, "-o", "json")
-		var j client.Job
+		var j apiv1.Job
 		if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
 			t.Fatalf("job get -o json: %v\n%s", err, r)
 		}

@@ -59,7 +59,7 @@ type ItemReport struct {
 
 // PlanList is GET /api/v1/plans: the plans the session may see, newest first, without items.
 type PlanList struct {
-	Plans []*PlanReport `json:"plans"`
+	Plans []PlanReport `json:"plans"`
 }
 
 // PlanRetried is POST /api/v1/plans/{uuid}/retry: how many items were requeued, and the plan.

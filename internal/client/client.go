@@ -176,9 +176,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	ae := &APIError{Method: req.Method, URL: req.URL.Redacted(), Status: resp.StatusCode, Text: string(b),
 		RetryAfter: resp.Header.Get("Retry-After")}
-	var wrapped struct {
-		Error *zstack.ErrorCode `json:"error"`
-	}
+	var wrapped zstack.ErrorAnswer
 	if json.Unmarshal(b, &wrapped) == nil && wrapped.Error != nil && wrapped.Error.Code != "" {
 		ae.Code = wrapped.Error
 	}
@@ -223,7 +221,7 @@ func PasswordHash(password string) string {
 
 // Login opens a session for an account (PUT /zstack/v1/accounts/login).
 func (c *Client) Login(ctx context.Context, account, password string) (*zstack.SessionInventory, error) {
-	body := map[string]any{"logInByAccount": map[string]string{"accountName": account, "password": PasswordHash(password)}}
+	body := zstack.LogInByAccountRequest{LogInByAccount: &zstack.LogInByAccount{AccountName: account, Password: PasswordHash(password)}}
 	var out struct {
 		Inventory *zstack.SessionInventory `json:"inventory"`
 	}
@@ -264,9 +262,7 @@ func (c *Client) DryRun(ctx context.Context, spec *apiv1.PlanSpec) (*apiv1.DryRu
 
 // ListPlans lists the plans the session may see, newest first, without items.
 func (c *Client) ListPlans(ctx context.Context) ([]apiv1.PlanReport, error) {
-	var out struct {
-		Plans []apiv1.PlanReport `json:"plans"`
-	}
+	var out apiv1.PlanList
 	_, err := c.Do(ctx, http.MethodGet, "/api/v1/plans", nil, nil, &out)
 	return out.Plans, err
 }
@@ -295,51 +291,20 @@ func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*apiv1.PlanR
 
 // RetryPlan runs the failed and cancelled items again; it returns how many were requeued.
 func (c *Client) RetryPlan(ctx context.Context, uuid string) (int, *apiv1.PlanReport, error) {
-	var out struct {
-		Retried int               `json:"retried"`
-		Plan    *apiv1.PlanReport `json:"plan"`
-	}
+	var out apiv1.PlanRetried
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans/"+url.PathEscape(uuid)+"/retry", nil, nil, &out); err != nil {
 		return 0, nil, err
 	}
 	return out.Retried, out.Plan, nil
 }
 
-// Job is a restore job as GET /api/v1/jobs/{uuid} shows it.
-type Job struct {
-	UUID       string            `json:"uuid"`
-	State      string            `json:"state"`
-	Stage      string            `json:"stage,omitempty"`
-	GroupUUID  string            `json:"groupUuid"`
-	Name       string            `json:"name"`
-	VMUUID     string            `json:"vmUuid,omitempty"`
-	PlanUUID   string            `json:"planUuid,omitempty"`
-	PlanItem   *int              `json:"planItem,omitempty"`
-	Attempts   int               `json:"attempts"`
-	HandBacks  int               `json:"handBacks"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	StartedAt  *time.Time        `json:"startedAt,omitempty"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
-	Progress   *JobProgress      `json:"progress,omitempty"`
-	Cancel     bool              `json:"cancelRequested,omitempty"`
-	Error      *zstack.ErrorCode `json:"error,omitempty"`
-}
-
-// JobProgress is a job's byte progress: data of the backups, and their virtual size.
-type JobProgress struct {
-	BytesDone      int64 `json:"bytesDone"`
-	BytesTotal     int64 `json:"bytesTotal"`
-	DataBytes      int64 `json:"dataBytes"`
-	DataBytesTotal int64 `json:"dataBytesTotal"`
-}
-
 // GetJob reads a restore job. raw is the answer as the api sent it.
-func (c *Client) GetJob(ctx context.Context, uuid string) (*Job, json.RawMessage, error) {
+func (c *Client) GetJob(ctx context.Context, uuid string) (*apiv1.Job, json.RawMessage, error) {
 	var raw json.RawMessage
 	if _, err := c.Do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(uuid), nil, nil, &raw); err != nil {
 		return nil, nil, err
 	}
-	j := &Job{}
+	j := &apiv1.Job{}
 	if err := json.Unmarshal(raw, j); err != nil {
 		return nil, nil, fmt.Errorf("the job answer is not what this restorectl expects: %w", err)
 	}
@@ -347,12 +312,12 @@ func (c *Client) GetJob(ctx context.Context, uuid string) (*Job, json.RawMessage
 }
 
 // CancelJob asks a restore job to stop.
-func (c *Client) CancelJob(ctx context.Context, uuid string) (*Job, json.RawMessage, error) {
+func (c *Client) CancelJob(ctx context.Context, uuid string) (*apiv1.Job, json.RawMessage, error) {
 	var raw json.RawMessage
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(uuid)+"/cancel", nil, nil, &raw); err != nil {
 		return nil, nil, err
 	}
-	j := &Job{}
+	j := &apiv1.Job{}
 	if err := json.Unmarshal(raw, j); err != nil {
 		return nil, nil, fmt.Errorf("the job answer is not what this restorectl expects: %w", err)
 	}

@@ -12,13 +12,6 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-type accountBody struct {
-	Name            string `json:"name"`
-	Password        string `json:"password"`
-	Type            string `json:"type"`
-	CurrentPassword string `json:"currentPassword"`
-}
-
 func requireAdmin(c echo.Context) error {
 	if !auth.IsAdmin(session(c)) {
 		return zstack.Errorf(zstack.CodePermission, "only a SystemAdmin account may manage accounts")
@@ -41,7 +34,7 @@ func (s *Server) listAccounts() echo.HandlerFunc {
 			out = append(out, apiv1.Account{UUID: a.UUID, Name: a.Name, Type: a.Type})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return writeJSON(c, http.StatusOK, map[string]any{"accounts": out})
+		return writeJSON(c, http.StatusOK, apiv1.AccountList{Accounts: out})
 	}
 }
 
@@ -51,7 +44,7 @@ func (s *Server) createAccount() echo.HandlerFunc {
 		if err := requireAdmin(c); err != nil {
 			return err
 		}
-		var b accountBody
+		var b apiv1.NewAccount
 		if err := decodeJSON(c, &b); err != nil {
 			return err
 		}
@@ -74,7 +67,7 @@ func (s *Server) setPassword() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		name := c.Param("name")
 		sess := session(c)
-		var b accountBody
+		var b apiv1.PasswordChange
 		if err := decodeJSON(c, &b); err != nil {
 			return err
 		}
@@ -95,7 +88,7 @@ func (s *Server) setPassword() echo.HandlerFunc {
 		if err := s.Auth.SetPassword(ctx, name, b.Password); err != nil {
 			return err
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"name": name, "sessionsRevoked": true})
+		return writeJSON(c, http.StatusOK, apiv1.PasswordChanged{Name: name, SessionsRevoked: true})
 	}
 }
 

@@ -76,7 +76,7 @@ func (s *Server) listPlans() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]*apiv1.PlanReport, 0, len(uuids))
+		out := make([]apiv1.PlanReport, 0, len(uuids))
 		for _, u := range uuids {
 			rep, err := plan.Progress(ctx, s.Store, u, false, "")
 			if errors.Is(err, store.ErrNotFound) {
@@ -85,9 +85,9 @@ func (s *Server) listPlans() echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			out = append(out, rep)
+			out = append(out, *rep)
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"plans": out})
+		return writeJSON(c, http.StatusOK, apiv1.PlanList{Plans: out})
 	}
 }
 
@@ -224,7 +224,7 @@ func (s *Server) operatePlan(op string) echo.HandlerFunc {
 			return err
 		}
 		if op == "retry" {
-			return writeJSON(c, http.StatusOK, map[string]any{"retried": retried, "plan": rep})
+			return writeJSON(c, http.StatusOK, apiv1.PlanRetried{Retried: retried, Plan: rep})
 		}
 		return writeJSON(c, http.StatusOK, rep)
 	}
@@ -240,7 +240,7 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error)
 		return nil, err
 	}
 	v := &apiv1.Job{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
-		Name: rec.Request.Name, VMUUID: rec.VMUUID, Plan: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
+		Name: rec.Request.Name, VMUUID: rec.VMUUID, PlanUUID: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
 		Cancel: rec.CancelAsked, Error: rec.Error}
 	if rec.Plan != "" {
 		i := rec.PlanItem
@@ -254,8 +254,12 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error)
 		t := rec.FinishedAt
 		v.FinishedAt = &t
 	}
-	if rec.Progress != nil {
-		v.Progress = rec.Progress
+	if p := rec.Progress; p != nil {
+		v.Progress = &apiv1.JobProgress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, DataBytes: p.DataBytes,
+			DataBytesTotal: p.DataBytesTotal, BytesPerSecond: p.BytesPerSecond, UpdatedAt: p.UpdatedAt}
+		for _, vp := range p.Volumes {
+			v.Progress.Volumes = append(v.Progress.Volumes, apiv1.VolumeProgress(vp))
+		}
 	}
 	return v, nil
 }

@@ -152,7 +152,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 			status = http.StatusRequestEntityTooLarge
 		}
-		_ = writeJSON(c, status, map[string]any{"error": zstack.InvalidArgument("%s", big.Error())})
+		_ = writeJSON(c, status, zstack.ErrorAnswer{Error: zstack.InvalidArgument("%s", big.Error())})
 	case errors.As(err, &ec):
 		status := http.StatusServiceUnavailable // how ZStack answers a failed API
 		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
@@ -161,7 +161,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 				status = http.StatusTooManyRequests
 			}
 		}
-		_ = writeJSON(c, status, map[string]any{"error": ec})
+		_ = writeJSON(c, status, zstack.ErrorAnswer{Error: ec})
 	case errors.As(err, &he):
 		path := c.Request().URL.Path
 		switch he.Code {
@@ -175,7 +175,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	default:
 		id := c.Response().Header().Get(echo.HeaderXRequestID)
 		s.Log.Error("request failed", "request_id", id, "method", c.Request().Method, "path", c.Path(), "err", err)
-		_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": zstack.Errorf(zstack.CodeInternal,
+		_ = writeJSON(c, http.StatusServiceUnavailable, zstack.ErrorAnswer{Error: zstack.Errorf(zstack.CodeInternal,
 			"the server could not complete the request (request id %s); its log has the cause. If Redis is unreachable, restore it and retry", id)})
 	}
 }
