@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/apiv1"
+	"github.com/vmrestore/vmrestore/internal/planspec"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -54,7 +55,7 @@ func (s *Service) Submit(ctx context.Context, spec *apiv1.PlanSpec, account stri
 	if err != nil {
 		return nil, err
 	}
-	items, err := Build(ctx, spec, Input{Catalog: ix, Groups: groups, Account: account, Admin: admin, UsedMacs: macs, WebHooks: s.WebHooks,
+	items, err := planspec.Build(ctx, spec, planspec.Input{Catalog: ix, Groups: groups, Account: account, Admin: admin, UsedMacs: macs, WebHooks: s.WebHooks,
 		UsedIPs: func(l3 string) (map[string]string, error) { return s.Store.UsedIPs(ctx, l3) }})
 	if err != nil {
 		return nil, err

@@ -1,18 +1,13 @@
-// Package plan runs bulk restore plans: many backup groups restored in one operation, in
-// tiers, with a network mapping from the lost site to the recovery site, a concurrency cap,
-// progress to the byte, cancel, pause, resume and retry of failed items, and dry runs that
-// prove before a disaster that the recovery site is big enough.
-//
-// Every item of a plan becomes an ordinary restore job, built from the same ZStack request
-// the single API takes and validated by the same rules. Tiers are strict: no item of tier
-// N+1 starts before every item of tiers ≤ N has ended, because the point of a tier is that
-// what comes later (the web tier) needs what came before (the databases) running; a
-// priority alone would let a free worker start a web server next to a half-restored database.
-package plan
+// Package planspec turns a restore plan as the operator writes it (apiv1.PlanSpec) into the
+// items it will run: it checks the spec, selects the groups from the backup index, puts each
+// in its tier, names it by the name template, maps its networks, applies the defaults and the
+// group's override, and builds and validates each item's job request by the rules of a
+// single restore. It is pure: it reads only what it is given (the catalog, the indexed
+// groups, the addresses in use) and writes nothing; internal/plan stores and runs the items.
+package planspec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"sort"
@@ -437,29 +432,4 @@ func sortedNics(g store.IndexedGroup) []backup.SourceNic {
 	out := append([]backup.SourceNic(nil), g.VM.Nics...)
 	sort.SliceStable(out, func(a, b int) bool { return out[a].DeviceID < out[b].DeviceID })
 	return out
-}
-
-// Meta builds the plan's metadata.
-func Meta(uuid string, spec *apiv1.PlanSpec, account string, items []store.PlanItem) (*store.PlanMeta, error) {
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		return nil, err
-	}
-	m := &store.PlanMeta{UUID: uuid, Name: spec.Name, AccountUUID: account, ClientToken: spec.ClientToken,
-		CreatedAt: time.Now(), Concurrency: spec.Concurrency, HaltOnFailure: spec.HaltOnFailure,
-		WebHook: spec.WebHook, ItemCount: len(items), Spec: raw}
-	if m.Concurrency == 0 {
-		m.Concurrency = DefaultConcurrency
-	}
-	tiers := map[int]bool{}
-	for _, it := range items {
-		m.BytesTotal += it.BytesTotal
-		m.DataTotal += it.DataTotal
-		tiers[it.Tier] = true
-	}
-	for t := range tiers {
-		m.Tiers = append(m.Tiers, t)
-	}
-	sort.Ints(m.Tiers)
-	return m, nil
 }
