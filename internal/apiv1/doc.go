@@ -2,7 +2,7 @@
 // restore plan as the operator writes it, a plan's progress and its dry run, a restore job,
 // the synchronous restore, and accounts. The server (internal/httpapi) answers with them and
 // the client (internal/client, restorectl) reads them, so both agree by construction; the
-// OpenAPI document (internal/httpapi/openapi.yaml) describes the same JSON, and the tests
+// OpenAPI document (openapi.yaml, embedded here as OpenAPI) describes the same JSON, and the tests
 // check every exchange against it (internal/openapitest).
 //
 // The package holds data and its JSON form only: no Redis, queue or pipeline. It imports
@@ -11,3 +11,10 @@
 // check is validated where it is decoded, by the same rules for a plan and for a system tag.
 // JSON field names are the API: never rename one.
 package apiv1
+
+import _ "embed"
+
+// OpenAPI is the native API's OpenAPI 3 document, served at /api/v1/openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPI []byte

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -297,12 +296,9 @@ func (s *Server) cancelJob() echo.HandlerFunc {
 	}
 }
 
-//go:embed openapi.yaml
-var openAPIDoc []byte
-
 // openAPI serves the native API's OpenAPI document.
 func (s *Server) openAPI() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return c.Blob(http.StatusOK, "application/yaml", openAPIDoc)
+		return c.Blob(http.StatusOK, "application/yaml", apiv1.OpenAPI)
 	}
 }
