@@ -41,6 +41,7 @@ type harness struct {
 // newHarness starts the harness; settings, if given, override the api's environment.
 func newHarness(t *testing.T, settings ...map[string]string) *harness {
 	t.Helper()
+	checkAPIExchanges(t)
 	extra := map[string]string{}
 	for _, m := range settings {
 		for k, v := range m {

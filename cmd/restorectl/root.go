@@ -182,6 +182,7 @@ func normalizeURL(raw string) (string, error) {
 func (a *cli) newClient(base, session string) (*client.Client, error) {
 	c := &client.Client{BaseURL: base, Session: session, Timeout: a.timeout, UserAgent: "restorectl"}
 	if a.caFile == "" {
+		c.HTTP = &http.Client{Transport: wrapTransport(http.DefaultTransport)}
 		return c, nil
 	}
 	pemBytes, err := os.ReadFile(a.caFile)
@@ -197,9 +198,13 @@ func (a *cli) newClient(base, session string) (*client.Client, error) {
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	c.HTTP = &http.Client{Transport: t}
+	c.HTTP = &http.Client{Transport: wrapTransport(t)}
 	return c, nil
 }
+
+// wrapTransport wraps the transport of every client restorectl makes: as it is here, or, in
+// the tests, checking each exchange with the api against its OpenAPI document.
+var wrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt }
 
 // client returns a client of --url with the session: --session, RESTORECTL_SESSION, or the
 // one saved by login for this URL.
