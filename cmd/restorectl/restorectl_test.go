@@ -228,7 +228,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		mustContain(t, r, "stderr", "not logged in to "+h.base, "restorectl login")
 
 		r = h.must(1, "wrong-password\n", "login", "--password-stdin")
-		mustContain(t, r, "stderr", "error: ID.1000", "hint: wrong account name or password")
+		mustContain(t, r, "stderr", "error: ID.1000", "hint: check the account")
 		if _, err := os.Stat(h.cfgFile); err == nil {
 			t.Fatal("a failed login saved a session")
 		}

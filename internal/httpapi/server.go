@@ -10,6 +10,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -200,19 +201,24 @@ func nativeStatus(ec *zstack.ErrorCode) int {
 	return http.StatusServiceUnavailable
 }
 
-// writeJSON writes v with ZStack's JSON content type (see writeJSONBytes).
+// writeJSON writes v with ZStack's JSON content type (see writeJSONBytes). Answers carry
+// what users wrote (names, q= conditions) in their errors: <, > and & are written as they
+// are, not as \u003c, \u003e and \u0026, which the answer's content type makes safe.
 func writeJSON(c echo.Context, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	return writeJSONBytes(c, status, b)
+	return writeJSONBytes(c, status, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}))
 }
 
 // writeJSONBytes writes an encoded JSON answer, ending with a newline so that an answer
 // printed by curl ends its line.
 func writeJSONBytes(c echo.Context, status int, b []byte) error {
 	c.Response().Header().Set(echo.HeaderContentType, "application/json; charset=utf-8")
+	c.Response().Header().Set(echo.HeaderXContentTypeOptions, "nosniff")
 	c.Response().WriteHeader(status)
 	if _, err := c.Response().Write(b); err != nil {
 		return err

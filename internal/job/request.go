@@ -5,6 +5,8 @@ package job
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -115,7 +117,7 @@ func oneOf(v string, list []string) bool {
 // zstack.NearMiss): that is refused with the name it probably meant.
 func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Request, *zstack.ErrorCode) {
 	p := &body.Params
-	if err := checkUnknownKeys(body.Unknown); err != nil {
+	if err := checkUnknownKeys(body); err != nil {
 		return nil, err
 	}
 	groupUUID, err := groupOf(groupUUID, body)
@@ -431,11 +433,25 @@ func unsetIfZero(n *int64) *int64 {
 	return n
 }
 
-// checkUnknownKeys refuses the keys among unknown ("params." before those of params) that
-// are near-misses of a real name of the call; the others are ignored.
-func checkUnknownKeys(unknown []string) *zstack.ErrorCode {
+// checkUnknownKeys refuses the keys among the body's unknown ones ("params." before those of
+// params) that are near-misses of a real name of the call; the others are ignored. A body
+// without params whose top level holds the parameters (a call that could not succeed: it
+// names no VM) is told where they go.
+func checkUnknownKeys(body *zstack.CreateVmFromVmBackupRequest) *zstack.ErrorCode {
 	top, params := zstack.CreateVmFromVmBackupKeys()
-	for _, k := range unknown {
+	if reflect.ValueOf(body.Params).IsZero() {
+		var misplaced []string
+		for _, k := range body.Unknown {
+			if !strings.HasPrefix(k, "params.") && slices.Contains(params, k) {
+				misplaced = append(misplaced, k)
+			}
+		}
+		if len(misplaced) > 0 {
+			return argerr(`the body has no "params", and %s at its top level: CreateVmFromVmBackup's parameters go inside "params", as in {"params": {"name": "web01-dr", ...}, "systemTags": [...]}`,
+				strings.Join(misplaced, ", "))
+		}
+	}
+	for _, k := range body.Unknown {
 		where, key, known := "the body", k, top
 		if rest, ok := strings.CutPrefix(k, "params."); ok {
 			where, key, known = "params", rest, params

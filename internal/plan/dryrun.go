@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/catalog"
@@ -127,7 +128,7 @@ func (a *addresses) take(ctx context.Context, ranges []catalog.Range, l3 string,
 // DryRun simulates a plan's items, in tier order, against the capacity and addresses free
 // right now.
 func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[string]store.IndexedGroup, items []store.PlanItem) (*apiv1.DryRunReport, error) {
-	rep := &apiv1.DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]apiv1.DryRunItem, 0, len(items))}
+	rep := &apiv1.DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]apiv1.DryRunItem, 0, len(items)), Note: apiv1.DryRunNote}
 	if err := freeNow(ctx, ix, st, &rep.Free); err != nil {
 		return nil, err
 	}
@@ -188,9 +189,18 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 			return nil, err
 		}
 		out.HostUUID, out.ClusterUUID = res.HostUUID, res.ClusterUUID
+		if h := ix.Hosts[res.HostUUID]; h != nil {
+			out.HostName = h.Name
+		}
+		if c := ix.Clusters[res.ClusterUUID]; c != nil {
+			out.ClusterName = c.Name
+		}
 		for _, v := range r.Volumes {
-			out.Volumes = append(out.Volumes, apiv1.DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size,
-				PrimaryStorageUUID: res.VolumeStorage[v.UUID]})
+			dv := apiv1.DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size, PrimaryStorageUUID: res.VolumeStorage[v.UUID]}
+			if ps := ix.PrimaryStorages[dv.PrimaryStorageUUID]; ps != nil {
+				dv.PrimaryStorageName = ps.Name
+			}
+			out.Volumes = append(out.Volumes, dv)
 		}
 		nicErr := ""
 		for _, n := range r.NICs {
@@ -217,6 +227,36 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 	}
 	sortByIndex(rep.Items)
 	return rep, nil
+}
+
+// WarnNameCollisions warns of each item whose name is already a VM's (existing: name →
+// uuids of the VMs the account sees) or another item's: ZStack allows it, but two VMs of one
+// name are rarely what a recovery means, and the second is easily taken for the first.
+func WarnNameCollisions(rep *apiv1.DryRunReport, existing map[string][]string) {
+	byName := map[string][]int{}
+	for _, it := range rep.Items {
+		byName[it.Name] = append(byName[it.Name], it.Index)
+	}
+	for i := range rep.Items {
+		it := &rep.Items[i]
+		if vms := existing[it.Name]; len(vms) > 0 {
+			it.Warnings = append(it.Warnings, fmt.Sprintf("a VM named %q already exists on the recovery site (uuid %s); this restore makes another: "+
+				"give the item another name (defaults.nameTemplate or an override's name) unless two are meant", it.Name, strings.Join(vms, ", ")))
+		}
+		if others := byName[it.Name]; len(others) > 1 {
+			var idx []string
+			for _, o := range others {
+				if o != it.Index {
+					idx = append(idx, strconv.Itoa(o))
+				}
+			}
+			it.Warnings = append(it.Warnings, fmt.Sprintf("item(s) %s of this plan are named %q too: a name template with .SourceUUID or .GroupName tells them apart",
+				strings.Join(idx, ", "), it.Name))
+		}
+		if len(it.Warnings) > 0 {
+			rep.Warnings++
+		}
+	}
 }
 
 // freeNow adds up the CPU, memory and primary storage free on usable hosts and storages.

@@ -69,6 +69,19 @@ func (s *Service) Submit(ctx context.Context, spec *apiv1.PlanSpec, account stri
 		if err != nil {
 			return nil, err
 		}
+		owner := account
+		if admin {
+			owner = ""
+		}
+		vms, err := s.Store.ListVMs(ctx, owner)
+		if err != nil {
+			return nil, err
+		}
+		existing := map[string][]string{}
+		for _, vm := range vms {
+			existing[vm.Name] = append(existing[vm.Name], vm.UUID)
+		}
+		WarnNameCollisions(rep, existing)
 		return &Submitted{DryRun: rep}, nil
 	}
 	uuid := zstack.NewUUID()
