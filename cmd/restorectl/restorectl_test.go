@@ -272,7 +272,11 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 	t.Run("dry run", func(t *testing.T) {
 		h := h.with(t)
 		r := h.must(0, "", "plan", "apply", "-f", clean, "--dry-run")
-		mustContain(t, r, "stdout", `Dry run of plan "drill": 3 of 3 VM(s) fit, 0 refused`, "Would land:", "db01-dr", "TOTALS", "NEEDED", "FREE")
+		mustContain(t, r, "stdout", `Dry run of plan "drill": 3 of 3 VM(s) fit, 0 refused`, "Would land:", "db01-dr", "TOTALS", "NEEDED", "FREE",
+			"host-", "ps-", "the real host or storage may differ")
+		if strings.Contains(r.stdout, "Warnings") {
+			t.Fatalf("a dry run warned with no VM restored yet:\n%s", r)
+		}
 
 		r = h.must(exitPlanFailed, "", "plan", "apply", "-f", failing, "--dry-run")
 		mustContain(t, r, "stdout", "2 of 3 VM(s) fit, 1 refused", "Would be refused:", "HOST_ALLOCATION.1000", "cpu[1000]")
@@ -303,6 +307,9 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d running  VMs \d/3`).MatchString(r.stdout) {
 			t.Fatalf("no plain progress line: %s", r)
 		}
+		// The same plan again would make a second VM of each name: its dry run says so.
+		r = h.must(0, "", "plan", "apply", "-f", clean, "--dry-run")
+		mustContain(t, r, "stdout", "3 with warnings", "Warnings:", `a VM named "web01-dr" already exists on the recovery site`)
 	})
 
 	t.Run("apply and watch a plan with a failing item", func(t *testing.T) {
