@@ -47,3 +47,15 @@ func TestIndexPointsToTheDocs(t *testing.T) {
 		}
 	}
 }
+
+// A plan with a field it does not have is told which fields a plan has.
+func TestPlanWithAnUnknownFieldListsThePlansFields(t *testing.T) {
+	e := echo.New()
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/plans", strings.NewReader(`{"name": "p", "params": {"name": "web01-dr"}}`))
+	err := (&Server{}).submitPlan()(e.NewContext(req, httptest.NewRecorder()))
+	ec, ok := zstack.AsErrorCode(err)
+	if !ok || ec.Code != zstack.CodeInvalidArgument || !strings.Contains(ec.Details, `unknown field "params"`) ||
+		!strings.Contains(ec.Details, "a plan's fields are name, clientToken, groups, selector, defaults") {
+		t.Fatalf("got %v", err)
+	}
+}

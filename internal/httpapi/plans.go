@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -32,6 +34,10 @@ func (s *Server) submitPlan() echo.HandlerFunc {
 		if err := dec.Decode(&spec); err != nil {
 			if len(bytes.TrimSpace(data)) == 0 {
 				return zstack.InvalidArgument("the request body is empty; it must be a plan (see /api/v1/openapi.yaml)")
+			}
+			if strings.HasPrefix(err.Error(), "json: unknown field") {
+				return zstack.InvalidArgument("the plan is not valid: %v; a plan's fields are %s, and those of its parts are in /api/v1/openapi.yaml (a CreateVmFromVmBackup body goes to POST /api/v1/restores)",
+					err, strings.Join(zstack.JSONNames(reflect.TypeOf(apiv1.PlanSpec{})), ", "))
 			}
 			return zstack.InvalidArgument("the plan is not valid: %v", err)
 		}
