@@ -52,7 +52,7 @@ func TestEmbeddedModeWalkthrough(t *testing.T) {
 	}()
 
 	banner := readBanner(t, stdout)
-	for _, want := range []string{"listening on http://127.0.0.1:", "EMBEDDED", "IN MEMORY", "simulator", "login:      admin / "} {
+	for _, want := range []string{"listening on http://127.0.0.1:", "EMBEDDED", "IN MEMORY", "simulator", "login:      admin / ", "new at every start"} {
 		if !strings.Contains(banner, want) {
 			t.Fatalf("banner lacks %q:\n%s", want, banner)
 		}
@@ -87,6 +87,21 @@ func TestEmbeddedModeWalkthrough(t *testing.T) {
 		if _, err := os.Stat(v.InstallPath); err != nil {
 			t.Fatalf("restored volume missing: %v", err)
 		}
+	}
+
+	// The banner's restorectl line logs in as printed, with restorectl on PATH.
+	_, line, ok := strings.Cut(banner, "  restorectl: ")
+	if !ok {
+		t.Fatalf("the banner has no restorectl line:\n%s", banner)
+	}
+	line, _, _ = strings.Cut(line, "   (")
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "restorectl"), "../restorectl").CombinedOutput(); err != nil {
+		t.Fatalf("go build restorectl: %v\n%s", err, out)
+	}
+	login := exec.Command("bash", "-ec", line)
+	login.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "RESTORECTL_CONFIG="+filepath.Join(dir, "restorectl.json"), "RESTORECTL_URL=")
+	if out, err := login.CombinedOutput(); err != nil || !strings.Contains(string(out), "Logged in") {
+		t.Fatalf("the banner's restorectl line %q failed: %v\n%s", line, err, out)
 	}
 }
 

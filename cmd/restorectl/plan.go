@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 )
 
 func (a *cli) planCommand() *cobra.Command {
@@ -113,9 +113,21 @@ With --watch, the plan is watched until it ends (see 'restorectl plan watch').`,
 	return cmd
 }
 
-func dryRunTable(w io.Writer, name string, rep *plan.DryRunReport) error {
-	fmt.Fprintf(w, "Dry run of plan %q: %d of %d VM(s) fit, %d refused\n", name, rep.Fits, rep.ItemCount, rep.Refused)
-	var fit, refused []plan.DryRunItem
+// named is a catalog object as a person finds it: its name, then its uuid.
+func named(name, uuid string) string {
+	if name == "" || uuid == "" {
+		return uuid
+	}
+	return name + " (" + uuid + ")"
+}
+
+func dryRunTable(w io.Writer, name string, rep *apiv1.DryRunReport) error {
+	fmt.Fprintf(w, "Dry run of plan %q: %d of %d VM(s) fit, %d refused", name, rep.Fits, rep.ItemCount, rep.Refused)
+	if rep.Warnings > 0 {
+		fmt.Fprintf(w, ", %d with warnings", rep.Warnings)
+	}
+	fmt.Fprintln(w)
+	var fit, refused []apiv1.DryRunItem
 	for _, it := range rep.Items {
 		if it.Fits {
 			fit = append(fit, it)
@@ -132,8 +144,8 @@ func dryRunTable(w io.Writer, name string, rep *plan.DryRunReport) error {
 			var size int64
 			for _, v := range it.Volumes {
 				size += v.Size
-				if !slices.Contains(ps, v.PrimaryStorageUUID) {
-					ps = append(ps, v.PrimaryStorageUUID)
+				if s := named(v.PrimaryStorageName, v.PrimaryStorageUUID); !slices.Contains(ps, s) {
+					ps = append(ps, s)
 				}
 			}
 			var ips []string
@@ -149,7 +161,7 @@ func dryRunTable(w io.Writer, name string, rep *plan.DryRunReport) error {
 				ips = append(ips, ip)
 			}
 			fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%d\t%s\t%s\t%s (%s)\t%s\n", it.Index, it.Tier, it.Name, it.GroupUUID, it.CPUNum,
-				bytesText(it.MemorySize), dash(it.HostUUID), strings.Join(ps, ","), bytesText(size), dash(strings.Join(ips, ",")))
+				bytesText(it.MemorySize), dash(named(it.HostName, it.HostUUID)), strings.Join(ps, ","), bytesText(size), dash(strings.Join(ips, ",")))
 		}
 	}
 	if len(refused) > 0 {
@@ -166,8 +178,19 @@ func dryRunTable(w io.Writer, name string, rep *plan.DryRunReport) error {
 		sort.Strings(codes)
 		fmt.Fprintf(w, "Refusals by code: %s\n", strings.Join(codes, ", "))
 	}
+	if rep.Warnings > 0 {
+		fmt.Fprintln(w, "\nWarnings:")
+		for _, it := range rep.Items {
+			for _, warning := range it.Warnings {
+				fmt.Fprintf(w, "  item %d (%s): %s\n", it.Index, it.Name, oneLine(warning))
+			}
+		}
+	}
 	if random {
 		fmt.Fprintln(w, "~ the L3 network allocates at random: the address shown is free now, the real one is chosen at restore")
+	}
+	if rep.Note != "" && len(fit) > 0 {
+		fmt.Fprintf(w, "Note: %s.\n", rep.Note)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "TOTALS\tNEEDED\tFREE\t")
@@ -229,7 +252,7 @@ func (a *cli) planListCommand() *cobra.Command {
 				return err
 			}
 			if plans == nil {
-				plans = []plan.Report{}
+				plans = []apiv1.PlanReport{}
 			}
 			return a.print(plans, func(w io.Writer) error {
 				if len(plans) == 0 {
@@ -270,7 +293,7 @@ func (a *cli) planGetCommand() *cobra.Command {
 }
 
 // planTable writes a plan's totals, tiers and items.
-func planTable(w io.Writer, rep *plan.Report) error {
+func planTable(w io.Writer, rep *apiv1.PlanReport) error {
 	state := rep.State
 	if rep.Reason != "" {
 		state += " (" + rep.Reason + ")"
@@ -371,7 +394,7 @@ func (a *cli) planRetryCommand() *cobra.Command {
 				return err
 			}
 			if rep == nil {
-				rep = &plan.Report{UUID: args[0], State: "unknown"}
+				rep = &apiv1.PlanReport{UUID: args[0], State: "unknown"}
 			}
 			if a.output == "table" || watch {
 				w := a.stdout

@@ -20,10 +20,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/app"
-	"github.com/vmrestore/vmrestore/internal/client"
 	"github.com/vmrestore/vmrestore/internal/demosite"
-	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/tlstest"
 )
@@ -42,6 +41,7 @@ type harness struct {
 // newHarness starts the harness; settings, if given, override the api's environment.
 func newHarness(t *testing.T, settings ...map[string]string) *harness {
 	t.Helper()
+	checkAPIExchanges(t)
 	extra := map[string]string{}
 	for _, m := range settings {
 		for k, v := range m {
@@ -159,10 +159,10 @@ func (h *harness) writeFile(name, text string) string {
 	return p
 }
 
-func (h *harness) planJSON(args ...string) plan.Report {
+func (h *harness) planJSON(args ...string) apiv1.PlanReport {
 	h.t.Helper()
 	r := h.must(0, "", append(args, "-o", "json")...)
-	var rep plan.Report
+	var rep apiv1.PlanReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		h.t.Fatalf("restorectl %s -o json is not a plan report: %v\n%s", strings.Join(args, " "), err, r)
 	}
@@ -228,7 +228,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		mustContain(t, r, "stderr", "not logged in to "+h.base, "restorectl login")
 
 		r = h.must(1, "wrong-password\n", "login", "--password-stdin")
-		mustContain(t, r, "stderr", "error: ID.1000", "hint: wrong account name or password")
+		mustContain(t, r, "stderr", "error: ID.1000", "hint: check the account")
 		if _, err := os.Stat(h.cfgFile); err == nil {
 			t.Fatal("a failed login saved a session")
 		}
@@ -262,7 +262,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		// The api's own validation comes back as its error code.
 		r = h.must(1, `{"name": "x", "groups": ["not-a-uuid"]}`, "plan", "apply", "-f", "-")
 		mustContain(t, r, "stderr", "error: SYS.1007: ", "not-a-uuid")
-		var plans []plan.Report
+		var plans []apiv1.PlanReport
 		json.Unmarshal([]byte(h.must(0, "", "plan", "list", "-o", "json").stdout), &plans)
 		if len(plans) != 0 {
 			t.Fatalf("refused plans were stored: %d", len(plans))
@@ -272,20 +272,24 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 	t.Run("dry run", func(t *testing.T) {
 		h := h.with(t)
 		r := h.must(0, "", "plan", "apply", "-f", clean, "--dry-run")
-		mustContain(t, r, "stdout", `Dry run of plan "drill": 3 of 3 VM(s) fit, 0 refused`, "Would land:", "db01-dr", "TOTALS", "NEEDED", "FREE")
+		mustContain(t, r, "stdout", `Dry run of plan "drill": 3 of 3 VM(s) fit, 0 refused`, "Would land:", "db01-dr", "TOTALS", "NEEDED", "FREE",
+			"host-", "ps-", "the real host or storage may differ")
+		if strings.Contains(r.stdout, "Warnings") {
+			t.Fatalf("a dry run warned with no VM restored yet:\n%s", r)
+		}
 
 		r = h.must(exitPlanFailed, "", "plan", "apply", "-f", failing, "--dry-run")
 		mustContain(t, r, "stdout", "2 of 3 VM(s) fit, 1 refused", "Would be refused:", "HOST_ALLOCATION.1000", "cpu[1000]")
 
 		r = h.must(exitPlanFailed, "", "plan", "apply", "-f", failing, "--dry-run", "-o", "json")
-		var dr plan.DryRunReport
+		var dr apiv1.DryRunReport
 		if err := json.Unmarshal([]byte(r.stdout), &dr); err != nil {
 			t.Fatalf("dry run -o json: %v\n%s", err, r)
 		}
 		if dr.Fits != 2 || dr.Refused != 1 || dr.Refusals["HOST_ALLOCATION.1000"] != 1 || dr.Needed.CPU != 2+4+1000 || dr.Free.CPU < dr.Needed.CPU-1000 {
 			t.Fatalf("dry run report: %+v", dr)
 		}
-		var plans []plan.Report
+		var plans []apiv1.PlanReport
 		json.Unmarshal([]byte(h.must(0, "", "plan", "list", "-o", "json").stdout), &plans)
 		if len(plans) != 0 {
 			t.Fatalf("a dry run stored a plan")
@@ -303,6 +307,9 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d running  VMs \d/3`).MatchString(r.stdout) {
 			t.Fatalf("no plain progress line: %s", r)
 		}
+		// The same plan again would make a second VM of each name: its dry run says so.
+		r = h.must(0, "", "plan", "apply", "-f", clean, "--dry-run")
+		mustContain(t, r, "stdout", "3 with warnings", "Warnings:", `a VM named "web01-dr" already exists on the recovery site`)
 	})
 
 	t.Run("apply and watch a plan with a failing item", func(t *testing.T) {
@@ -319,7 +326,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 
 	t.Run("list and get", func(t *testing.T) {
 		h := h.with(t)
-		var plans []plan.Report
+		var plans []apiv1.PlanReport
 		r := h.must(0, "", "plan", "list", "-o", "json")
 		if err := json.Unmarshal([]byte(r.stdout), &plans); err != nil {
 			t.Fatalf("plan list -o json: %v\n%s", err, r)
@@ -442,7 +449,7 @@ func TestRestorectlAgainstARealAPI(t *testing.T) {
 	t.Run("job get and cancel", func(t *testing.T) {
 		h := h.with(t)
 		r := h.must(0, "", "job", "get", failedJob, "-o", "json")
-		var j client.Job
+		var j apiv1.Job
 		if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
 			t.Fatalf("job get -o json: %v\n%s", err, r)
 		}

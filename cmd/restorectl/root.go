@@ -120,9 +120,19 @@ Exit codes: 0 success, 1 error, 2 wrong command line, 3 the plan failed or was c
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.DurationVar(&a.timeout, "timeout", client.DefaultTimeout, "how long one API request may take")
 	pf.StringVar(&a.caFile, "ca-file", a.getenv("RESTORECTL_CA_FILE"), "PEM file of the CA that signed an https api's certificate, trusted besides the system's (env RESTORECTL_CA_FILE)")
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return &usageError{err: err, cmd: cmd} })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		// "plan aply -f x" fails on -f, a flag of apply, not of plan: the misspelt command
+		// before it is the mistake to point at.
+		if cmd.HasSubCommands() {
+			if args := cmd.Flags().Args(); len(args) > 0 {
+				return unknownCommand(cmd, args[0])
+			}
+		}
+		return &usageError{err: err, cmd: cmd}
+	})
 
 	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.planCommand(), a.vmCommand(), a.jobCommand(), a.backupCommand())
+	group(root)
 	return root
 }
 
@@ -134,14 +144,19 @@ func group(cmd *cobra.Command) *cobra.Command {
 		if len(args) == 0 {
 			return cmd.Help()
 		}
-		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
-		cmd.SuggestionsMinimumDistance = 2
-		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
-		}
-		return &usageError{err: errors.New(msg), cmd: cmd}
+		return unknownCommand(cmd, args[0])
 	}
 	return cmd
+}
+
+// unknownCommand is the usage error of a subcommand cmd does not have, with the closest one.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	return &usageError{err: errors.New(msg), cmd: cmd}
 }
 
 // args checks the number of positional arguments as a usage error.
@@ -182,6 +197,7 @@ func normalizeURL(raw string) (string, error) {
 func (a *cli) newClient(base, session string) (*client.Client, error) {
 	c := &client.Client{BaseURL: base, Session: session, Timeout: a.timeout, UserAgent: "restorectl"}
 	if a.caFile == "" {
+		c.HTTP = &http.Client{Transport: wrapTransport(http.DefaultTransport)}
 		return c, nil
 	}
 	pemBytes, err := os.ReadFile(a.caFile)
@@ -197,9 +213,13 @@ func (a *cli) newClient(base, session string) (*client.Client, error) {
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	c.HTTP = &http.Client{Transport: t}
+	c.HTTP = &http.Client{Transport: wrapTransport(t)}
 	return c, nil
 }
+
+// wrapTransport wraps the transport of every client restorectl makes: as it is here, or, in
+// the tests, checking each exchange with the api against its OpenAPI document.
+var wrapTransport = func(rt http.RoundTripper) http.RoundTripper { return rt }
 
 // client returns a client of --url with the session: --session, RESTORECTL_SESSION, or the
 // one saved by login for this URL.
@@ -309,7 +329,7 @@ func codeHint(code, base string) string {
 	case zstack.CodeInvalidSession:
 		return fmt.Sprintf("the session is unknown, expired or logged out: run `restorectl login --url %s`", base)
 	case zstack.CodeAuthFailed:
-		return "wrong account name or password"
+		return "check the account (--account or RESTORECTL_ACCOUNT, admin by default) and its password; an api in embedded mode makes a new admin password at every start and prints it in its banner"
 	case zstack.CodePermission:
 		return "this account may not do that: log in as an account that may (admin)"
 	}

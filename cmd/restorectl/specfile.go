@@ -15,12 +15,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 )
 
-// readSpec reads a plan file (YAML or JSON; "-" is stdin) into a plan.Spec, refusing
+// readSpec reads a plan file (YAML or JSON; "-" is stdin) into a apiv1.PlanSpec, refusing
 // fields the spec does not have, so that a misspelled key is not silently ignored.
-func readSpec(path string, stdin io.Reader) (*plan.Spec, error) {
+func readSpec(path string, stdin io.Reader) (*apiv1.PlanSpec, error) {
 	var data []byte
 	var err error
 	name := path
@@ -38,7 +38,7 @@ func readSpec(path string, stdin io.Reader) (*plan.Spec, error) {
 	}
 	isJSON := strings.EqualFold(filepath.Ext(path), ".json") ||
 		(path == "-" || !isYAMLName(path)) && bytes.HasPrefix(bytes.TrimSpace(data), []byte("{"))
-	spec := &plan.Spec{}
+	spec := &apiv1.PlanSpec{}
 	if isJSON {
 		err = decodeJSONSpec(data, spec)
 	} else {
@@ -57,7 +57,7 @@ func isYAMLName(path string) bool {
 
 var jsonUnknown = regexp.MustCompile(`^json: unknown field "(.*)"$`)
 
-func decodeJSONSpec(data []byte, spec *plan.Spec) error {
+func decodeJSONSpec(data []byte, spec *apiv1.PlanSpec) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(spec); err != nil {
@@ -99,7 +99,7 @@ func jsonKind(t reflect.Type) string {
 
 var yamlUnknown = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
 
-func decodeYAMLSpec(data []byte, spec *plan.Spec) error {
+func decodeYAMLSpec(data []byte, spec *apiv1.PlanSpec) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(spec); err != nil {
@@ -156,7 +156,7 @@ func init() {
 			walk(t.Field(i).Type)
 		}
 	}
-	walk(reflect.TypeOf(plan.Spec{}))
+	walk(reflect.TypeOf(apiv1.PlanSpec{}))
 }
 
 // fieldsOf lists the YAML field names of a spec type.
@@ -193,17 +193,17 @@ func allFieldNames() []string {
 // where names a spec type as the plan file's author knows it.
 func where(typeName string) string {
 	switch typeName {
-	case "plan.Spec":
+	case "apiv1.PlanSpec":
 		return "the plan"
-	case "plan.Selector":
+	case "apiv1.PlanSelector":
 		return "selector"
-	case "plan.Defaults":
+	case "apiv1.PlanDefaults":
 		return "defaults"
-	case "plan.NetworkMap":
+	case "apiv1.NetworkMap":
 		return "a networkMapping entry"
-	case "plan.TierRule":
+	case "apiv1.TierRule":
 		return "a tiers entry"
-	case "plan.Override":
+	case "apiv1.PlanOverride":
 		return "an override"
 	}
 	return typeName

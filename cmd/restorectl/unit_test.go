@@ -9,7 +9,7 @@ import (
 
 	"github.com/vbauerster/mpb/v8"
 
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 )
 
 func TestReadSpecYAMLAndJSON(t *testing.T) {
@@ -115,15 +115,15 @@ func TestFormatting(t *testing.T) {
 	}
 }
 
-func report(state string, done, total int64, counts map[string]int) *plan.Report {
+func report(state string, done, total int64, counts map[string]int) *apiv1.PlanReport {
 	items := 0
 	for _, n := range counts {
 		items += n
 	}
 	eta := 10.0
-	return &plan.Report{UUID: "u", Name: "n", State: state, ItemCount: items, Counts: counts, BytesDone: done, BytesTotal: total,
+	return &apiv1.PlanReport{UUID: "u", Name: "n", State: state, ItemCount: items, Counts: counts, BytesDone: done, BytesTotal: total,
 		VirtualBytesDone: 10 * done, VirtualBytesTotal: 10 * total, ThroughputBytesPerSecond: 1 << 20, EtaSeconds: &eta,
-		Tiers: []plan.TierReport{{Tier: 1, Counts: counts, BytesDone: done, BytesTotal: total}}}
+		Tiers: []apiv1.TierReport{{Tier: 1, Counts: counts, BytesDone: done, BytesTotal: total}}}
 }
 
 func TestPlainLinesAreThrottled(t *testing.T) {
@@ -136,7 +136,7 @@ func TestPlainLinesAreThrottled(t *testing.T) {
 		now = now.Add(time.Second)
 		l.update(report("running", i, 100, map[string]int{"running": 2}))
 	}
-	l.item(plan.ItemReport{Index: 1, Name: "web", State: "failed", ErrorCode: "X.1", Error: "no\nway"})
+	l.item(apiv1.ItemReport{Index: 1, Name: "web", State: "failed", ErrorCode: "X.1", Error: "no\nway"})
 	l.finish(report("failed", 50, 100, map[string]int{"succeeded": 1, "failed": 1}))
 	out := buf.String()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -151,7 +151,7 @@ func TestBarsDrawAndFinish(t *testing.T) {
 	var buf bytes.Buffer
 	b := newBars(&buf, report("running", 0, 100, map[string]int{"pending": 2}), mpb.WithAutoRefresh(), mpb.WithRefreshRate(time.Millisecond))
 	b.update(report("running", 40, 100, map[string]int{"running": 1, "succeeded": 1}))
-	b.item(plan.ItemReport{Index: 0, Name: "db", State: "failed", ErrorCode: "X.1", Error: "boom"})
+	b.item(apiv1.ItemReport{Index: 0, Name: "db", State: "failed", ErrorCode: "X.1", Error: "boom"})
 	b.note("a note")
 	time.Sleep(20 * time.Millisecond)
 	done := make(chan struct{})

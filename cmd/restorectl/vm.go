@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/client"
 )
 
@@ -106,7 +107,7 @@ func (a *cli) jobCommand() *cobra.Command {
 	return cmd
 }
 
-func jobTable(w io.Writer, j *client.Job) error {
+func jobTable(w io.Writer, j *apiv1.Job) error {
 	fmt.Fprintf(w, "Job:\t%s\n", j.UUID)
 	fmt.Fprintf(w, "State:\t%s\n", j.State)
 	fmt.Fprintf(w, "Stage:\t%s\n", dash(j.Stage))

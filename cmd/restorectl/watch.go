@@ -13,8 +13,8 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/client"
-	"github.com/vmrestore/vmrestore/internal/plan"
 )
 
 // Timings of watch; variables so that tests can shorten them.
@@ -37,10 +37,10 @@ func planEnded(state string) bool {
 
 // display shows a plan's progress while it is watched.
 type display interface {
-	update(rep *plan.Report)      // new totals (a report without items)
-	item(it plan.ItemReport)      // an item changed
+	update(rep *apiv1.PlanReport) // new totals (a report without items)
+	item(it apiv1.ItemReport)     // an item changed
 	note(format string, a ...any) // a message for the user
-	finish(rep *plan.Report)      // the plan ended: draw the final state
+	finish(rep *apiv1.PlanReport) // the plan ended: draw the final state
 	stop()                        // watching stopped early
 }
 
@@ -75,7 +75,7 @@ func (a *cli) watch(c *client.Client, uuid string, wo watchOptions) error {
 }
 
 // follow reads the event stream until the plan ends; when the stream breaks it polls.
-func (a *cli) follow(c *client.Client, uuid string, rep *plan.Report, d display) (*plan.Report, error) {
+func (a *cli) follow(c *client.Client, uuid string, rep *apiv1.PlanReport, d display) (*apiv1.PlanReport, error) {
 	d.update(rep)
 	if planEnded(rep.State) {
 		return rep, nil
@@ -99,7 +99,7 @@ type streamResult struct {
 
 // stream follows the event stream. It returns the final report at the "end" event, or the
 // error that broke the stream.
-func (a *cli) stream(c *client.Client, uuid string, d display) (*plan.Report, error) {
+func (a *cli) stream(c *client.Client, uuid string, d display) (*apiv1.PlanReport, error) {
 	s, err := c.PlanEvents(a.ctx, uuid)
 	if err != nil {
 		return nil, err
@@ -137,7 +137,7 @@ func (a *cli) stream(c *client.Client, uuid string, d display) (*plan.Report, er
 			quiet.Reset(quietRefresh)
 			switch r.ev.Name {
 			case "progress", "end":
-				rep := &plan.Report{}
+				rep := &apiv1.PlanReport{}
 				if err := json.Unmarshal(r.ev.Data, rep); err != nil {
 					return nil, fmt.Errorf("a %s event does not parse: %v", r.ev.Name, err)
 				}
@@ -146,7 +146,7 @@ func (a *cli) stream(c *client.Client, uuid string, d display) (*plan.Report, er
 					return rep, nil
 				}
 			case "item":
-				var it plan.ItemReport
+				var it apiv1.ItemReport
 				if err := json.Unmarshal(r.ev.Data, &it); err != nil {
 					return nil, fmt.Errorf("an item event does not parse: %v", err)
 				}
@@ -170,7 +170,7 @@ func (a *cli) stream(c *client.Client, uuid string, d display) (*plan.Report, er
 
 // poll reads the plan's totals every pollEvery until it ends. An unreachable api is retried
 // for giveUpAfter.
-func (a *cli) poll(c *client.Client, uuid string, d display) (*plan.Report, error) {
+func (a *cli) poll(c *client.Client, uuid string, d display) (*apiv1.PlanReport, error) {
 	t := time.NewTicker(pollEvery)
 	defer t.Stop()
 	var failingSince time.Time
@@ -207,8 +207,8 @@ func (a *cli) poll(c *client.Client, uuid string, d display) (*plan.Report, erro
 
 // summary prints how the plan ended and every item that did not succeed, and returns
 // exit code 3 unless the plan succeeded.
-func (a *cli) summary(c *client.Client, final *plan.Report, out io.Writer) error {
-	var bad []plan.ItemReport
+func (a *cli) summary(c *client.Client, final *apiv1.PlanReport, out io.Writer) error {
+	var bad []apiv1.ItemReport
 	for _, state := range []string{"failed", "cancelled"} {
 		if final.Counts[state] == 0 {
 			continue
@@ -274,7 +274,7 @@ type pauseHint struct {
 	uuid, state string
 }
 
-func (h *pauseHint) update(rep *plan.Report) {
+func (h *pauseHint) update(rep *apiv1.PlanReport) {
 	h.display.update(rep)
 	if rep.State == h.state {
 		return
@@ -290,7 +290,7 @@ func (h *pauseHint) update(rep *plan.Report) {
 }
 
 // progressLine is the plain progress of a plan, on one line.
-func progressLine(rep *plan.Report) string {
+func progressLine(rep *apiv1.PlanReport) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  VMs %d/%d (%s)", rep.State, ended(rep.Counts), rep.ItemCount, countsText(rep.Counts))
 	pct := 0.0
@@ -334,7 +334,7 @@ func (l *lines) printf(format string, a ...any) {
 	fmt.Fprintf(l.w, "%s %s\n", l.now().Format("15:04:05"), fmt.Sprintf(format, a...))
 }
 
-func (l *lines) update(rep *plan.Report) {
+func (l *lines) update(rep *apiv1.PlanReport) {
 	text := progressLine(rep)
 	now := l.now()
 	first := l.last.IsZero()
@@ -348,7 +348,7 @@ func (l *lines) update(rep *plan.Report) {
 	l.last, l.lastText, l.lastState = now, text, rep.State
 }
 
-func (l *lines) item(it plan.ItemReport) {
+func (l *lines) item(it apiv1.ItemReport) {
 	if it.State != "failed" {
 		return
 	}
@@ -363,7 +363,7 @@ func (l *lines) item(it plan.ItemReport) {
 
 func (l *lines) note(format string, a ...any) { l.printf(format, a...) }
 
-func (l *lines) finish(rep *plan.Report) {
+func (l *lines) finish(rep *apiv1.PlanReport) {
 	text := progressLine(rep)
 	if text != l.lastText {
 		l.printf("%s", text)
@@ -375,7 +375,7 @@ func (l *lines) stop() {}
 // bars draws a progress bar per tier and one for the whole plan, on a terminal.
 type bars struct {
 	mu       sync.Mutex
-	rep      *plan.Report
+	rep      *apiv1.PlanReport
 	p        *mpb.Progress
 	tiers    map[int]*mpb.Bar
 	all      *mpb.Bar
@@ -385,7 +385,7 @@ type bars struct {
 // barScale is the resolution of a bar: progress is drawn in thousandths.
 const barScale = 1000
 
-func newBars(w io.Writer, rep *plan.Report, opts ...mpb.ContainerOption) *bars {
+func newBars(w io.Writer, rep *apiv1.PlanReport, opts ...mpb.ContainerOption) *bars {
 	b := &bars{rep: rep, tiers: map[int]*mpb.Bar{}}
 	opts = append([]mpb.ContainerOption{mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(200 * time.Millisecond)}, opts...)
 	b.p = mpb.New(opts...)
@@ -465,14 +465,14 @@ func (b *bars) draw() {
 	b.all.SetCurrent(fraction(r.BytesDone, r.BytesTotal, ended(r.Counts), r.ItemCount))
 }
 
-func (b *bars) update(rep *plan.Report) {
+func (b *bars) update(rep *apiv1.PlanReport) {
 	b.mu.Lock()
 	b.rep = rep
 	b.mu.Unlock()
 	b.draw()
 }
 
-func (b *bars) item(it plan.ItemReport) {
+func (b *bars) item(it apiv1.ItemReport) {
 	if it.State != "failed" {
 		return
 	}
@@ -491,7 +491,7 @@ func (b *bars) note(format string, a ...any) {
 
 // finish completes the bars of tiers where everything succeeded and leaves the others
 // where they stopped.
-func (b *bars) finish(rep *plan.Report) {
+func (b *bars) finish(rep *apiv1.PlanReport) {
 	b.update(rep)
 	for _, t := range rep.Tiers {
 		if bar := b.tiers[t.Tier]; bar != nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/demosite"
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/planspec"
 	"github.com/vmrestore/vmrestore/internal/store"
 )
 
@@ -275,7 +275,7 @@ func indexSyntheticGroups(tb testing.TB, e *env, n int) {
 // dry runs now stop when the client goes away.
 func TestDryRunStopsWhenTheClientGoesAway(t *testing.T) {
 	e := newEnv(t, envOptions{noWorker: true}) // no worker: nothing re-indexes the backups
-	indexSyntheticGroups(t, e, plan.MaxItems)
+	indexSyntheticGroups(t, e, planspec.MaxItems)
 	spec, _ := json.Marshal(map[string]any{"name": "big", "selector": map[string]any{},
 		"defaults":       map[string]any{"keepSourceSize": true, "nameTemplate": "{{.SourceName}}-dr"},
 		"networkMapping": []map[string]any{{"sourceL3NetworkUuid": demosite.L3ProdUUID, "targetL3NetworkUuid": demosite.L3ProdUUID}}})
@@ -284,7 +284,7 @@ func TestDryRunStopsWhenTheClientGoesAway(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, "POST", e.base+"/api/v1/plans?dryRun=true", bytes.NewReader(spec))
 	req.Header.Set("Authorization", "OAuth "+e.session)
 	_, err := http.DefaultClient.Do(req)
-	mustf(t, err != nil, "the dry run of %d items answered within 300 ms; it cannot show it stops", plan.MaxItems)
+	mustf(t, err != nil, "the dry run of %d items answered within 300 ms; it cannot show it stops", planspec.MaxItems)
 	gone := time.Now()
 	abandoned := regexp.MustCompile(`vmrestore_http_requests_total\{code="499",[^}]*method="POST",url="/api/v1/plans"\} 1`)
 	for !abandoned.MatchString(scrape(t, e.base+"/metrics")) {

@@ -662,12 +662,17 @@ func Banner(a *API, c Config) string {
 	switch {
 	case a.Password != "":
 		pw = "'" + a.Password + "'"
-		fmt.Fprintf(&b, "  login:      admin / %s   (generated and shown once; set VMRESTORE_ADMIN_PASSWORD to choose it)\n", a.Password)
+		if a.Embedded {
+			fmt.Fprintf(&b, "  login:      admin / %s   (new at every start: the state is in memory; set VMRESTORE_ADMIN_PASSWORD to choose it)\n", a.Password)
+		} else {
+			fmt.Fprintf(&b, "  login:      admin / %s   (generated for this Redis and shown only now; set VMRESTORE_ADMIN_PASSWORD to choose it)\n", a.Password)
+		}
 	case c.AdminPassword != "":
 		fmt.Fprintf(&b, "  login:      admin / the password in VMRESTORE_ADMIN_PASSWORD\n")
 	default:
 		fmt.Fprintf(&b, "  login:      admin / the password set earlier (set VMRESTORE_ADMIN_PASSWORD to reset it)\n")
 	}
+	fmt.Fprintf(&b, "  restorectl: printf %%s %s | restorectl login --url %s --password-stdin   (go build ./cmd/restorectl)\n", pw, base)
 	if a.Embedded {
 		fmt.Fprintf(&b, "\nRestore the demo VM web01 (paste into a shell):\n\n")
 		fmt.Fprintf(&b, "  SESSION=$(curl -s -X PUT %s/zstack/v1/accounts/login \\\n", base)

@@ -18,6 +18,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/openapitest"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"go.yaml.in/yaml/v3"
@@ -213,16 +214,17 @@ func (r response) errorCode() map[string]any {
 func (e *env) do(method, path, session string, body any, headers map[string]string) response {
 	e.t.Helper()
 	var rd io.Reader
+	var sent []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		rd, sent = strings.NewReader(b), []byte(b)
 	default:
 		buf, err := json.Marshal(b)
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		rd = bytes.NewReader(buf)
+		rd, sent = bytes.NewReader(buf), buf
 	}
 	req, err := http.NewRequest(method, e.base+path, rd)
 	if err != nil {
@@ -243,6 +245,7 @@ func (e *env) do(method, path, session string, body any, headers map[string]stri
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	openapitest.Check(e.t, req, sent, resp.StatusCode, resp.Header, b)
 	return response{t: e.t, status: resp.StatusCode, header: resp.Header, body: b}
 }
 

@@ -26,7 +26,7 @@ import (
 
 // publicRoutes need no session.
 var publicRoutes = map[string]bool{
-	"GET /healthz": true, "GET /readyz": true, "GET /metrics": true,
+	"GET /": true, "GET /healthz": true, "GET /readyz": true, "GET /metrics": true,
 	"PUT /zstack/v1/accounts/login": true, "GET /api/v1/openapi.yaml": true,
 	// As in ZStack, logout and the session check need none: the session uuid is the credential.
 	"DELETE /zstack/v1/accounts/sessions/:uuid": true, "GET /zstack/v1/accounts/sessions/:uuid/valid": true,

@@ -1,7 +1,7 @@
 // Package auth is ZStack-style login: accounts whose password is known only as a slow hash
 // (argon2id) of the SHA-512 hex that ZStack clients send, sessions with an expiry and a
 // per-account limit, and the admin account whose password comes from
-// VMRESTORE_ADMIN_PASSWORD or is generated and shown once.
+// VMRESTORE_ADMIN_PASSWORD or is generated when Redis has no admin yet, and shown then.
 package auth
 
 import (
@@ -331,14 +331,17 @@ func (s *Service) Login(ctx context.Context, name, sha512Hex, addr string) (*sto
 	return sess, nil
 }
 
-// Session returns the live session of a token, or ID.1001.
+// Session returns the live session of a token, or ID.1001. A session that has expired is
+// gone like one that never existed, so the error does not claim to know which it was.
 func (s *Service) Session(ctx context.Context, token string) (*store.Session, error) {
 	if !zstack.IsUUID(token) {
-		return nil, zstack.Errorf(zstack.CodeInvalidSession, "Session expired")
+		return nil, zstack.Errorf(zstack.CodeInvalidSession,
+			"the session is not a session uuid (32 hex digits): log in (PUT /zstack/v1/accounts/login) and send Authorization: OAuth <the session's uuid>")
 	}
 	sess, err := s.Store.GetSession(ctx, token)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, zstack.Errorf(zstack.CodeInvalidSession, "Session expired")
+		return nil, zstack.Errorf(zstack.CodeInvalidSession,
+			"no such session: it never existed, was logged out, or has expired; log in again (PUT /zstack/v1/accounts/login)")
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read session: %w", err)

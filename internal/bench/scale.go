@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/placement"
@@ -121,9 +122,9 @@ func plans(ctx context.Context, c Config) ([]Figure, error) {
 		return nil, err
 	}
 	svc := &plan.Service{Store: st, Catalog: st.NewCatalogCache()}
-	spec := &plan.Spec{Name: "bench", Groups: uuids, Defaults: plan.Defaults{KeepSourceSize: true, NameTemplate: "{{.SourceName}}-dr"},
-		NetworkMapping: []plan.NetworkMap{{SourceL3NetworkUUID: l3, TargetL3NetworkUUID: l3}},
-		Tiers:          []plan.TierRule{{Tier: 1, SourceVMName: "vm-00*"}}}
+	spec := &apiv1.PlanSpec{Name: "bench", Groups: uuids, Defaults: apiv1.PlanDefaults{KeepSourceSize: true, NameTemplate: "{{.SourceName}}-dr"},
+		NetworkMapping: []apiv1.NetworkMap{{SourceL3NetworkUUID: l3, TargetL3NetworkUUID: l3}},
+		Tiers:          []apiv1.TierRule{{Tier: 1, SourceVMName: "vm-00*"}}}
 	t0 := time.Now()
 	res, err := svc.Submit(ctx, spec, "admin", true, false)
 	if err != nil {

@@ -209,306 +209,357 @@ func oneOf(v string, allowed ...string) bool {
 	return false
 }
 
-// Validate checks formats, enums and every cross-reference of the site.
+// Validate checks formats, enums and every cross-reference of the site, each kind of
+// object in turn, and reports every problem found.
 func (s *Site) Validate() error {
-	var p problems
-	seen := map[string]string{}
-	checkUUID := func(where, uuid string) {
-		if !zstack.IsUUID(uuid) {
-			p.addf("%s: uuid %q is not 32 lowercase hex characters", where, uuid)
-			return
-		}
-		if prev, dup := seen[uuid]; dup {
-			p.addf("%s: uuid %s is already used by %s", where, uuid, prev)
-		}
-		seen[uuid] = where
-	}
-	checkName := func(where, name string) {
-		if strings.TrimSpace(name) == "" {
-			p.addf("%s: name is required", where)
-		} else if len(name) > 255 {
-			p.addf("%s: name is longer than 255 characters", where)
-		}
-	}
-	checkDir := func(where, url string) {
-		switch {
-		case url == "":
-			p.addf("%s: url (a directory) is required", where)
-		case strings.ContainsRune(url, 0):
-			p.addf("%s: url contains a NUL byte", where)
-		case !filepath.IsAbs(url):
-			p.addf("%s: url %q must be an absolute directory path (in a site file, it may also be relative to the file's folder, without '..')", where, url)
-		case filepath.Clean(url) != strings.TrimSuffix(url, "/") && filepath.Clean(url) != url:
-			p.addf("%s: url %q must be a clean path (no '..', '.' or repeated '/')", where, url)
-		}
-	}
+	v := &siteValidator{site: s, seen: map[string]string{}, zones: map[string]*Zone{}, l2s: map[string]*L2Network{},
+		pss: map[string]*PrimaryStorage{}, clusters: map[string]*Cluster{}}
+	v.checkZones()
+	v.checkL2Networks()
+	v.checkPrimaryStorages()
+	v.checkClusters()
+	v.checkHosts()
+	v.checkBackupStorages()
+	v.checkL3Networks()
+	v.checkInstanceOfferings()
+	v.checkAccounts()
+	return v.problems.err()
+}
 
-	zones := map[string]*Zone{}
-	if len(s.Zones) == 0 {
-		p.addf("zones: the site needs at least one zone")
+// siteValidator collects a site's problems; the objects checked so far, by uuid, are what
+// later ones refer to.
+type siteValidator struct {
+	site *Site
+	problems
+	seen     map[string]string // uuid → where it was first used
+	zones    map[string]*Zone
+	l2s      map[string]*L2Network
+	pss      map[string]*PrimaryStorage
+	clusters map[string]*Cluster
+}
+
+// uuid checks a uuid's form and that no other object of the site has it.
+func (v *siteValidator) uuid(where, uuid string) {
+	if !zstack.IsUUID(uuid) {
+		v.addf("%s: uuid %q is not 32 lowercase hex characters", where, uuid)
+		return
 	}
-	for i := range s.Zones {
-		z := &s.Zones[i]
+	if prev, dup := v.seen[uuid]; dup {
+		v.addf("%s: uuid %s is already used by %s", where, uuid, prev)
+	}
+	v.seen[uuid] = where
+}
+
+func (v *siteValidator) name(where, name string) {
+	if strings.TrimSpace(name) == "" {
+		v.addf("%s: name is required", where)
+	} else if len(name) > 255 {
+		v.addf("%s: name is longer than 255 characters", where)
+	}
+}
+
+// dir checks a storage url: an absolute, clean directory path.
+func (v *siteValidator) dir(where, url string) {
+	switch {
+	case url == "":
+		v.addf("%s: url (a directory) is required", where)
+	case strings.ContainsRune(url, 0):
+		v.addf("%s: url contains a NUL byte", where)
+	case !filepath.IsAbs(url):
+		v.addf("%s: url %q must be an absolute directory path (in a site file, it may also be relative to the file's folder, without '..')", where, url)
+	case filepath.Clean(url) != strings.TrimSuffix(url, "/") && filepath.Clean(url) != url:
+		v.addf("%s: url %q must be a clean path (no '..', '.' or repeated '/')", where, url)
+	}
+}
+
+// checkZones checks the zones; the site needs one.
+func (v *siteValidator) checkZones() {
+	if len(v.site.Zones) == 0 {
+		v.addf("zones: the site needs at least one zone")
+	}
+	for i := range v.site.Zones {
+		z := &v.site.Zones[i]
 		where := fmt.Sprintf("zones[%d]", i)
-		checkUUID(where, z.UUID)
-		checkName(where, z.Name)
+		v.uuid(where, z.UUID)
+		v.name(where, z.Name)
 		if !oneOf(z.State, StateEnabled, StateDisabled) {
-			p.addf("%s: state %q must be Enabled or Disabled", where, z.State)
+			v.addf("%s: state %q must be Enabled or Disabled", where, z.State)
 		}
-		zones[z.UUID] = z
+		v.zones[z.UUID] = z
 	}
+}
 
-	l2s := map[string]*L2Network{}
-	for i := range s.L2Networks {
-		l2 := &s.L2Networks[i]
+// checkL2Networks checks the L2 networks: zone, type, interface, VLAN.
+func (v *siteValidator) checkL2Networks() {
+	for i := range v.site.L2Networks {
+		l2 := &v.site.L2Networks[i]
 		where := fmt.Sprintf("l2Networks[%d]", i)
-		checkUUID(where, l2.UUID)
-		checkName(where, l2.Name)
-		if zones[l2.ZoneUUID] == nil {
-			p.addf("%s: zoneUuid %q is not a zone of this site", where, l2.ZoneUUID)
+		v.uuid(where, l2.UUID)
+		v.name(where, l2.Name)
+		if v.zones[l2.ZoneUUID] == nil {
+			v.addf("%s: zoneUuid %q is not a zone of this site", where, l2.ZoneUUID)
 		}
 		if !oneOf(l2.Type, "L2NoVlanNetwork", "L2VlanNetwork", "VxlanNetwork") {
-			p.addf("%s: type %q must be L2NoVlanNetwork, L2VlanNetwork or VxlanNetwork", where, l2.Type)
+			v.addf("%s: type %q must be L2NoVlanNetwork, L2VlanNetwork or VxlanNetwork", where, l2.Type)
 		}
 		if l2.PhysicalInterface != "" && !validInterfaceName(l2.PhysicalInterface) {
-			p.addf("%s: physicalInterface %q is not a network interface name (1 to 15 characters, no '/', ':' or blanks)", where, l2.PhysicalInterface)
+			v.addf("%s: physicalInterface %q is not a network interface name (1 to 15 characters, no '/', ':' or blanks)", where, l2.PhysicalInterface)
 		}
 		switch {
 		case l2.Type == "L2VlanNetwork" && (l2.Vlan < 1 || l2.Vlan > 4094):
-			p.addf("%s: an L2VlanNetwork needs a vlan between 1 and 4094, got %d", where, l2.Vlan)
+			v.addf("%s: an L2VlanNetwork needs a vlan between 1 and 4094, got %d", where, l2.Vlan)
 		case l2.Type != "L2VlanNetwork" && l2.Vlan != 0:
-			p.addf("%s: vlan %d is only for type L2VlanNetwork", where, l2.Vlan)
+			v.addf("%s: vlan %d is only for type L2VlanNetwork", where, l2.Vlan)
 		}
-		l2s[l2.UUID] = l2
+		v.l2s[l2.UUID] = l2
 	}
+}
 
-	pss := map[string]*PrimaryStorage{}
-	for i := range s.PrimaryStorages {
-		ps := &s.PrimaryStorages[i]
+// checkPrimaryStorages checks the primary storages: zone, type, states, directory, capacities.
+func (v *siteValidator) checkPrimaryStorages() {
+	for i := range v.site.PrimaryStorages {
+		ps := &v.site.PrimaryStorages[i]
 		where := fmt.Sprintf("primaryStorages[%d]", i)
-		checkUUID(where, ps.UUID)
-		checkName(where, ps.Name)
-		checkDir(where, ps.URL)
-		if zones[ps.ZoneUUID] == nil {
-			p.addf("%s: zoneUuid %q is not a zone of this site", where, ps.ZoneUUID)
+		v.uuid(where, ps.UUID)
+		v.name(where, ps.Name)
+		v.dir(where, ps.URL)
+		if v.zones[ps.ZoneUUID] == nil {
+			v.addf("%s: zoneUuid %q is not a zone of this site", where, ps.ZoneUUID)
 		}
 		if !oneOf(ps.Type, PSLocalStorage, PSNFS, PSSharedBlock, PSCeph) {
-			p.addf("%s: type %q must be LocalStorage, NFS, SharedBlock or Ceph", where, ps.Type)
+			v.addf("%s: type %q must be LocalStorage, NFS, SharedBlock or Ceph", where, ps.Type)
 		}
 		if !oneOf(ps.State, StateEnabled, StateDisabled) {
-			p.addf("%s: state %q must be Enabled or Disabled", where, ps.State)
+			v.addf("%s: state %q must be Enabled or Disabled", where, ps.State)
 		}
 		if !oneOf(ps.Status, StatusConnected, StatusDisconnected, StatusConnecting) {
-			p.addf("%s: status %q must be Connected, Disconnected or Connecting", where, ps.Status)
+			v.addf("%s: status %q must be Connected, Disconnected or Connecting", where, ps.Status)
 		}
 		if ps.Type != PSLocalStorage && ps.TotalCapacity <= 0 {
-			p.addf("%s: totalCapacity must be positive for a %s storage", where, ps.Type)
+			v.addf("%s: totalCapacity must be positive for a %s storage", where, ps.Type)
 		}
 		if ps.TotalCapacity < 0 || ps.CapacityPerHost < 0 || ps.ReservedCapacity < 0 {
-			p.addf("%s: capacities cannot be negative", where)
+			v.addf("%s: capacities cannot be negative", where)
 		}
 		if ps.OverProvisioningRatio < 0 {
-			p.addf("%s: overProvisioningRatio cannot be negative", where)
+			v.addf("%s: overProvisioningRatio cannot be negative", where)
 		}
-		pss[ps.UUID] = ps
+		v.pss[ps.UUID] = ps
 	}
+}
 
-	clusters := map[string]*Cluster{}
-	for i := range s.Clusters {
-		c := &s.Clusters[i]
+// checkClusters checks the clusters and what they attach: L2 networks and primary storages of their zone.
+func (v *siteValidator) checkClusters() {
+	for i := range v.site.Clusters {
+		c := &v.site.Clusters[i]
 		where := fmt.Sprintf("clusters[%d]", i)
-		checkUUID(where, c.UUID)
-		checkName(where, c.Name)
-		if zones[c.ZoneUUID] == nil {
-			p.addf("%s: zoneUuid %q is not a zone of this site", where, c.ZoneUUID)
+		v.uuid(where, c.UUID)
+		v.name(where, c.Name)
+		if v.zones[c.ZoneUUID] == nil {
+			v.addf("%s: zoneUuid %q is not a zone of this site", where, c.ZoneUUID)
 		}
 		if !oneOf(c.State, StateEnabled, StateDisabled) {
-			p.addf("%s: state %q must be Enabled or Disabled", where, c.State)
+			v.addf("%s: state %q must be Enabled or Disabled", where, c.State)
 		}
 		if c.CPUOverProvisioningRatio < 0 || c.MemoryOverProvisioningRatio < 0 || c.ReservedHostMemory < 0 {
-			p.addf("%s: over-provisioning ratios and reserved memory cannot be negative", where)
+			v.addf("%s: over-provisioning ratios and reserved memory cannot be negative", where)
 		}
 		for _, u := range c.L2NetworkUUIDs {
-			if l2 := l2s[u]; l2 == nil {
-				p.addf("%s: l2NetworkUuids: %q is not an L2 network of this site", where, u)
+			if l2 := v.l2s[u]; l2 == nil {
+				v.addf("%s: l2NetworkUuids: %q is not an L2 network of this site", where, u)
 			} else if l2.ZoneUUID != c.ZoneUUID {
-				p.addf("%s: l2 network %s is in another zone", where, u)
+				v.addf("%s: l2 network %s is in another zone", where, u)
 			}
 		}
 		for _, u := range c.PrimaryStorageUUIDs {
-			if ps := pss[u]; ps == nil {
-				p.addf("%s: primaryStorageUuids: %q is not a primary storage of this site", where, u)
+			if ps := v.pss[u]; ps == nil {
+				v.addf("%s: primaryStorageUuids: %q is not a primary storage of this site", where, u)
 			} else if ps.ZoneUUID != c.ZoneUUID {
-				p.addf("%s: primary storage %s is in another zone", where, u)
+				v.addf("%s: primary storage %s is in another zone", where, u)
 			}
 		}
-		clusters[c.UUID] = c
+		v.clusters[c.UUID] = c
 	}
+}
 
+// checkHosts checks the hosts: cluster, states, size, a management address of their own, and
+// the capacity of a cluster's local storage on each.
+func (v *siteValidator) checkHosts() {
 	hostsWithLocal := map[string]bool{}
 	hostByIP := map[string]string{}
-	for i := range s.Hosts {
-		h := &s.Hosts[i]
+	for i := range v.site.Hosts {
+		h := &v.site.Hosts[i]
 		where := fmt.Sprintf("hosts[%d]", i)
-		checkUUID(where, h.UUID)
-		checkName(where, h.Name)
-		c := clusters[h.ClusterUUID]
+		v.uuid(where, h.UUID)
+		v.name(where, h.Name)
+		c := v.clusters[h.ClusterUUID]
 		if c == nil {
-			p.addf("%s: clusterUuid %q is not a cluster of this site", where, h.ClusterUUID)
+			v.addf("%s: clusterUuid %q is not a cluster of this site", where, h.ClusterUUID)
 		}
 		if !oneOf(h.State, StateEnabled, StateDisabled, HostStatePreMaintenance, HostStateMaintenance) {
-			p.addf("%s: state %q must be Enabled, Disabled, PreMaintenance or Maintenance", where, h.State)
+			v.addf("%s: state %q must be Enabled, Disabled, PreMaintenance or Maintenance", where, h.State)
 		}
 		if !oneOf(h.Status, StatusConnected, StatusDisconnected, StatusConnecting) {
-			p.addf("%s: status %q must be Connected, Disconnected or Connecting", where, h.Status)
+			v.addf("%s: status %q must be Connected, Disconnected or Connecting", where, h.Status)
 		}
 		if h.CPUNum <= 0 || h.CPUNum > 1<<16 {
-			p.addf("%s: cpuNum must be between 1 and 65536", where)
+			v.addf("%s: cpuNum must be between 1 and 65536", where)
 		}
 		if h.MemorySize <= 0 {
-			p.addf("%s: memorySize must be positive", where)
+			v.addf("%s: memorySize must be positive", where)
 		}
 		if h.ManagementIP != "" {
 			if a, err := netip.ParseAddr(h.ManagementIP); err != nil || !a.Is4() {
-				p.addf("%s: managementIp %q is not an IPv4 address", where, h.ManagementIP)
+				v.addf("%s: managementIp %q is not an IPv4 address", where, h.ManagementIP)
 			} else if other, dup := hostByIP[h.ManagementIP]; dup {
-				p.addf("%s: managementIp %s is already the address of %s; workers and libvirt connections find hosts by it", where, h.ManagementIP, other)
+				v.addf("%s: managementIp %s is already the address of %s; workers and libvirt connections find hosts by it", where, h.ManagementIP, other)
 			} else {
 				hostByIP[h.ManagementIP] = where
 			}
 		}
 		if h.CPUOverProvisioningRatio < 0 || h.MemoryOverProvisioningRatio < 0 || h.ReservedMemory < 0 || h.LocalStorageCapacity < 0 {
-			p.addf("%s: ratios, reserved memory and capacities cannot be negative", where)
+			v.addf("%s: ratios, reserved memory and capacities cannot be negative", where)
 		}
 		if c != nil {
 			for _, psu := range c.PrimaryStorageUUIDs {
-				if ps := pss[psu]; ps != nil && ps.Type == PSLocalStorage {
+				if ps := v.pss[psu]; ps != nil && ps.Type == PSLocalStorage {
 					hostsWithLocal[h.UUID] = true
 					if h.LocalStorageCapacity == 0 && ps.CapacityPerHost == 0 {
-						p.addf("%s: local storage %s needs capacityPerHost or the host's localStorageCapacity", where, ps.UUID)
+						v.addf("%s: local storage %s needs capacityPerHost or the host's localStorageCapacity", where, ps.UUID)
 					}
 				}
 			}
 		}
 	}
+}
 
-	for i := range s.BackupStorages {
-		b := &s.BackupStorages[i]
+// checkBackupStorages checks the backup storages: directory, states, clone limits, zones.
+func (v *siteValidator) checkBackupStorages() {
+	for i := range v.site.BackupStorages {
+		b := &v.site.BackupStorages[i]
 		where := fmt.Sprintf("backupStorages[%d]", i)
-		checkUUID(where, b.UUID)
-		checkName(where, b.Name)
-		checkDir(where, b.URL)
+		v.uuid(where, b.UUID)
+		v.name(where, b.Name)
+		v.dir(where, b.URL)
 		if !oneOf(b.State, StateEnabled, StateDisabled) {
-			p.addf("%s: state %q must be Enabled or Disabled", where, b.State)
+			v.addf("%s: state %q must be Enabled or Disabled", where, b.State)
 		}
 		if !oneOf(b.Status, StatusConnected, StatusDisconnected, StatusConnecting) {
-			p.addf("%s: status %q must be Connected, Disconnected or Connecting", where, b.Status)
+			v.addf("%s: status %q must be Connected, Disconnected or Connecting", where, b.Status)
 		}
 		if b.MaxConcurrentClones < 0 || b.MaxConcurrentClones > 1024 {
-			p.addf("%s: maxConcurrentClones must be between 1 and 1024", where)
+			v.addf("%s: maxConcurrentClones must be between 1 and 1024", where)
 		}
 		if b.BandwidthBytesPerSecond < 0 {
-			p.addf("%s: bandwidthBytesPerSecond cannot be negative", where)
+			v.addf("%s: bandwidthBytesPerSecond cannot be negative", where)
 		}
 		for _, z := range b.ZoneUUIDs {
-			if zones[z] == nil {
-				p.addf("%s: zoneUuids: %q is not a zone of this site", where, z)
+			if v.zones[z] == nil {
+				v.addf("%s: zoneUuids: %q is not a zone of this site", where, z)
 			}
 		}
 	}
+}
 
-	for i := range s.L3Networks {
-		l3 := &s.L3Networks[i]
+// checkL3Networks checks the L3 networks: L2, IPv4, strategy, DNS, and ranges that do not overlap.
+func (v *siteValidator) checkL3Networks() {
+	for i := range v.site.L3Networks {
+		l3 := &v.site.L3Networks[i]
 		where := fmt.Sprintf("l3Networks[%d]", i)
-		checkUUID(where, l3.UUID)
-		checkName(where, l3.Name)
-		if l2s[l3.L2NetworkUUID] == nil {
-			p.addf("%s: l2NetworkUuid %q is not an L2 network of this site", where, l3.L2NetworkUUID)
+		v.uuid(where, l3.UUID)
+		v.name(where, l3.Name)
+		if v.l2s[l3.L2NetworkUUID] == nil {
+			v.addf("%s: l2NetworkUuid %q is not an L2 network of this site", where, l3.L2NetworkUUID)
 		}
 		if l3.IPVersion != 4 {
-			p.addf("%s: ipVersion %d is not supported (IPv4 only)", where, l3.IPVersion)
+			v.addf("%s: ipVersion %d is not supported (IPv4 only)", where, l3.IPVersion)
 		}
 		if !oneOf(l3.State, StateEnabled, StateDisabled) {
-			p.addf("%s: state %q must be Enabled or Disabled", where, l3.State)
+			v.addf("%s: state %q must be Enabled or Disabled", where, l3.State)
 		}
 		if !oneOf(l3.IPAllocatorStrategy, IPRandom, IPFirstAvailable) {
-			p.addf("%s: ipAllocatorStrategy %q must be %s or %s", where, l3.IPAllocatorStrategy, IPRandom, IPFirstAvailable)
+			v.addf("%s: ipAllocatorStrategy %q must be %s or %s", where, l3.IPAllocatorStrategy, IPRandom, IPFirstAvailable)
 		}
 		for _, d := range l3.DNS {
 			if _, err := netip.ParseAddr(d); err != nil {
-				p.addf("%s: dns %q is not an IP address", where, d)
+				v.addf("%s: dns %q is not an IP address", where, d)
 			}
 		}
 		var parsed []Range
 		for j := range l3.IPRanges {
 			r := &l3.IPRanges[j]
 			rw := fmt.Sprintf("%s.ipRanges[%d]", where, j)
-			checkUUID(rw, r.UUID)
+			v.uuid(rw, r.UUID)
 			pr, err := ParseRange(*r)
 			if err != nil {
-				p.addf("%s: %v", rw, err)
+				v.addf("%s: %v", rw, err)
 				continue
 			}
 			for _, other := range parsed {
 				if pr.Start <= other.End && other.Start <= pr.End {
-					p.addf("%s: range %s-%s overlaps range %s of the same L3 network", rw, r.StartIP, r.EndIP, other.UUID)
+					v.addf("%s: range %s-%s overlaps range %s of the same L3 network", rw, r.StartIP, r.EndIP, other.UUID)
 				}
 			}
 			parsed = append(parsed, pr)
 		}
 	}
+}
 
-	for i := range s.InstanceOfferings {
-		o := &s.InstanceOfferings[i]
+// checkInstanceOfferings checks the instance offerings: size and allocator strategies.
+func (v *siteValidator) checkInstanceOfferings() {
+	for i := range v.site.InstanceOfferings {
+		o := &v.site.InstanceOfferings[i]
 		where := fmt.Sprintf("instanceOfferings[%d]", i)
-		checkUUID(where, o.UUID)
-		checkName(where, o.Name)
+		v.uuid(where, o.UUID)
+		v.name(where, o.Name)
 		if o.CPUNum <= 0 || o.CPUNum > 1024 {
-			p.addf("%s: cpuNum must be between 1 and 1024", where)
+			v.addf("%s: cpuNum must be between 1 and 1024", where)
 		}
 		if o.MemorySize <= 0 {
-			p.addf("%s: memorySize must be positive", where)
+			v.addf("%s: memorySize must be positive", where)
 		}
 		if o.ReservedMemorySize < 0 || o.ReservedMemorySize > o.MemorySize {
-			p.addf("%s: reservedMemorySize must be between 0 and memorySize", where)
+			v.addf("%s: reservedMemorySize must be between 0 and memorySize", where)
 		}
 		if !oneOf(o.AllocatorStrategy, HostDefault, HostLeastVmPreferred, HostLastHostPreferred, HostDesignated) {
-			p.addf("%s: allocatorStrategy %q is not one of %s, %s, %s, %s", where, o.AllocatorStrategy,
+			v.addf("%s: allocatorStrategy %q is not one of %s, %s, %s, %s", where, o.AllocatorStrategy,
 				HostDefault, HostLeastVmPreferred, HostLastHostPreferred, HostDesignated)
 		}
 		if !oneOf(o.PrimaryStorageAllocatorStrategy, PSDefault, PSLeastVolume, PSMaximumAvailable) {
-			p.addf("%s: primaryStorageAllocatorStrategy %q is not one of %s, %s, %s", where,
+			v.addf("%s: primaryStorageAllocatorStrategy %q is not one of %s, %s, %s", where,
 				o.PrimaryStorageAllocatorStrategy, PSDefault, PSLeastVolume, PSMaximumAvailable)
 		}
 		if !oneOf(o.Type, "UserVm", "ApplianceVm") {
-			p.addf("%s: type %q must be UserVm or ApplianceVm", where, o.Type)
+			v.addf("%s: type %q must be UserVm or ApplianceVm", where, o.Type)
 		}
 		if !oneOf(o.State, StateEnabled, StateDisabled) {
-			p.addf("%s: state %q must be Enabled or Disabled", where, o.State)
+			v.addf("%s: state %q must be Enabled or Disabled", where, o.State)
 		}
 	}
+}
 
+// checkAccounts checks the site file's accounts: unique names, types, argon2id hashes, not admin.
+func (v *siteValidator) checkAccounts() {
 	names := map[string]bool{}
-	for i := range s.Accounts {
-		a := &s.Accounts[i]
+	for i := range v.site.Accounts {
+		a := &v.site.Accounts[i]
 		where := fmt.Sprintf("accounts[%d]", i)
-		checkUUID(where, a.UUID)
-		checkName(where, a.Name)
+		v.uuid(where, a.UUID)
+		v.name(where, a.Name)
 		if names[a.Name] {
-			p.addf("%s: account name %q is used twice", where, a.Name)
+			v.addf("%s: account name %q is used twice", where, a.Name)
 		}
 		names[a.Name] = true
 		if !oneOf(a.Type, AccountNormal, AccountSystemAdmin) {
-			p.addf("%s: type %q must be Normal or SystemAdmin", where, a.Type)
+			v.addf("%s: type %q must be Normal or SystemAdmin", where, a.Type)
 		}
 		if a.Name == "admin" {
-			p.addf("%s: the admin account is managed by VMRESTORE_ADMIN_PASSWORD, not by the site file", where)
+			v.addf("%s: the admin account is managed by VMRESTORE_ADMIN_PASSWORD, not by the site file", where)
 		}
 		if !strings.HasPrefix(a.PasswordHash, "$argon2id$") {
-			p.addf("%s: passwordHash must be an argon2id hash made by `vmrestore-api hash-password` (see docs/security.md)", where)
+			v.addf("%s: passwordHash must be an argon2id hash made by `vmrestore-api hash-password` (see docs/security.md)", where)
 		}
 	}
-	return p.err()
 }
 
 // validInterfaceName reports whether s can name a Linux network interface: the bridge a NIC

@@ -18,7 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vmrestore/vmrestore/internal/plan"
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -176,9 +176,7 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	ae := &APIError{Method: req.Method, URL: req.URL.Redacted(), Status: resp.StatusCode, Text: string(b),
 		RetryAfter: resp.Header.Get("Retry-After")}
-	var wrapped struct {
-		Error *zstack.ErrorCode `json:"error"`
-	}
+	var wrapped zstack.ErrorAnswer
 	if json.Unmarshal(b, &wrapped) == nil && wrapped.Error != nil && wrapped.Error.Code != "" {
 		ae.Code = wrapped.Error
 	}
@@ -223,7 +221,7 @@ func PasswordHash(password string) string {
 
 // Login opens a session for an account (PUT /zstack/v1/accounts/login).
 func (c *Client) Login(ctx context.Context, account, password string) (*zstack.SessionInventory, error) {
-	body := map[string]any{"logInByAccount": map[string]string{"accountName": account, "password": PasswordHash(password)}}
+	body := zstack.LogInByAccountRequest{LogInByAccount: &zstack.LogInByAccount{AccountName: account, Password: PasswordHash(password)}}
 	var out struct {
 		Inventory *zstack.SessionInventory `json:"inventory"`
 	}
@@ -244,8 +242,8 @@ func (c *Client) Logout(ctx context.Context, session string) error {
 
 // SubmitPlan submits a plan. existing is true when its clientToken named an earlier plan,
 // which is returned instead of a new one.
-func (c *Client) SubmitPlan(ctx context.Context, spec *plan.Spec) (rep *plan.Report, existing bool, err error) {
-	rep = &plan.Report{}
+func (c *Client) SubmitPlan(ctx context.Context, spec *apiv1.PlanSpec) (rep *apiv1.PlanReport, existing bool, err error) {
+	rep = &apiv1.PlanReport{}
 	status, err := c.Do(ctx, http.MethodPost, "/api/v1/plans", nil, spec, rep)
 	if err != nil {
 		return nil, false, err
@@ -254,8 +252,8 @@ func (c *Client) SubmitPlan(ctx context.Context, spec *plan.Spec) (rep *plan.Rep
 }
 
 // DryRun simulates a plan against the capacity free now; nothing is stored.
-func (c *Client) DryRun(ctx context.Context, spec *plan.Spec) (*plan.DryRunReport, error) {
-	rep := &plan.DryRunReport{}
+func (c *Client) DryRun(ctx context.Context, spec *apiv1.PlanSpec) (*apiv1.DryRunReport, error) {
+	rep := &apiv1.DryRunReport{}
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans", url.Values{"dryRun": {"true"}}, spec, rep); err != nil {
 		return nil, err
 	}
@@ -263,21 +261,19 @@ func (c *Client) DryRun(ctx context.Context, spec *plan.Spec) (*plan.DryRunRepor
 }
 
 // ListPlans lists the plans the session may see, newest first, without items.
-func (c *Client) ListPlans(ctx context.Context) ([]plan.Report, error) {
-	var out struct {
-		Plans []plan.Report `json:"plans"`
-	}
+func (c *Client) ListPlans(ctx context.Context) ([]apiv1.PlanReport, error) {
+	var out apiv1.PlanList
 	_, err := c.Do(ctx, http.MethodGet, "/api/v1/plans", nil, nil, &out)
 	return out.Plans, err
 }
 
 // GetPlan reads a plan's progress. items is "all" (or ""), "none", or an item state.
-func (c *Client) GetPlan(ctx context.Context, uuid, items string) (*plan.Report, error) {
+func (c *Client) GetPlan(ctx context.Context, uuid, items string) (*apiv1.PlanReport, error) {
 	var q url.Values
 	if items != "" {
 		q = url.Values{"items": {items}}
 	}
-	rep := &plan.Report{}
+	rep := &apiv1.PlanReport{}
 	if _, err := c.Do(ctx, http.MethodGet, "/api/v1/plans/"+url.PathEscape(uuid), q, nil, rep); err != nil {
 		return nil, err
 	}
@@ -285,8 +281,8 @@ func (c *Client) GetPlan(ctx context.Context, uuid, items string) (*plan.Report,
 }
 
 // OperatePlan is cancel, pause or resume; it returns the plan afterwards.
-func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*plan.Report, error) {
-	rep := &plan.Report{}
+func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*apiv1.PlanReport, error) {
+	rep := &apiv1.PlanReport{}
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans/"+url.PathEscape(uuid)+"/"+op, nil, nil, rep); err != nil {
 		return nil, err
 	}
@@ -294,52 +290,21 @@ func (c *Client) OperatePlan(ctx context.Context, uuid, op string) (*plan.Report
 }
 
 // RetryPlan runs the failed and cancelled items again; it returns how many were requeued.
-func (c *Client) RetryPlan(ctx context.Context, uuid string) (int, *plan.Report, error) {
-	var out struct {
-		Retried int          `json:"retried"`
-		Plan    *plan.Report `json:"plan"`
-	}
+func (c *Client) RetryPlan(ctx context.Context, uuid string) (int, *apiv1.PlanReport, error) {
+	var out apiv1.PlanRetried
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/plans/"+url.PathEscape(uuid)+"/retry", nil, nil, &out); err != nil {
 		return 0, nil, err
 	}
 	return out.Retried, out.Plan, nil
 }
 
-// Job is a restore job as GET /api/v1/jobs/{uuid} shows it.
-type Job struct {
-	UUID       string            `json:"uuid"`
-	State      string            `json:"state"`
-	Stage      string            `json:"stage,omitempty"`
-	GroupUUID  string            `json:"groupUuid"`
-	Name       string            `json:"name"`
-	VMUUID     string            `json:"vmUuid,omitempty"`
-	PlanUUID   string            `json:"planUuid,omitempty"`
-	PlanItem   *int              `json:"planItem,omitempty"`
-	Attempts   int               `json:"attempts"`
-	HandBacks  int               `json:"handBacks"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	StartedAt  *time.Time        `json:"startedAt,omitempty"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
-	Progress   *JobProgress      `json:"progress,omitempty"`
-	Cancel     bool              `json:"cancelRequested,omitempty"`
-	Error      *zstack.ErrorCode `json:"error,omitempty"`
-}
-
-// JobProgress is a job's byte progress: data of the backups, and their virtual size.
-type JobProgress struct {
-	BytesDone      int64 `json:"bytesDone"`
-	BytesTotal     int64 `json:"bytesTotal"`
-	DataBytes      int64 `json:"dataBytes"`
-	DataBytesTotal int64 `json:"dataBytesTotal"`
-}
-
 // GetJob reads a restore job. raw is the answer as the api sent it.
-func (c *Client) GetJob(ctx context.Context, uuid string) (*Job, json.RawMessage, error) {
+func (c *Client) GetJob(ctx context.Context, uuid string) (*apiv1.Job, json.RawMessage, error) {
 	var raw json.RawMessage
 	if _, err := c.Do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(uuid), nil, nil, &raw); err != nil {
 		return nil, nil, err
 	}
-	j := &Job{}
+	j := &apiv1.Job{}
 	if err := json.Unmarshal(raw, j); err != nil {
 		return nil, nil, fmt.Errorf("the job answer is not what this restorectl expects: %w", err)
 	}
@@ -347,12 +312,12 @@ func (c *Client) GetJob(ctx context.Context, uuid string) (*Job, json.RawMessage
 }
 
 // CancelJob asks a restore job to stop.
-func (c *Client) CancelJob(ctx context.Context, uuid string) (*Job, json.RawMessage, error) {
+func (c *Client) CancelJob(ctx context.Context, uuid string) (*apiv1.Job, json.RawMessage, error) {
 	var raw json.RawMessage
 	if _, err := c.Do(ctx, http.MethodPost, "/api/v1/jobs/"+url.PathEscape(uuid)+"/cancel", nil, nil, &raw); err != nil {
 		return nil, nil, err
 	}
-	j := &Job{}
+	j := &apiv1.Job{}
 	if err := json.Unmarshal(raw, j); err != nil {
 		return nil, nil, fmt.Errorf("the job answer is not what this restorectl expects: %w", err)
 	}

@@ -9,23 +9,12 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// BackupStorage is a backup storage as GET /zstack/v1/backup-storage answers it.
-type BackupStorage struct {
-	UUID              string `json:"uuid"`
-	Name              string `json:"name"`
-	URL               string `json:"url"`
-	State             string `json:"state"`
-	Status            string `json:"status"`
-	TotalCapacity     int64  `json:"totalCapacity"`
-	AvailableCapacity int64  `json:"availableCapacity"`
-}
-
 // FindBackupStorage finds a backup storage of the site catalog by uuid, or else by name
 // (GET /zstack/v1/backup-storage/{uuid}, or ?q=name=<name>). A name that matches several
 // storages is an error: give the uuid.
-func (c *Client) FindBackupStorage(ctx context.Context, ref string) (*BackupStorage, error) {
+func (c *Client) FindBackupStorage(ctx context.Context, ref string) (*zstack.BackupStorageInventory, error) {
 	var out struct {
-		Inventories []BackupStorage `json:"inventories"`
+		Inventories []zstack.BackupStorageInventory `json:"inventories"`
 	}
 	path, q := "/zstack/v1/backup-storage", url.Values{"q": {"name=" + ref}}
 	if zstack.IsUUID(ref) {

@@ -6,24 +6,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
-
-// AccountView is an account as the native API shows it (never its password hash).
-type AccountView struct {
-	UUID string `json:"uuid"`
-	Name string `json:"name"`
-	Type string `json:"type"`
-}
-
-type accountBody struct {
-	Name            string `json:"name"`
-	Password        string `json:"password"`
-	Type            string `json:"type"`
-	CurrentPassword string `json:"currentPassword"`
-}
 
 func requireAdmin(c echo.Context) error {
 	if !auth.IsAdmin(session(c)) {
@@ -42,12 +29,12 @@ func (s *Server) listAccounts() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]AccountView, 0, len(accts))
+		out := make([]apiv1.Account, 0, len(accts))
 		for _, a := range accts {
-			out = append(out, AccountView{UUID: a.UUID, Name: a.Name, Type: a.Type})
+			out = append(out, apiv1.Account{UUID: a.UUID, Name: a.Name, Type: a.Type})
 		}
 		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return writeJSON(c, http.StatusOK, map[string]any{"accounts": out})
+		return writeJSON(c, http.StatusOK, apiv1.AccountList{Accounts: out})
 	}
 }
 
@@ -57,7 +44,7 @@ func (s *Server) createAccount() echo.HandlerFunc {
 		if err := requireAdmin(c); err != nil {
 			return err
 		}
-		var b accountBody
+		var b apiv1.NewAccount
 		if err := decodeJSON(c, &b); err != nil {
 			return err
 		}
@@ -68,7 +55,7 @@ func (s *Server) createAccount() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return writeJSON(c, http.StatusCreated, AccountView{UUID: a.UUID, Name: a.Name, Type: a.Type})
+		return writeJSON(c, http.StatusCreated, apiv1.Account{UUID: a.UUID, Name: a.Name, Type: a.Type})
 	}
 }
 
@@ -80,7 +67,7 @@ func (s *Server) setPassword() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		name := c.Param("name")
 		sess := session(c)
-		var b accountBody
+		var b apiv1.PasswordChange
 		if err := decodeJSON(c, &b); err != nil {
 			return err
 		}
@@ -101,7 +88,7 @@ func (s *Server) setPassword() echo.HandlerFunc {
 		if err := s.Auth.SetPassword(ctx, name, b.Password); err != nil {
 			return err
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"name": name, "sessionsRevoked": true})
+		return writeJSON(c, http.StatusOK, apiv1.PasswordChanged{Name: name, SessionsRevoked: true})
 	}
 }
 

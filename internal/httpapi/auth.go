@@ -59,17 +59,10 @@ func canSee(sess *store.Session, account string) bool {
 	return auth.IsAdmin(sess) || sess.AccountUUID == account
 }
 
-type loginBody struct {
-	LogInByAccount *struct {
-		AccountName string `json:"accountName"`
-		Password    string `json:"password"`
-	} `json:"logInByAccount"`
-}
-
 // login is PUT /zstack/v1/accounts/login.
 func (s *Server) login() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var body loginBody
+		var body zstack.LogInByAccountRequest
 		if err := decodeJSON(c, &body); err != nil {
 			return err
 		}

@@ -22,235 +22,6 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// Catalog inventories, in ZStack's field names. Fields vmrestore adds beyond ZStack's are
-// marked; ZStack clients ignore fields they do not know.
-
-// ZoneInventory is a zone.
-type ZoneInventory struct {
-	UUID        string      `json:"uuid"`
-	Name        string      `json:"name"`
-	Description string      `json:"description,omitempty"`
-	State       string      `json:"state"`
-	Type        string      `json:"type"`
-	CreateDate  zstack.Date `json:"createDate,omitzero"`
-	LastOpDate  zstack.Date `json:"lastOpDate,omitzero"`
-}
-
-// ClusterInventory is a cluster.
-type ClusterInventory struct {
-	UUID           string      `json:"uuid"`
-	Name           string      `json:"name"`
-	Description    string      `json:"description,omitempty"`
-	State          string      `json:"state"`
-	HypervisorType string      `json:"hypervisorType"`
-	ZoneUUID       string      `json:"zoneUuid"`
-	Type           string      `json:"type"`
-	Architecture   string      `json:"architecture"`
-	CreateDate     zstack.Date `json:"createDate,omitzero"`
-	LastOpDate     zstack.Date `json:"lastOpDate,omitzero"`
-	// vmrestore: attachments.
-	AttachedL2NetworkUUIDs      []string `json:"attachedL2NetworkUuids"`
-	AttachedPrimaryStorageUUIDs []string `json:"attachedPrimaryStorageUuids"`
-}
-
-// HostInventory is a host with its capacity.
-type HostInventory struct {
-	UUID                    string      `json:"uuid"`
-	Name                    string      `json:"name"`
-	Description             string      `json:"description,omitempty"`
-	ZoneUUID                string      `json:"zoneUuid"`
-	ClusterUUID             string      `json:"clusterUuid"`
-	ManagementIP            string      `json:"managementIp,omitempty"`
-	HypervisorType          string      `json:"hypervisorType"`
-	State                   string      `json:"state"`
-	Status                  string      `json:"status"`
-	TotalCPUCapacity        int64       `json:"totalCpuCapacity"`
-	AvailableCPUCapacity    int64       `json:"availableCpuCapacity"`
-	CPUSockets              int64       `json:"cpuSockets"`
-	TotalMemoryCapacity     int64       `json:"totalMemoryCapacity"`
-	AvailableMemoryCapacity int64       `json:"availableMemoryCapacity"`
-	CPUNum                  int64       `json:"cpuNum"`
-	Architecture            string      `json:"architecture"`
-	CreateDate              zstack.Date `json:"createDate,omitzero"`
-	LastOpDate              zstack.Date `json:"lastOpDate,omitzero"`
-	// vmrestore: VMs restored onto the host.
-	VMCount int64 `json:"vmCount"`
-}
-
-// PrimaryStorageInventory is a primary storage with its capacity. For LocalStorage the
-// capacities add up every host's share.
-type PrimaryStorageInventory struct {
-	UUID                 string      `json:"uuid"`
-	Name                 string      `json:"name"`
-	Description          string      `json:"description,omitempty"`
-	ZoneUUID             string      `json:"zoneUuid"`
-	URL                  string      `json:"url"`
-	Type                 string      `json:"type"`
-	State                string      `json:"state"`
-	Status               string      `json:"status"`
-	TotalCapacity        int64       `json:"totalCapacity"`
-	AvailableCapacity    int64       `json:"availableCapacity"`
-	AttachedClusterUUIDs []string    `json:"attachedClusterUuids"`
-	CreateDate           zstack.Date `json:"createDate,omitzero"`
-	LastOpDate           zstack.Date `json:"lastOpDate,omitzero"`
-	// vmrestore: capacity kept free, volumes restored onto it, and why it is Disconnected
-	// when the workers' probe found its directory missing or read-only.
-	ReservedCapacity int64  `json:"reservedCapacity"`
-	VolumeCount      int64  `json:"volumeCount"`
-	StatusReason     string `json:"statusReason,omitempty"`
-}
-
-// BackupStorageInventory is a backup storage; capacities are read from its filesystem.
-type BackupStorageInventory struct {
-	UUID              string      `json:"uuid"`
-	Name              string      `json:"name"`
-	Description       string      `json:"description,omitempty"`
-	URL               string      `json:"url"`
-	Type              string      `json:"type"`
-	State             string      `json:"state"`
-	Status            string      `json:"status"`
-	TotalCapacity     int64       `json:"totalCapacity"`
-	AvailableCapacity int64       `json:"availableCapacity"`
-	AttachedZoneUUIDs []string    `json:"attachedZoneUuids"`
-	CreateDate        zstack.Date `json:"createDate,omitzero"`
-	LastOpDate        zstack.Date `json:"lastOpDate,omitzero"`
-	// vmrestore: clone limits.
-	MaxConcurrentClones     int   `json:"maxConcurrentClones"`
-	BandwidthBytesPerSecond int64 `json:"bandwidthBytesPerSecond"`
-}
-
-// IPRangeInventory is an IP range.
-type IPRangeInventory struct {
-	UUID          string      `json:"uuid"`
-	L3NetworkUUID string      `json:"l3NetworkUuid"`
-	Name          string      `json:"name,omitempty"`
-	StartIP       string      `json:"startIp"`
-	EndIP         string      `json:"endIp"`
-	Netmask       string      `json:"netmask"`
-	Gateway       string      `json:"gateway"`
-	NetworkCIDR   string      `json:"networkCidr,omitempty"`
-	IPVersion     int         `json:"ipVersion"`
-	CreateDate    zstack.Date `json:"createDate,omitzero"`
-	LastOpDate    zstack.Date `json:"lastOpDate,omitzero"`
-}
-
-// L3NetworkInventory is an L3 network with its address usage.
-type L3NetworkInventory struct {
-	UUID          string             `json:"uuid"`
-	Name          string             `json:"name"`
-	Description   string             `json:"description,omitempty"`
-	Type          string             `json:"type"`
-	ZoneUUID      string             `json:"zoneUuid"`
-	L2NetworkUUID string             `json:"l2NetworkUuid"`
-	State         string             `json:"state"`
-	Category      string             `json:"category"`
-	IPVersion     int                `json:"ipVersion"`
-	DNS           []string           `json:"dns"`
-	IPRanges      []IPRangeInventory `json:"ipRanges"`
-	CreateDate    zstack.Date        `json:"createDate,omitzero"`
-	LastOpDate    zstack.Date        `json:"lastOpDate,omitzero"`
-	// vmrestore: allocation strategy and address counts (the gateway counts as used).
-	IPAllocatorStrategy string `json:"ipAllocatorStrategy"`
-	TotalIPCount        int64  `json:"totalIpCount"`
-	UsedIPCount         int64  `json:"usedIpCount"`
-}
-
-// InstanceOfferingInventory is an instance offering.
-type InstanceOfferingInventory struct {
-	UUID               string      `json:"uuid"`
-	Name               string      `json:"name"`
-	Description        string      `json:"description,omitempty"`
-	CPUNum             int64       `json:"cpuNum"`
-	CPUSpeed           int64       `json:"cpuSpeed"`
-	MemorySize         int64       `json:"memorySize"`
-	ReservedMemorySize int64       `json:"reservedMemorySize"`
-	AllocatorStrategy  string      `json:"allocatorStrategy"`
-	SortKey            int         `json:"sortKey"`
-	Type               string      `json:"type"`
-	State              string      `json:"state"`
-	CreateDate         zstack.Date `json:"createDate,omitzero"`
-	LastOpDate         zstack.Date `json:"lastOpDate,omitzero"`
-	// vmrestore: primary storage strategy.
-	PrimaryStorageAllocatorStrategy string `json:"primaryStorageAllocatorStrategy"`
-}
-
-// VolumeBackupInventory is one volume backup of a group. Its dates are the group's, as a
-// volume backup is written once.
-type VolumeBackupInventory struct {
-	UUID              string                      `json:"uuid"`
-	Name              string                      `json:"name"`
-	Description       string                      `json:"description,omitempty"`
-	VolumeUUID        string                      `json:"volumeUuid,omitempty"`
-	Type              string                      `json:"type"`
-	State             string                      `json:"state"`
-	Status            string                      `json:"status"`
-	Size              int64                       `json:"size"`
-	GroupUUID         string                      `json:"groupUuid"`
-	Mode              string                      `json:"mode"`
-	VMInstanceUUID    string                      `json:"vmInstanceUuid,omitempty"`
-	CreateDate        zstack.Date                 `json:"createDate,omitzero"`
-	LastOpDate        zstack.Date                 `json:"lastOpDate,omitzero"`
-	BackupStorageRefs []BackupStorageRefInventory `json:"backupStorageRefs"`
-	// vmrestore: what the backup holds.
-	Format      string `json:"format"`
-	ActualSize  int64  `json:"actualSize"`
-	DeviceID    int    `json:"deviceId"`
-	VMName      string `json:"vmName,omitempty"`
-	AccountUUID string `json:"accountUuid,omitempty"`
-}
-
-// BackupStorageRefInventory places a volume backup on a backup storage (ZStack's
-// VolumeBackupStorageRefInventory).
-type BackupStorageRefInventory struct {
-	VolumeBackupUUID  string      `json:"volumeBackupUuid"`
-	BackupStorageUUID string      `json:"backupStorageUuid"`
-	InstallPath       string      `json:"installPath"`
-	Status            string      `json:"status"`
-	CreateDate        zstack.Date `json:"createDate,omitzero"`
-	LastOpDate        zstack.Date `json:"lastOpDate,omitzero"`
-}
-
-// ImageInventory is an image vmrestore knows of: the one a backed-up VM was created from,
-// known by reference from its backup groups. vmrestore holds no copy of it, so it has no
-// backup storage refs.
-type ImageInventory struct {
-	UUID              string                           `json:"uuid"`
-	Name              string                           `json:"name"`
-	Description       string                           `json:"description,omitempty"`
-	State             string                           `json:"state"`
-	Status            string                           `json:"status"`
-	Size              int64                            `json:"size"`
-	URL               string                           `json:"url,omitempty"`
-	MediaType         string                           `json:"mediaType"`
-	GuestOsType       string                           `json:"guestOsType,omitempty"`
-	Type              string                           `json:"type"`
-	Platform          string                           `json:"platform,omitempty"`
-	Architecture      string                           `json:"architecture,omitempty"`
-	Format            string                           `json:"format"`
-	System            bool                             `json:"system"`
-	CreateDate        zstack.Date                      `json:"createDate,omitzero"`
-	LastOpDate        zstack.Date                      `json:"lastOpDate,omitzero"`
-	BackupStorageRefs []ImageBackupStorageRefInventory `json:"backupStorageRefs"`
-}
-
-// ImageBackupStorageRefInventory places an image on a backup storage.
-type ImageBackupStorageRefInventory struct {
-	ImageUUID         string      `json:"imageUuid"`
-	BackupStorageUUID string      `json:"backupStorageUuid"`
-	InstallPath       string      `json:"installPath"`
-	Status            string      `json:"status"`
-	CreateDate        zstack.Date `json:"createDate,omitzero"`
-	LastOpDate        zstack.Date `json:"lastOpDate,omitzero"`
-}
-
-// FreeIPInventory is a free address of an IP range (GetFreeIp).
-type FreeIPInventory struct {
-	IPRangeUUID string `json:"ipRangeUuid"`
-	IP          string `json:"ip"`
-	Netmask     string `json:"netmask"`
-	Gateway     string `json:"gateway"`
-}
-
 // knownFields caches each inventory type's queryable fields.
 var knownFields sync.Map // reflect.Type → map[string]bool
 
@@ -334,9 +105,9 @@ func (s *Server) listZones() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]ZoneInventory, 0, len(ix.Site.Zones))
+		out := make([]zstack.ZoneInventory, 0, len(ix.Site.Zones))
 		for _, z := range ix.Site.Zones {
-			inv := ZoneInventory{UUID: z.UUID, Name: z.Name, Description: z.Description, State: z.State, Type: "zstack"}
+			inv := zstack.ZoneInventory{UUID: z.UUID, Name: z.Name, Description: z.Description, State: z.State, Type: "zstack"}
 			inv.CreateDate, inv.LastOpDate = d.of(z.UUID)
 			out = append(out, inv)
 		}
@@ -350,9 +121,9 @@ func (s *Server) listClusters() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]ClusterInventory, 0, len(ix.Site.Clusters))
+		out := make([]zstack.ClusterInventory, 0, len(ix.Site.Clusters))
 		for _, cl := range ix.Site.Clusters {
-			inv := ClusterInventory{UUID: cl.UUID, Name: cl.Name, Description: cl.Description, State: cl.State,
+			inv := zstack.ClusterInventory{UUID: cl.UUID, Name: cl.Name, Description: cl.Description, State: cl.State,
 				HypervisorType: cl.HypervisorType, ZoneUUID: cl.ZoneUUID, Type: "zstack", Architecture: cl.Architecture,
 				AttachedL2NetworkUUIDs: nonNil(cl.L2NetworkUUIDs), AttachedPrimaryStorageUUIDs: nonNil(cl.PrimaryStorageUUIDs)}
 			inv.CreateDate, inv.LastOpDate = d.of(cl.UUID)
@@ -390,12 +161,12 @@ func (s *Server) listHosts() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]HostInventory, 0, len(hosts))
+		out := make([]zstack.HostInventory, 0, len(hosts))
 		for i, h := range hosts {
 			capa := ix.HostCapacity(&h)
 			cpu, mem, vms := usage[3*i], usage[3*i+1], usage[3*i+2]
 			cl := ix.Clusters[h.ClusterUUID]
-			inv := HostInventory{UUID: h.UUID, Name: h.Name, Description: h.Description, ZoneUUID: cl.ZoneUUID,
+			inv := zstack.HostInventory{UUID: h.UUID, Name: h.Name, Description: h.Description, ZoneUUID: cl.ZoneUUID,
 				ClusterUUID: h.ClusterUUID, ManagementIP: h.ManagementIP, HypervisorType: cl.HypervisorType, State: h.State,
 				Status: h.Status, TotalCPUCapacity: capa.CPU, AvailableCPUCapacity: capa.CPU - cpu.Used, CPUSockets: h.CPUSockets,
 				TotalMemoryCapacity: capa.Memory, AvailableMemoryCapacity: capa.Memory - mem.Used, CPUNum: h.CPUNum,
@@ -417,7 +188,7 @@ func (s *Server) listPrimaryStorages() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]PrimaryStorageInventory, 0, len(ix.Site.PrimaryStorages))
+		out := make([]zstack.PrimaryStorageInventory, 0, len(ix.Site.PrimaryStorages))
 		for i := range ix.Site.PrimaryStorages {
 			ps := &ix.Site.PrimaryStorages[i]
 			// One capacity field per storage, or per host for LocalStorage.
@@ -451,7 +222,7 @@ func (s *Server) listPrimaryStorages() echo.HandlerFunc {
 			for _, cl := range ix.ClustersByStorage[ps.UUID] {
 				attached = append(attached, cl.UUID)
 			}
-			inv := PrimaryStorageInventory{UUID: ps.UUID, Name: ps.Name, Description: ps.Description,
+			inv := zstack.PrimaryStorageInventory{UUID: ps.UUID, Name: ps.Name, Description: ps.Description,
 				ZoneUUID: ps.ZoneUUID, URL: ps.URL, Type: ps.Type, State: ps.State, Status: ps.Status,
 				TotalCapacity: total, AvailableCapacity: max(total-used, 0), AttachedClusterUUIDs: attached,
 				ReservedCapacity: reserved, VolumeCount: usage[0].Used}
@@ -471,9 +242,9 @@ func (s *Server) listBackupStorages() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]BackupStorageInventory, 0, len(ix.Site.BackupStorages))
+		out := make([]zstack.BackupStorageInventory, 0, len(ix.Site.BackupStorages))
 		for _, b := range ix.Site.BackupStorages {
-			inv := BackupStorageInventory{UUID: b.UUID, Name: b.Name, Description: b.Description, URL: b.URL,
+			inv := zstack.BackupStorageInventory{UUID: b.UUID, Name: b.Name, Description: b.Description, URL: b.URL,
 				Type: b.Type, State: b.State, Status: b.Status, AttachedZoneUUIDs: nonNil(b.ZoneUUIDs),
 				MaxConcurrentClones: b.MaxConcurrentClones, BandwidthBytesPerSecond: int64(b.BandwidthBytesPerSecond)}
 			inv.CreateDate, inv.LastOpDate = d.of(b.UUID)
@@ -494,7 +265,7 @@ func (s *Server) listL3Networks() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]L3NetworkInventory, 0, len(ix.Site.L3Networks))
+		out := make([]zstack.L3NetworkInventory, 0, len(ix.Site.L3Networks))
 		for _, l3 := range ix.Site.L3Networks {
 			if u := c.Param("uuid"); u != "" && u != l3.UUID {
 				continue
@@ -503,13 +274,13 @@ func (s *Server) listL3Networks() echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			inv := L3NetworkInventory{UUID: l3.UUID, Name: l3.Name, Description: l3.Description, Type: l3.Type,
+			inv := zstack.L3NetworkInventory{UUID: l3.UUID, Name: l3.Name, Description: l3.Description, Type: l3.Type,
 				ZoneUUID: l3.ZoneUUID, L2NetworkUUID: l3.L2NetworkUUID, State: l3.State, Category: l3.Category,
-				IPVersion: l3.IPVersion, DNS: nonNil(l3.DNS), IPRanges: []IPRangeInventory{},
+				IPVersion: l3.IPVersion, DNS: nonNil(l3.DNS), IPRanges: []zstack.IPRangeInventory{},
 				IPAllocatorStrategy: l3.IPAllocatorStrategy, UsedIPCount: used}
 			inv.CreateDate, inv.LastOpDate = d.of(l3.UUID)
 			for _, r := range l3.IPRanges {
-				ri := IPRangeInventory{UUID: r.UUID, L3NetworkUUID: l3.UUID, Name: r.Name, StartIP: r.StartIP, EndIP: r.EndIP,
+				ri := zstack.IPRangeInventory{UUID: r.UUID, L3NetworkUUID: l3.UUID, Name: r.Name, StartIP: r.StartIP, EndIP: r.EndIP,
 					Netmask: r.Netmask, Gateway: r.Gateway, NetworkCIDR: networkCIDR(r.StartIP, r.Netmask), IPVersion: 4}
 				ri.CreateDate, ri.LastOpDate = d.of(r.UUID)
 				inv.IPRanges = append(inv.IPRanges, ri)
@@ -532,9 +303,9 @@ func (s *Server) listInstanceOfferings() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]InstanceOfferingInventory, 0, len(ix.Site.InstanceOfferings))
+		out := make([]zstack.InstanceOfferingInventory, 0, len(ix.Site.InstanceOfferings))
 		for _, o := range ix.Site.InstanceOfferings {
-			inv := InstanceOfferingInventory{UUID: o.UUID, Name: o.Name, Description: o.Description,
+			inv := zstack.InstanceOfferingInventory{UUID: o.UUID, Name: o.Name, Description: o.Description,
 				CPUNum: o.CPUNum, CPUSpeed: o.CPUSpeed, MemorySize: int64(o.MemorySize), ReservedMemorySize: int64(o.ReservedMemorySize),
 				AllocatorStrategy: o.AllocatorStrategy, Type: o.Type, State: o.State,
 				PrimaryStorageAllocatorStrategy: o.PrimaryStorageAllocatorStrategy}
@@ -580,20 +351,20 @@ func (s *Server) listVolumeBackups() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var out []VolumeBackupInventory
+		var out []zstack.VolumeBackupInventory
 		for _, g := range groups {
 			date := zstack.Date{Time: g.CreateDate.Truncate(time.Second)}
 			for _, v := range g.Volumes {
-				inv := VolumeBackupInventory{UUID: v.UUID, Name: g.Name, VolumeUUID: v.VolumeUUID, Type: v.Type, Size: v.Size,
+				inv := zstack.VolumeBackupInventory{UUID: v.UUID, Name: g.Name, VolumeUUID: v.VolumeUUID, Type: v.Type, Size: v.Size,
 					State: "Enabled", Status: "Ready", GroupUUID: g.GroupUUID, Mode: "full", VMInstanceUUID: g.VM.UUID,
 					CreateDate: date, LastOpDate: date, Format: v.Format, ActualSize: v.ActualSize, DeviceID: v.DeviceID,
-					VMName: g.VM.Name, AccountUUID: g.AccountUUID, BackupStorageRefs: []BackupStorageRefInventory{}}
+					VMName: g.VM.Name, AccountUUID: g.AccountUUID, BackupStorageRefs: []zstack.BackupStorageRefInventory{}}
 				for _, bsu := range g.BackupStorageUUIDs {
 					path := ""
 					if bs := ix.BackupStorages[bsu]; bs != nil {
 						path = bs.URL + "/vm-backups/" + g.GroupUUID + "/" + v.File
 					}
-					inv.BackupStorageRefs = append(inv.BackupStorageRefs, BackupStorageRefInventory{
+					inv.BackupStorageRefs = append(inv.BackupStorageRefs, zstack.BackupStorageRefInventory{
 						VolumeBackupUUID: v.UUID, BackupStorageUUID: bsu, InstallPath: path, Status: "Ready",
 						CreateDate: date, LastOpDate: date})
 				}
@@ -615,7 +386,7 @@ func (s *Server) listImages() echo.HandlerFunc {
 			return err
 		}
 		byUUID := map[string]int{}
-		var out []ImageInventory
+		var out []zstack.ImageInventory
 		for _, g := range groups {
 			u := g.VM.ImageUUID
 			if u == "" {
@@ -628,10 +399,10 @@ func (s *Server) listImages() echo.HandlerFunc {
 				}
 				continue
 			}
-			inv := ImageInventory{UUID: u, Name: "image-of-" + g.VM.Name, State: "Enabled", Status: "Ready",
+			inv := zstack.ImageInventory{UUID: u, Name: "image-of-" + g.VM.Name, State: "Enabled", Status: "Ready",
 				Description: fmt.Sprintf("the image VM %s was created from, as its backup groups name it; vmrestore holds no copy of it", g.VM.Name),
 				MediaType:   "RootVolumeTemplate", GuestOsType: g.VM.GuestOsType, Type: "zstack", Platform: g.VM.Platform,
-				Architecture: g.VM.Architecture, CreateDate: date, LastOpDate: date, BackupStorageRefs: []ImageBackupStorageRefInventory{}}
+				Architecture: g.VM.Architecture, CreateDate: date, LastOpDate: date, BackupStorageRefs: []zstack.ImageBackupStorageRefInventory{}}
 			if root := g.Root(); root != nil {
 				inv.Format, inv.Size = root.Format, root.Size
 			}
@@ -725,7 +496,7 @@ func (s *Server) freeIPs(byRange bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := []FreeIPInventory{}
+		out := []zstack.FreeIPInventory{}
 		for _, r := range ranges {
 			if rangeUUID != "" && r.UUID != rangeUUID {
 				continue
@@ -734,7 +505,7 @@ func (s *Server) freeIPs(byRange bool) echo.HandlerFunc {
 				if _, taken := used[strconv.FormatInt(ip, 10)]; taken || ip == r.GatewayLong() {
 					continue
 				}
-				out = append(out, FreeIPInventory{IPRangeUUID: r.UUID, IP: catalog.LongToIP(ip), Netmask: r.Netmask, Gateway: r.Gateway})
+				out = append(out, zstack.FreeIPInventory{IPRangeUUID: r.UUID, IP: catalog.LongToIP(ip), Netmask: r.Netmask, Gateway: r.Gateway})
 			}
 		}
 		return writeAnswer(c, false, field{"inventories", out, zstack.ClassFreeIP})

@@ -3,16 +3,18 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -26,12 +28,16 @@ func (s *Server) submitPlan() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var spec plan.Spec
+		var spec apiv1.PlanSpec
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&spec); err != nil {
 			if len(bytes.TrimSpace(data)) == 0 {
 				return zstack.InvalidArgument("the request body is empty; it must be a plan (see /api/v1/openapi.yaml)")
+			}
+			if strings.HasPrefix(err.Error(), "json: unknown field") {
+				return zstack.InvalidArgument("the plan is not valid: %v; a plan's fields are %s, and those of its parts are in /api/v1/openapi.yaml (a CreateVmFromVmBackup body goes to POST /api/v1/restores)",
+					err, strings.Join(zstack.JSONNames(reflect.TypeOf(apiv1.PlanSpec{})), ", "))
 			}
 			return zstack.InvalidArgument("the plan is not valid: %v", err)
 		}
@@ -75,7 +81,7 @@ func (s *Server) listPlans() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		out := make([]*plan.Report, 0, len(uuids))
+		out := make([]apiv1.PlanReport, 0, len(uuids))
 		for _, u := range uuids {
 			rep, err := plan.Progress(ctx, s.Store, u, false, "")
 			if errors.Is(err, store.ErrNotFound) {
@@ -84,9 +90,9 @@ func (s *Server) listPlans() echo.HandlerFunc {
 			if err != nil {
 				return err
 			}
-			out = append(out, rep)
+			out = append(out, *rep)
 		}
-		return writeJSON(c, http.StatusOK, map[string]any{"plans": out})
+		return writeJSON(c, http.StatusOK, apiv1.PlanList{Plans: out})
 	}
 }
 
@@ -154,7 +160,7 @@ func (s *Server) planEvents() echo.HandlerFunc {
 		}
 		lastWrite := time.Now()
 		ctx := c.Request().Context()
-		last := map[int]plan.ItemReport{}
+		last := map[int]apiv1.ItemReport{}
 		var lastTotals []byte
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
@@ -223,33 +229,13 @@ func (s *Server) operatePlan(op string) echo.HandlerFunc {
 			return err
 		}
 		if op == "retry" {
-			return writeJSON(c, http.StatusOK, map[string]any{"retried": retried, "plan": rep})
+			return writeJSON(c, http.StatusOK, apiv1.PlanRetried{Retried: retried, Plan: rep})
 		}
 		return writeJSON(c, http.StatusOK, rep)
 	}
 }
 
-// JobView is a restore job as the native API shows it.
-type JobView struct {
-	UUID       string            `json:"uuid"`
-	State      string            `json:"state"`
-	Stage      string            `json:"stage,omitempty"`
-	GroupUUID  string            `json:"groupUuid"`
-	Name       string            `json:"name"`
-	VMUUID     string            `json:"vmUuid,omitempty"`
-	Plan       string            `json:"planUuid,omitempty"`
-	PlanItem   *int              `json:"planItem,omitempty"`
-	Attempts   int               `json:"attempts"`
-	HandBacks  int               `json:"handBacks"`
-	CreatedAt  time.Time         `json:"createdAt"`
-	StartedAt  *time.Time        `json:"startedAt,omitempty"`
-	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
-	Progress   any               `json:"progress,omitempty"`
-	Cancel     bool              `json:"cancelRequested,omitempty"`
-	Error      *zstack.ErrorCode `json:"error,omitempty"`
-}
-
-func (s *Server) jobFor(ctx context.Context, c echo.Context) (*JobView, error) {
+func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error) {
 	uuid := c.Param("uuid")
 	rec, err := s.Store.GetJob(ctx, uuid)
 	if errors.Is(err, store.ErrNotFound) || err == nil && !canSee(session(c), rec.AccountUUID) {
@@ -258,8 +244,8 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*JobView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &JobView{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
-		Name: rec.Request.Name, VMUUID: rec.VMUUID, Plan: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
+	v := &apiv1.Job{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
+		Name: rec.Request.Name, VMUUID: rec.VMUUID, PlanUUID: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
 		Cancel: rec.CancelAsked, Error: rec.Error}
 	if rec.Plan != "" {
 		i := rec.PlanItem
@@ -273,8 +259,12 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*JobView, error) {
 		t := rec.FinishedAt
 		v.FinishedAt = &t
 	}
-	if rec.Progress != nil {
-		v.Progress = rec.Progress
+	if p := rec.Progress; p != nil {
+		v.Progress = &apiv1.JobProgress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, DataBytes: p.DataBytes,
+			DataBytesTotal: p.DataBytesTotal, BytesPerSecond: p.BytesPerSecond, UpdatedAt: p.UpdatedAt}
+		for _, vp := range p.Volumes {
+			v.Progress.Volumes = append(v.Progress.Volumes, apiv1.VolumeProgress(vp))
+		}
 	}
 	return v, nil
 }
@@ -312,12 +302,9 @@ func (s *Server) cancelJob() echo.HandlerFunc {
 	}
 }
 
-//go:embed openapi.yaml
-var openAPIDoc []byte
-
 // openAPI serves the native API's OpenAPI document.
 func (s *Server) openAPI() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return c.Blob(http.StatusOK, "application/yaml", openAPIDoc)
+		return c.Blob(http.StatusOK, "application/yaml", apiv1.OpenAPI)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -308,11 +309,11 @@ func (s *Server) answerJob(c echo.Context, jobUUID string, timeout, wait time.Du
 	}
 	loc := jobLocation(c, jobUUID)
 	c.Response().Header().Set("Location", loc)
-	body := map[string]any{"location": loc, "apiTimeout": timeout.Milliseconds()}
+	accepted := zstack.AsyncAnswer{Location: loc, APITimeout: timeout.Milliseconds()}
 	if native {
-		body["jobUuid"] = jobUUID
+		return writeJSON(c, http.StatusAccepted, apiv1.RestoreAccepted{AsyncAnswer: accepted, JobUUID: jobUUID})
 	}
-	return writeJSON(c, http.StatusAccepted, body)
+	return writeJSON(c, http.StatusAccepted, accepted)
 }
 
 // jobLocation is the poll URL; it keeps "/zstack/v1/api-jobs" so ZStack's SDK can rewrite
@@ -372,7 +373,7 @@ func answerEnded(c echo.Context, st *store.JobStatus, native bool) error {
 	if native {
 		status = nativeStatus(st.Error)
 	}
-	return writeJSON(c, status, map[string]any{"error": st.Error})
+	return writeJSON(c, status, zstack.ErrorAnswer{Error: st.Error})
 }
 
 // pollJob is GET /zstack/v1/api-jobs/{uuid}: 202 {} while running, 200 with the inventory,

@@ -9,6 +9,7 @@ import (
 // routes lists every route. ZStack routes need a session, except login; health, readiness
 // and metrics are outside /zstack. Query routes answer both the list and the /{uuid} form.
 func (s *Server) routes(e *echo.Echo) {
+	e.GET("/", s.index())
 	e.GET("/healthz", s.healthz())
 	e.GET("/readyz", s.readyz())
 	e.GET("/metrics", s.metrics())

@@ -10,6 +10,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -152,7 +153,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
 			status = http.StatusRequestEntityTooLarge
 		}
-		_ = writeJSON(c, status, map[string]any{"error": zstack.InvalidArgument("%s", big.Error())})
+		_ = writeJSON(c, status, zstack.ErrorAnswer{Error: zstack.InvalidArgument("%s", big.Error())})
 	case errors.As(err, &ec):
 		status := http.StatusServiceUnavailable // how ZStack answers a failed API
 		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
@@ -161,7 +162,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 				status = http.StatusTooManyRequests
 			}
 		}
-		_ = writeJSON(c, status, map[string]any{"error": ec})
+		_ = writeJSON(c, status, zstack.ErrorAnswer{Error: ec})
 	case errors.As(err, &he):
 		path := c.Request().URL.Path
 		switch he.Code {
@@ -175,7 +176,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	default:
 		id := c.Response().Header().Get(echo.HeaderXRequestID)
 		s.Log.Error("request failed", "request_id", id, "method", c.Request().Method, "path", c.Path(), "err", err)
-		_ = writeJSON(c, http.StatusServiceUnavailable, map[string]any{"error": zstack.Errorf(zstack.CodeInternal,
+		_ = writeJSON(c, http.StatusServiceUnavailable, zstack.ErrorAnswer{Error: zstack.Errorf(zstack.CodeInternal,
 			"the server could not complete the request (request id %s); its log has the cause. If Redis is unreachable, restore it and retry", id)})
 	}
 }
@@ -200,19 +201,24 @@ func nativeStatus(ec *zstack.ErrorCode) int {
 	return http.StatusServiceUnavailable
 }
 
-// writeJSON writes v with ZStack's JSON content type (see writeJSONBytes).
+// writeJSON writes v with ZStack's JSON content type (see writeJSONBytes). Answers carry
+// what users wrote (names, q= conditions) in their errors: <, > and & are written as they
+// are, not as \u003c, \u003e and \u0026, which the answer's content type makes safe.
 func writeJSON(c echo.Context, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	return writeJSONBytes(c, status, b)
+	return writeJSONBytes(c, status, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}))
 }
 
 // writeJSONBytes writes an encoded JSON answer, ending with a newline so that an answer
 // printed by curl ends its line.
 func writeJSONBytes(c echo.Context, status int, b []byte) error {
 	c.Response().Header().Set(echo.HeaderContentType, "application/json; charset=utf-8")
+	c.Response().Header().Set(echo.HeaderXContentTypeOptions, "nosniff")
 	c.Response().WriteHeader(status)
 	if _, err := c.Response().Write(b); err != nil {
 		return err

@@ -110,6 +110,9 @@ func TestFromZStackRejects(t *testing.T) {
 		{"a near-miss among ignored keys", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) {
 			b.Unknown = []string{"params.imageUuid", "params.vmNicParam"}
 		}, `params has unknown field(s) vmNicParam; did you mean "vmNicParams"?`},
+		{"parameters without params", func(_ *string, b *zstack.CreateVmFromVmBackupRequest) {
+			b.Params, b.Unknown = zstack.CreateVmFromVmBackupParams{}, []string{"instanceOfferingUuid", "l3NetworkUuids", "name", "vmName"}
+		}, `the body has no "params", and instanceOfferingUuid, l3NetworkUuids, name at its top level: CreateVmFromVmBackup's parameters go inside "params"`},
 		{"diskAOs", params(func(p *zstack.CreateVmFromVmBackupParams) { p.DiskAOs = []json.RawMessage{json.RawMessage(`{}`)} }),
 			"diskAOs is not supported"},
 

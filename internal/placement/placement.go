@@ -370,10 +370,24 @@ func usageFields(ix *catalog.Index, hosts []*catalog.Host) ([]string, map[string
 // on the requested storage or one chosen by strategy, the data volumes on the requested data
 // storage, else beside the root if it has room, else on another storage chosen by strategy.
 func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catalog.PrimaryStorage, u map[string]store.FieldUsage) (*Candidate, string) {
-	var rootSize, dataSize int64
-	var root Volume
-	var data []Volume
-	for _, v := range req.Volumes {
+	c := &storageChoice{req: req, h: h, pss: pss, u: u}
+	root, rootSize, data, dataSize := splitVolumes(req.Volumes)
+	rootPS, problem := c.rootStorage(rootSize, dataSize)
+	if problem != "" {
+		return nil, problem
+	}
+	var dataPS *catalog.PrimaryStorage
+	if len(data) > 0 {
+		if dataPS, problem = c.dataStorage(rootPS, rootSize, dataSize); problem != "" {
+			return nil, problem
+		}
+	}
+	return c.candidate(ix, root, data, rootPS, dataPS), ""
+}
+
+// splitVolumes separates the root volume from the data volumes, with their sizes.
+func splitVolumes(vs []Volume) (root Volume, rootSize int64, data []Volume, dataSize int64) {
+	for _, v := range vs {
 		if v.Root {
 			root, rootSize = v, v.Size
 		} else {
@@ -381,57 +395,81 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 			dataSize += v.Size
 		}
 	}
-	localHost := func(ps *catalog.PrimaryStorage) string {
-		if ps.Type == catalog.PSLocalStorage {
-			return h.UUID
-		}
-		return ""
+	return root, rootSize, data, dataSize
+}
+
+// storageChoice chooses the primary storages of one VM on one host, among those attached to
+// its cluster (pss), against the usage u.
+type storageChoice struct {
+	req Request
+	h   *catalog.Host
+	pss []*catalog.PrimaryStorage
+	u   map[string]store.FieldUsage
+}
+
+// localHost is the host whose share of ps is used: h for a LocalStorage, none otherwise.
+func (c *storageChoice) localHost(ps *catalog.PrimaryStorage) string {
+	if ps.Type == catalog.PSLocalStorage {
+		return c.h.UUID
 	}
-	usage := func(ps *catalog.PrimaryStorage) store.FieldUsage {
-		return u[store.FieldStorageBytes(ps.UUID, localHost(ps))]
+	return ""
+}
+
+func (c *storageChoice) usage(ps *catalog.PrimaryStorage) store.FieldUsage {
+	return c.u[store.FieldStorageBytes(ps.UUID, c.localHost(ps))]
+}
+
+// free is the bytes ps has free above its reserve, or -1 when it cannot be used.
+func (c *storageChoice) free(ps *catalog.PrimaryStorage) int64 {
+	fu := c.usage(ps)
+	if fu.Limit < 0 {
+		return -1
 	}
-	free := func(ps *catalog.PrimaryStorage) int64 {
-		fu := usage(ps)
-		if fu.Limit < 0 {
-			return -1
+	return fu.Limit - fu.Used
+}
+
+// attached is the attached storage of that uuid, or nil.
+func (c *storageChoice) attached(uuid string) *catalog.PrimaryStorage {
+	for _, ps := range c.pss {
+		if ps.UUID == uuid {
+			return ps
 		}
-		return fu.Limit - fu.Used
 	}
-	attached := func(uuid string) *catalog.PrimaryStorage {
-		for _, ps := range pss {
-			if ps.UUID == uuid {
-				return ps
-			}
+	return nil
+}
+
+// pick chooses, by the request's storage strategy, a storage other than exclude with need
+// bytes free; nil when none has.
+func (c *storageChoice) pick(need int64, exclude string) *catalog.PrimaryStorage {
+	var ok []*catalog.PrimaryStorage
+	for _, ps := range c.pss {
+		if ps.UUID != exclude && c.free(ps) >= need {
+			ok = append(ok, ps)
 		}
+	}
+	if len(ok) == 0 {
 		return nil
 	}
-	pick := func(need int64, exclude string) *catalog.PrimaryStorage {
-		var ok []*catalog.PrimaryStorage
-		for _, ps := range pss {
-			if ps.UUID != exclude && free(ps) >= need {
-				ok = append(ok, ps)
-			}
-		}
-		if len(ok) == 0 {
-			return nil
-		}
-		switch req.StorageStrategy {
-		case catalog.PSLeastVolume:
-			sort.SliceStable(ok, func(a, b int) bool {
-				return u[store.FieldStorageVols(ok[a].UUID)].Used < u[store.FieldStorageVols(ok[b].UUID)].Used
-			})
-		case catalog.PSMaximumAvailable:
-			sort.SliceStable(ok, func(a, b int) bool { return free(ok[a]) > free(ok[b]) })
-		default:
-			return ok[rand.IntN(len(ok))]
-		}
-		return ok[0]
+	switch c.req.StorageStrategy {
+	case catalog.PSLeastVolume:
+		sort.SliceStable(ok, func(a, b int) bool {
+			return c.u[store.FieldStorageVols(ok[a].UUID)].Used < c.u[store.FieldStorageVols(ok[b].UUID)].Used
+		})
+	case catalog.PSMaximumAvailable:
+		sort.SliceStable(ok, func(a, b int) bool { return c.free(ok[a]) > c.free(ok[b]) })
+	default:
+		return ok[rand.IntN(len(ok))]
 	}
+	return ok[0]
+}
 
-	var rootPS, dataPS *catalog.PrimaryStorage
-	switch {
-	case req.RootStorage != "":
-		rootPS = attached(req.RootStorage)
+// rootStorage is the storage of the root volume: the one asked for, if it has room (for the
+// data volumes too when they go with it), or else one that holds everything, or else one
+// that holds the root volume. The text says why there is none.
+func (c *storageChoice) rootStorage(rootSize, dataSize int64) (*catalog.PrimaryStorage, string) {
+	req, h := c.req, c.h
+	if req.RootStorage != "" {
+		rootPS := c.attached(req.RootStorage)
 		if rootPS == nil {
 			return nil, fmt.Sprintf("primary storage[uuid:%s] for the root volume is not attached to cluster[uuid:%s]", req.RootStorage, h.ClusterUUID)
 		}
@@ -439,47 +477,59 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 		if req.DataStorage == "" || req.DataStorage == req.RootStorage {
 			need += dataSize
 		}
-		if f := free(rootPS); f < need {
-			return nil, storageShort(rootPS, h, need, f, usage(rootPS).Down)
+		if f := c.free(rootPS); f < need {
+			return nil, storageShort(rootPS, h, need, f, c.usage(rootPS).Down)
 		}
-	default:
-		// Prefer a storage that holds everything, as ZStack keeps a VM's volumes together.
-		if req.DataStorage == "" {
-			rootPS = pick(rootSize+dataSize, "")
-		}
-		if rootPS == nil {
-			rootPS = pick(rootSize, "")
-		}
-		if rootPS == nil {
-			return nil, fmt.Sprintf("no Enabled, Connected primary storage attached to cluster[uuid:%s] has %d bytes free for the root volume%s",
-				h.ClusterUUID, rootSize, freeText(pss, h, usage))
-		}
+		return rootPS, ""
 	}
-	if len(data) > 0 {
-		switch {
-		case req.DataStorage != "":
-			dataPS = attached(req.DataStorage)
-			if dataPS == nil {
-				return nil, fmt.Sprintf("primary storage[uuid:%s] for data volumes is not attached to cluster[uuid:%s]", req.DataStorage, h.ClusterUUID)
-			}
-			need := dataSize
-			if dataPS == rootPS {
-				need += rootSize
-			}
-			if f := free(dataPS); f < need {
-				return nil, storageShort(dataPS, h, need, f, usage(dataPS).Down)
-			}
-		case free(rootPS) >= rootSize+dataSize:
-			dataPS = rootPS
-		default:
-			dataPS = pick(dataSize, rootPS.UUID)
-			if dataPS == nil {
-				return nil, fmt.Sprintf("no primary storage attached to cluster[uuid:%s] besides the root's has %d bytes free for the data volumes%s",
-					h.ClusterUUID, dataSize, freeText(pss, h, usage))
-			}
-		}
+	// Prefer a storage that holds everything, as ZStack keeps a VM's volumes together.
+	var rootPS *catalog.PrimaryStorage
+	if req.DataStorage == "" {
+		rootPS = c.pick(rootSize+dataSize, "")
 	}
+	if rootPS == nil {
+		rootPS = c.pick(rootSize, "")
+	}
+	if rootPS == nil {
+		return nil, fmt.Sprintf("no Enabled, Connected primary storage attached to cluster[uuid:%s] has %d bytes free for the root volume%s",
+			h.ClusterUUID, rootSize, freeText(c.pss, h, c.usage))
+	}
+	return rootPS, ""
+}
 
+// dataStorage is the storage of the data volumes: the one asked for, if it has room, or
+// the root's when it holds them too, or another with room for them all.
+func (c *storageChoice) dataStorage(rootPS *catalog.PrimaryStorage, rootSize, dataSize int64) (*catalog.PrimaryStorage, string) {
+	req, h := c.req, c.h
+	switch {
+	case req.DataStorage != "":
+		dataPS := c.attached(req.DataStorage)
+		if dataPS == nil {
+			return nil, fmt.Sprintf("primary storage[uuid:%s] for data volumes is not attached to cluster[uuid:%s]", req.DataStorage, h.ClusterUUID)
+		}
+		need := dataSize
+		if dataPS == rootPS {
+			need += rootSize
+		}
+		if f := c.free(dataPS); f < need {
+			return nil, storageShort(dataPS, h, need, f, c.usage(dataPS).Down)
+		}
+		return dataPS, ""
+	case c.free(rootPS) >= rootSize+dataSize:
+		return rootPS, ""
+	}
+	dataPS := c.pick(dataSize, rootPS.UUID)
+	if dataPS == nil {
+		return nil, fmt.Sprintf("no primary storage attached to cluster[uuid:%s] besides the root's has %d bytes free for the data volumes%s",
+			h.ClusterUUID, dataSize, freeText(c.pss, h, c.usage))
+	}
+	return dataPS, ""
+}
+
+// candidate is the placement on h with its claims: the host's CPU, memory and VM count, and
+// each storage's bytes and volume count.
+func (c *storageChoice) candidate(ix *catalog.Index, root Volume, data []Volume, rootPS, dataPS *catalog.PrimaryStorage) *Candidate {
+	h, req := c.h, c.req
 	res := &Result{HostUUID: h.UUID, ClusterUUID: h.ClusterUUID, ZoneUUID: ix.ZoneOfHost(h), VolumeStorage: map[string]string{}}
 	claims := []store.Claim{store.HostCPU(h.UUID, req.CPU), store.HostMemory(h.UUID, req.Memory), store.HostVMs(h.UUID)}
 	bytes := map[*catalog.PrimaryStorage]int64{}
@@ -498,10 +548,10 @@ func assignStorage(ix *catalog.Index, req Request, h *catalog.Host, pss []*catal
 		if ps == nil || bytes[ps] == 0 {
 			continue
 		}
-		claims = append(claims, store.StorageBytes(ps.UUID, localHost(ps), bytes[ps]), store.StorageVolumes(ps.UUID, vols[ps]))
+		claims = append(claims, store.StorageBytes(ps.UUID, c.localHost(ps), bytes[ps]), store.StorageVolumes(ps.UUID, vols[ps]))
 		delete(bytes, ps)
 	}
-	return &Candidate{Result: res, Claims: claims}, ""
+	return &Candidate{Result: res, Claims: claims}
 }
 
 func storageShort(ps *catalog.PrimaryStorage, h *catalog.Host, need, free int64, down string) string {

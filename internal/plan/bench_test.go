@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/plan"
@@ -75,11 +76,11 @@ func fillFixture(b testing.TB, st *store.Store, n int, actual int64) *scaleFixtu
 	return f
 }
 
-func (f *scaleFixture) spec(name string) *plan.Spec {
-	return &plan.Spec{Name: name, Groups: f.groups,
-		Defaults:       plan.Defaults{KeepSourceSize: true, NameTemplate: "{{.SourceName}}-dr"},
-		NetworkMapping: []plan.NetworkMap{{SourceL3NetworkUUID: f.l3, TargetL3NetworkUUID: f.l3}},
-		Tiers:          []plan.TierRule{{Tier: 1, SourceVMName: "vm-00*"}}}
+func (f *scaleFixture) spec(name string) *apiv1.PlanSpec {
+	return &apiv1.PlanSpec{Name: name, Groups: f.groups,
+		Defaults:       apiv1.PlanDefaults{KeepSourceSize: true, NameTemplate: "{{.SourceName}}-dr"},
+		NetworkMapping: []apiv1.NetworkMap{{SourceL3NetworkUUID: f.l3, TargetL3NetworkUUID: f.l3}},
+		Tiers:          []apiv1.TierRule{{Tier: 1, SourceVMName: "vm-00*"}}}
 }
 
 // BenchmarkSubmitPlan10k: validating and storing a plan of 10,000 groups (the API's work for

@@ -5,66 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/pipeline"
 	"github.com/vmrestore/vmrestore/internal/placement"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
-
-// DryRunReport answers "would this plan fit right now?": where each VM would land, or
-// exactly why it would not, and the totals needed against what is free. Nothing is reserved.
-type DryRunReport struct {
-	ItemCount int            `json:"itemCount"`
-	Fits      int            `json:"fits"`
-	Refused   int            `json:"refused"`
-	Needed    Resources      `json:"needed"`
-	Free      Resources      `json:"free"`
-	Refusals  map[string]int `json:"refusals"`
-	Items     []DryRunItem   `json:"items"`
-}
-
-// Resources is an amount of CPU, memory and primary storage.
-type Resources struct {
-	CPU     int64 `json:"cpu"`
-	Memory  int64 `json:"memoryBytes"`
-	Storage int64 `json:"storageBytes"`
-}
-
-// DryRunItem is where one VM would land.
-type DryRunItem struct {
-	Index       int            `json:"index"`
-	Tier        int            `json:"tier"`
-	GroupUUID   string         `json:"groupUuid"`
-	Name        string         `json:"name"`
-	Fits        bool           `json:"fits"`
-	CPUNum      int64          `json:"cpuNum"`
-	MemorySize  int64          `json:"memorySize"`
-	HostUUID    string         `json:"hostUuid,omitempty"`
-	ClusterUUID string         `json:"clusterUuid,omitempty"`
-	Volumes     []DryRunVolume `json:"volumes,omitempty"`
-	NICs        []DryRunNIC    `json:"nics,omitempty"`
-	ErrorCode   string         `json:"errorCode,omitempty"`
-	Error       string         `json:"error,omitempty"`
-}
-
-// DryRunVolume is where a volume would be written.
-type DryRunVolume struct {
-	VolumeBackupUUID   string `json:"volumeBackupUuid"`
-	Type               string `json:"type"`
-	Size               int64  `json:"size"`
-	PrimaryStorageUUID string `json:"primaryStorageUuid"`
-}
-
-// DryRunNIC is the address a NIC would get. For L3 networks with the random strategy the
-// actual address is chosen at restore time; the one shown is free now.
-type DryRunNIC struct {
-	L3NetworkUUID string `json:"l3NetworkUuid"`
-	IP            string `json:"ip"`
-	Static        bool   `json:"static"`
-	Random        bool   `json:"random,omitempty"`
-}
 
 // overlay is placement's view of capacity during a dry run: what Redis holds now, plus
 // what the items simulated so far would take.
@@ -178,8 +127,8 @@ func (a *addresses) take(ctx context.Context, ranges []catalog.Range, l3 string,
 
 // DryRun simulates a plan's items, in tier order, against the capacity and addresses free
 // right now.
-func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[string]store.IndexedGroup, items []store.PlanItem) (*DryRunReport, error) {
-	rep := &DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]DryRunItem, 0, len(items))}
+func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[string]store.IndexedGroup, items []store.PlanItem) (*apiv1.DryRunReport, error) {
+	rep := &apiv1.DryRunReport{ItemCount: len(items), Refusals: map[string]int{}, Items: make([]apiv1.DryRunItem, 0, len(items)), Note: apiv1.DryRunNote}
 	if err := freeNow(ctx, ix, st, &rep.Free); err != nil {
 		return nil, err
 	}
@@ -191,7 +140,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 		if err := ctx.Err(); err != nil { // the client went away: stop
 			return nil, err
 		}
-		out := DryRunItem{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name}
+		out := apiv1.DryRunItem{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name}
 		refuse := func(code, details string) {
 			out.ErrorCode, out.Error = code, details
 			rep.Refused++
@@ -240,9 +189,18 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 			return nil, err
 		}
 		out.HostUUID, out.ClusterUUID = res.HostUUID, res.ClusterUUID
+		if h := ix.Hosts[res.HostUUID]; h != nil {
+			out.HostName = h.Name
+		}
+		if c := ix.Clusters[res.ClusterUUID]; c != nil {
+			out.ClusterName = c.Name
+		}
 		for _, v := range r.Volumes {
-			out.Volumes = append(out.Volumes, DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size,
-				PrimaryStorageUUID: res.VolumeStorage[v.UUID]})
+			dv := apiv1.DryRunVolume{VolumeBackupUUID: v.BackupUUID, Type: v.Type, Size: v.Size, PrimaryStorageUUID: res.VolumeStorage[v.UUID]}
+			if ps := ix.PrimaryStorages[dv.PrimaryStorageUUID]; ps != nil {
+				dv.PrimaryStorageName = ps.Name
+			}
+			out.Volumes = append(out.Volumes, dv)
 		}
 		nicErr := ""
 		for _, n := range r.NICs {
@@ -256,7 +214,7 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 				break
 			}
 			l3 := ix.L3Networks[n.L3NetworkUUID]
-			out.NICs = append(out.NICs, DryRunNIC{L3NetworkUUID: n.L3NetworkUUID, IP: catalog.LongToIP(ip), Static: static != 0,
+			out.NICs = append(out.NICs, apiv1.DryRunNIC{L3NetworkUUID: n.L3NetworkUUID, IP: catalog.LongToIP(ip), Static: static != 0,
 				Random: static == 0 && l3 != nil && l3.IPAllocatorStrategy == catalog.IPRandom})
 		}
 		if nicErr != "" {
@@ -271,8 +229,38 @@ func DryRun(ctx context.Context, ix *catalog.Index, st *store.Store, groups map[
 	return rep, nil
 }
 
+// WarnNameCollisions warns of each item whose name is already a VM's (existing: name →
+// uuids of the VMs the account sees) or another item's: ZStack allows it, but two VMs of one
+// name are rarely what a recovery means, and the second is easily taken for the first.
+func WarnNameCollisions(rep *apiv1.DryRunReport, existing map[string][]string) {
+	byName := map[string][]int{}
+	for _, it := range rep.Items {
+		byName[it.Name] = append(byName[it.Name], it.Index)
+	}
+	for i := range rep.Items {
+		it := &rep.Items[i]
+		if vms := existing[it.Name]; len(vms) > 0 {
+			it.Warnings = append(it.Warnings, fmt.Sprintf("a VM named %q already exists on the recovery site (uuid %s); this restore makes another: "+
+				"give the item another name (defaults.nameTemplate or an override's name) unless two are meant", it.Name, strings.Join(vms, ", ")))
+		}
+		if others := byName[it.Name]; len(others) > 1 {
+			var idx []string
+			for _, o := range others {
+				if o != it.Index {
+					idx = append(idx, strconv.Itoa(o))
+				}
+			}
+			it.Warnings = append(it.Warnings, fmt.Sprintf("item(s) %s of this plan are named %q too: a name template with .SourceUUID or .GroupName tells them apart",
+				strings.Join(idx, ", "), it.Name))
+		}
+		if len(it.Warnings) > 0 {
+			rep.Warnings++
+		}
+	}
+}
+
 // freeNow adds up the CPU, memory and primary storage free on usable hosts and storages.
-func freeNow(ctx context.Context, ix *catalog.Index, st *store.Store, free *Resources) error {
+func freeNow(ctx context.Context, ix *catalog.Index, st *store.Store, free *apiv1.Resources) error {
 	var fields []string
 	for _, h := range ix.Site.Hosts {
 		if ix.HostUsable(&h) {

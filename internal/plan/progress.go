@@ -6,62 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/store"
 )
-
-// Report is a plan's progress: counts by state, bytes, throughput and ETA, per tier and per
-// item, as GET /api/v1/plans/{uuid} answers it. Bytes are backup data, what a restore reads
-// and writes (bytesDone, bytesTotal; throughput and ETA are measured on them); the volumes'
-// virtual sizes, where holes pass at once, are beside them (virtualBytesDone, virtualBytesTotal).
-type Report struct {
-	UUID                     string         `json:"uuid"`
-	Name                     string         `json:"name"`
-	State                    string         `json:"state"`
-	Reason                   string         `json:"reason,omitempty"`
-	CreatedAt                time.Time      `json:"createdAt"`
-	FinishedAt               *time.Time     `json:"finishedAt,omitempty"`
-	Concurrency              int            `json:"concurrency"`
-	ItemCount                int            `json:"itemCount"`
-	Counts                   map[string]int `json:"counts"`
-	BytesDone                int64          `json:"bytesDone"`
-	BytesTotal               int64          `json:"bytesTotal"`
-	VirtualBytesDone         int64          `json:"virtualBytesDone"`
-	VirtualBytesTotal        int64          `json:"virtualBytesTotal"`
-	ThroughputBytesPerSecond float64        `json:"throughputBytesPerSecond"`
-	EtaSeconds               *float64       `json:"etaSeconds,omitempty"`
-	Tiers                    []TierReport   `json:"tiers"`
-	Items                    []ItemReport   `json:"items,omitempty"`
-}
-
-// TierReport is one tier's progress.
-type TierReport struct {
-	Tier              int            `json:"tier"`
-	Counts            map[string]int `json:"counts"`
-	BytesDone         int64          `json:"bytesDone"`
-	BytesTotal        int64          `json:"bytesTotal"`
-	VirtualBytesDone  int64          `json:"virtualBytesDone"`
-	VirtualBytesTotal int64          `json:"virtualBytesTotal"`
-}
-
-// ItemReport is one item: which group, where it is, and why it failed.
-type ItemReport struct {
-	Index      int    `json:"index"`
-	Tier       int    `json:"tier"`
-	GroupUUID  string `json:"groupUuid"`
-	Name       string `json:"name"`
-	State      string `json:"state"`
-	Stage      string `json:"stage,omitempty"`
-	JobUUID    string `json:"jobUuid,omitempty"`
-	VMUUID     string `json:"vmUuid,omitempty"`
-	Attempt    int    `json:"attempt,omitempty"`
-	BytesDone  int64  `json:"bytesDone"`
-	BytesTotal int64  `json:"bytesTotal"`
-	// VirtualBytesDone and VirtualBytesTotal are the volumes' virtual sizes.
-	VirtualBytesDone  int64  `json:"virtualBytesDone"`
-	VirtualBytesTotal int64  `json:"virtualBytesTotal"`
-	ErrorCode         string `json:"errorCode,omitempty"`
-	Error             string `json:"error,omitempty"`
-}
 
 // listingCache keeps the item listings of the plans read most recently: a listing never
 // changes once a plan is accepted, and parsing 10,000 items is a third of a progress read.
@@ -105,12 +52,12 @@ const throughputWindow = 60 * time.Second
 
 // Progress builds a plan's report. With items false only the totals are read (no per-item
 // work); filter keeps only items in one state ("" keeps all).
-func Progress(ctx context.Context, st *store.Store, uuid string, items bool, filter string) (*Report, error) {
+func Progress(ctx context.Context, st *store.Store, uuid string, items bool, filter string) (*apiv1.PlanReport, error) {
 	meta, ps, err := st.GetPlan(ctx, uuid)
 	if err != nil {
 		return nil, err
 	}
-	r := &Report{UUID: meta.UUID, Name: meta.Name, State: ps.State, Reason: ps.Reason, CreatedAt: meta.CreatedAt,
+	r := &apiv1.PlanReport{UUID: meta.UUID, Name: meta.Name, State: ps.State, Reason: ps.Reason, CreatedAt: meta.CreatedAt,
 		Concurrency: meta.Concurrency, ItemCount: meta.ItemCount, Counts: ps.Counts, BytesDone: ps.DataDone,
 		BytesTotal: meta.DataTotal, VirtualBytesDone: ps.BytesDone, VirtualBytesTotal: meta.BytesTotal}
 	// A plan accepted before data was counted has only virtual bytes: they stand in.
@@ -136,10 +83,10 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 	if err != nil {
 		return nil, err
 	}
-	tiers := map[int]*TierReport{}
+	tiers := map[int]*apiv1.TierReport{}
 	var remaining int64
 	if items {
-		r.Items = make([]ItemReport, 0, len(listing))
+		r.Items = make([]apiv1.ItemReport, 0, len(listing))
 	}
 	for _, it := range listing {
 		s, started := statuses[it.Index]
@@ -148,7 +95,7 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 		}
 		t := tiers[it.Tier]
 		if t == nil {
-			t = &TierReport{Tier: it.Tier, Counts: map[string]int{}}
+			t = &apiv1.TierReport{Tier: it.Tier, Counts: map[string]int{}}
 			tiers[it.Tier] = t
 		}
 		dataDone, dataTotal := s.DataDone, it.DataTotal
@@ -164,7 +111,7 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 			remaining += dataTotal - dataDone
 		}
 		if items && (filter == "" || filter == s.State) {
-			r.Items = append(r.Items, ItemReport{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name,
+			r.Items = append(r.Items, apiv1.ItemReport{Index: it.Index, Tier: it.Tier, GroupUUID: it.GroupUUID, Name: it.Name,
 				State: s.State, Stage: s.Stage, JobUUID: s.Job, VMUUID: s.VM, Attempt: s.Attempt, BytesDone: dataDone,
 				BytesTotal: dataTotal, VirtualBytesDone: s.BytesDone, VirtualBytesTotal: it.BytesTotal, ErrorCode: s.Code, Error: s.Details})
 		}

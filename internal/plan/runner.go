@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -295,7 +296,7 @@ func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, i
 
 // bootChecked reports whether the plan's VMs must pass a boot check (its spec says so).
 func bootChecked(meta *store.PlanMeta) bool {
-	var spec Spec
+	var spec apiv1.PlanSpec
 	return json.Unmarshal(meta.Spec, &spec) == nil && spec.HasBootCheck()
 }
 

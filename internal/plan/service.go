@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
+	"github.com/vmrestore/vmrestore/internal/planspec"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/webhook"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -25,12 +27,12 @@ type Service struct {
 type Submitted struct {
 	UUID     string
 	Existing bool // the client token named an earlier plan
-	DryRun   *DryRunReport
+	DryRun   *apiv1.DryRunReport
 }
 
 // Submit validates a plan and stores it (or, with dryRun, simulates it and stores nothing).
 // A client token already used by the account returns the first plan.
-func (s *Service) Submit(ctx context.Context, spec *Spec, account string, admin, dryRun bool) (*Submitted, error) {
+func (s *Service) Submit(ctx context.Context, spec *apiv1.PlanSpec, account string, admin, dryRun bool) (*Submitted, error) {
 	// A client token already used answers its plan before anything is validated: that plan
 	// may be running and hold the very addresses this submission would now find in use.
 	if spec.ClientToken != "" && !dryRun {
@@ -53,7 +55,7 @@ func (s *Service) Submit(ctx context.Context, spec *Spec, account string, admin,
 	if err != nil {
 		return nil, err
 	}
-	items, err := Build(ctx, spec, Input{Catalog: ix, Groups: groups, Account: account, Admin: admin, UsedMacs: macs, WebHooks: s.WebHooks,
+	items, err := planspec.Build(ctx, spec, planspec.Input{Catalog: ix, Groups: groups, Account: account, Admin: admin, UsedMacs: macs, WebHooks: s.WebHooks,
 		UsedIPs: func(l3 string) (map[string]string, error) { return s.Store.UsedIPs(ctx, l3) }})
 	if err != nil {
 		return nil, err
@@ -67,6 +69,19 @@ func (s *Service) Submit(ctx context.Context, spec *Spec, account string, admin,
 		if err != nil {
 			return nil, err
 		}
+		owner := account
+		if admin {
+			owner = ""
+		}
+		vms, err := s.Store.ListVMs(ctx, owner)
+		if err != nil {
+			return nil, err
+		}
+		existing := map[string][]string{}
+		for _, vm := range vms {
+			existing[vm.Name] = append(existing[vm.Name], vm.UUID)
+		}
+		WarnNameCollisions(rep, existing)
 		return &Submitted{DryRun: rep}, nil
 	}
 	uuid := zstack.NewUUID()
@@ -181,6 +196,6 @@ func sortByTier(items []store.PlanItem) {
 	})
 }
 
-func sortByIndex(items []DryRunItem) {
+func sortByIndex(items []apiv1.DryRunItem) {
 	sort.Slice(items, func(a, b int) bool { return items[a].Index < items[b].Index })
 }

@@ -1,24 +1,20 @@
-// Package plan runs bulk restore plans: many backup groups restored in one operation, in
-// tiers, with a network mapping from the lost site to the recovery site, a concurrency cap,
-// progress to the byte, cancel, pause, resume and retry of failed items, and dry runs that
-// prove before a disaster that the recovery site is big enough.
-//
-// Every item of a plan becomes an ordinary restore job, built from the same ZStack request
-// the single API takes and validated by the same rules. Tiers are strict: no item of tier
-// N+1 starts before every item of tiers ≤ N has ended, because the point of a tier is that
-// what comes later (the web tier) needs what came before (the databases) running; a
-// priority alone would let a free worker start a web server next to a half-restored database.
-package plan
+// Package planspec turns a restore plan as the operator writes it (apiv1.PlanSpec) into the
+// items it will run: it checks the spec, selects the groups from the backup index, puts each
+// in its tier, names it by the name template, maps its networks, applies the defaults and the
+// group's override, and builds and validates each item's job request by the rules of a
+// single restore. It is pure: it reads only what it is given (the catalog, the indexed
+// groups, the addresses in use) and writes nothing; internal/plan stores and runs the items.
+package planspec
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
@@ -35,80 +31,6 @@ const (
 	MaxConcurrency     = 2000
 	maxProblems        = 25
 )
-
-// Spec is a restore plan as the operator writes it (JSON, or YAML through restorectl).
-type Spec struct {
-	Name           string              `json:"name" yaml:"name"`
-	ClientToken    string              `json:"clientToken,omitempty" yaml:"clientToken,omitempty"`
-	Groups         []string            `json:"groups,omitempty" yaml:"groups,omitempty"`
-	Selector       *Selector           `json:"selector,omitempty" yaml:"selector,omitempty"`
-	Defaults       Defaults            `json:"defaults" yaml:"defaults"`
-	NetworkMapping []NetworkMap        `json:"networkMapping,omitempty" yaml:"networkMapping,omitempty"`
-	Tiers          []TierRule          `json:"tiers,omitempty" yaml:"tiers,omitempty"`
-	Overrides      map[string]Override `json:"overrides,omitempty" yaml:"overrides,omitempty"`
-	Concurrency    int                 `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
-	HaltOnFailure  bool                `json:"haltOnFailure,omitempty" yaml:"haltOnFailure,omitempty"`
-	WebHook        string              `json:"webHook,omitempty" yaml:"webHook,omitempty"`
-}
-
-// Selector picks groups from the backup index instead of listing them.
-type Selector struct {
-	BackupStorageUUID string `json:"backupStorageUuid,omitempty" yaml:"backupStorageUuid,omitempty"`
-	// SourceVMName is a glob (*, ?, [..]) on the source VM's name.
-	SourceVMName string `json:"sourceVmName,omitempty" yaml:"sourceVmName,omitempty"`
-	// NewestPerSourceVM keeps only the newest group of each source VM.
-	NewestPerSourceVM bool `json:"newestPerSourceVm,omitempty" yaml:"newestPerSourceVm,omitempty"`
-}
-
-// Defaults apply to every item unless an override says otherwise.
-type Defaults struct {
-	ZoneUUID             string `json:"zoneUuid,omitempty" yaml:"zoneUuid,omitempty"`
-	ClusterUUID          string `json:"clusterUuid,omitempty" yaml:"clusterUuid,omitempty"`
-	InstanceOfferingUUID string `json:"instanceOfferingUuid,omitempty" yaml:"instanceOfferingUuid,omitempty"`
-	// KeepSourceSize gives each VM the CPU and memory of its source VM.
-	KeepSourceSize bool   `json:"keepSourceSize,omitempty" yaml:"keepSourceSize,omitempty"`
-	Strategy       string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
-	// NameTemplate is a Go template over .SourceName, .SourceUUID, .GroupName, .GroupUUID,
-	// .Tier and .Index; the default is "{{.SourceName}}".
-	NameTemplate                    string `json:"nameTemplate,omitempty" yaml:"nameTemplate,omitempty"`
-	PrimaryStorageUUIDForRootVolume string `json:"primaryStorageUuidForRootVolume,omitempty" yaml:"primaryStorageUuidForRootVolume,omitempty"`
-	PrimaryStorageUUIDForDataVolume string `json:"primaryStorageUuidForDataVolume,omitempty" yaml:"primaryStorageUuidForDataVolume,omitempty"`
-	// BootCheck makes every VM prove it booted ({"mode": "console:<regex>", "timeout": 600});
-	// a tier's failure then holds the later tiers.
-	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
-}
-
-// NetworkMap maps a source L3 network to a recovery-site one.
-type NetworkMap struct {
-	SourceL3NetworkUUID string `json:"sourceL3NetworkUuid" yaml:"sourceL3NetworkUuid"`
-	TargetL3NetworkUUID string `json:"targetL3NetworkUuid" yaml:"targetL3NetworkUuid"`
-	// IP is "keep" (the source address, which must be in the target's ranges) or
-	// "allocate" (the default).
-	IP string `json:"ip,omitempty" yaml:"ip,omitempty"`
-	// Mac is "keep" (the source MAC) or "regenerate" (the default).
-	Mac string `json:"mac,omitempty" yaml:"mac,omitempty"`
-}
-
-// TierRule puts the groups whose source VM name matches into a tier.
-type TierRule struct {
-	Tier         int    `json:"tier" yaml:"tier"`
-	SourceVMName string `json:"sourceVmName" yaml:"sourceVmName"`
-}
-
-// Override changes one group's item.
-type Override struct {
-	Name                 string `json:"name,omitempty" yaml:"name,omitempty"`
-	Tier                 int    `json:"tier,omitempty" yaml:"tier,omitempty"`
-	InstanceOfferingUUID string `json:"instanceOfferingUuid,omitempty" yaml:"instanceOfferingUuid,omitempty"`
-	CPUNum               int64  `json:"cpuNum,omitempty" yaml:"cpuNum,omitempty"`
-	MemorySize           int64  `json:"memorySize,omitempty" yaml:"memorySize,omitempty"`
-	ZoneUUID             string `json:"zoneUuid,omitempty" yaml:"zoneUuid,omitempty"`
-	ClusterUUID          string `json:"clusterUuid,omitempty" yaml:"clusterUuid,omitempty"`
-	HostUUID             string `json:"hostUuid,omitempty" yaml:"hostUuid,omitempty"`
-	Strategy             string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
-	// BootCheck replaces the default boot check for this group.
-	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
-}
 
 // nameData is what a name template sees.
 type nameData struct {
@@ -156,7 +78,7 @@ type Input struct {
 // Build validates a spec and turns it into items, each with the job request it will run.
 // Every problem found is reported at once, in one SYS.1007 error (*zstack.ErrorCode); it
 // stops with ctx's error when ctx ends (the client went away).
-func Build(ctx context.Context, spec *Spec, in Input) ([]store.PlanItem, error) {
+func Build(ctx context.Context, spec *apiv1.PlanSpec, in Input) ([]store.PlanItem, error) {
 	var p problems
 	if err := checkSpec(spec, in.Catalog, in.WebHooks); err != nil {
 		return nil, err
@@ -173,7 +95,7 @@ func Build(ctx context.Context, spec *Spec, in Input) ([]store.PlanItem, error) 
 	if ec != nil {
 		return nil, ec
 	}
-	mapping := map[string]NetworkMap{}
+	mapping := map[string]apiv1.NetworkMap{}
 	for _, m := range spec.NetworkMapping {
 		mapping[m.SourceL3NetworkUUID] = m
 	}
@@ -261,7 +183,7 @@ func Build(ctx context.Context, spec *Spec, in Input) ([]store.PlanItem, error) 
 	return items, nil
 }
 
-func checkSpec(spec *Spec, ix *catalog.Index, hooks *webhook.Policy) *zstack.ErrorCode {
+func checkSpec(spec *apiv1.PlanSpec, ix *catalog.Index, hooks *webhook.Policy) *zstack.ErrorCode {
 	switch {
 	case strings.TrimSpace(spec.Name) == "" || len(spec.Name) > 255:
 		return zstack.InvalidArgument("name is required (at most 255 characters)")
@@ -336,7 +258,7 @@ func checkSpec(spec *Spec, ix *catalog.Index, hooks *webhook.Policy) *zstack.Err
 
 // selectGroups resolves the explicit list or the selector against the backup index, keeping
 // only groups the account may restore.
-func selectGroups(spec *Spec, in Input) ([]store.IndexedGroup, *zstack.ErrorCode) {
+func selectGroups(spec *apiv1.PlanSpec, in Input) ([]store.IndexedGroup, *zstack.ErrorCode) {
 	byUUID := make(map[string]*store.IndexedGroup, len(in.Groups))
 	for i := range in.Groups {
 		byUUID[in.Groups[i].GroupUUID] = &in.Groups[i]
@@ -419,7 +341,7 @@ func contains(list []string, v string) bool {
 
 // tierOf is the override's tier, else the first matching rule's, else one past the highest
 // rule (so that "databases in tier 1" puts everything else after them), else 1.
-func tierOf(spec *Spec, g store.IndexedGroup, ov Override) int {
+func tierOf(spec *apiv1.PlanSpec, g store.IndexedGroup, ov apiv1.PlanOverride) int {
 	if ov.Tier > 0 {
 		return ov.Tier
 	}
@@ -434,7 +356,7 @@ func tierOf(spec *Spec, g store.IndexedGroup, ov Override) int {
 }
 
 // request builds the ZStack request of one item. It returns a problem text, or "".
-func request(spec *Spec, g store.IndexedGroup, ov Override, name string, mapping map[string]NetworkMap) (*zstack.CreateVmFromVmBackupRequest, string) {
+func request(spec *apiv1.PlanSpec, g store.IndexedGroup, ov apiv1.PlanOverride, name string, mapping map[string]apiv1.NetworkMap) (*zstack.CreateVmFromVmBackupRequest, string) {
 	d := spec.Defaults
 	p := zstack.CreateVmFromVmBackupParams{
 		Name: name, Strategy: d.Strategy, ZoneUUID: d.ZoneUUID, ClusterUUID: d.ClusterUUID,
@@ -510,42 +432,4 @@ func sortedNics(g store.IndexedGroup) []backup.SourceNic {
 	out := append([]backup.SourceNic(nil), g.VM.Nics...)
 	sort.SliceStable(out, func(a, b int) bool { return out[a].DeviceID < out[b].DeviceID })
 	return out
-}
-
-// Meta builds the plan's metadata.
-func Meta(uuid string, spec *Spec, account string, items []store.PlanItem) (*store.PlanMeta, error) {
-	raw, err := json.Marshal(spec)
-	if err != nil {
-		return nil, err
-	}
-	m := &store.PlanMeta{UUID: uuid, Name: spec.Name, AccountUUID: account, ClientToken: spec.ClientToken,
-		CreatedAt: time.Now(), Concurrency: spec.Concurrency, HaltOnFailure: spec.HaltOnFailure,
-		WebHook: spec.WebHook, ItemCount: len(items), Spec: raw}
-	if m.Concurrency == 0 {
-		m.Concurrency = DefaultConcurrency
-	}
-	tiers := map[int]bool{}
-	for _, it := range items {
-		m.BytesTotal += it.BytesTotal
-		m.DataTotal += it.DataTotal
-		tiers[it.Tier] = true
-	}
-	for t := range tiers {
-		m.Tiers = append(m.Tiers, t)
-	}
-	sort.Ints(m.Tiers)
-	return m, nil
-}
-
-// HasBootCheck reports whether a plan's VMs prove they booted (by default or for a group).
-func (s *Spec) HasBootCheck() bool {
-	if s.Defaults.BootCheck != nil {
-		return true
-	}
-	for _, ov := range s.Overrides {
-		if ov.BootCheck != nil {
-			return true
-		}
-	}
-	return false
 }

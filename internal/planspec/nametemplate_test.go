@@ -1,4 +1,4 @@
-package plan
+package planspec
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/store"
@@ -83,7 +84,7 @@ func TestBuildStopsWhenTheClientGoesAway(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	start := time.Now()
-	_, err := Build(ctx, &Spec{Name: "p", Selector: &Selector{}}, Input{Catalog: catalog.NewIndex(&catalog.Site{}, 1), Groups: groups, Admin: true})
+	_, err := Build(ctx, &apiv1.PlanSpec{Name: "p", Selector: &apiv1.PlanSelector{}}, Input{Catalog: catalog.NewIndex(&catalog.Site{}, 1), Groups: groups, Admin: true})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("want context.Canceled, got %v after %v", err, time.Since(start))
 	}

@@ -1,0 +1,54 @@
+package apiv1
+
+import (
+	"time"
+
+	"github.com/vmrestore/vmrestore/internal/zstack"
+)
+
+// Job is a restore job as the native API shows it (GET /api/v1/jobs/{uuid}, and POST
+// /api/v1/jobs/{uuid}/cancel).
+type Job struct {
+	UUID       string            `json:"uuid"`
+	State      string            `json:"state"`
+	Stage      string            `json:"stage,omitempty"`
+	GroupUUID  string            `json:"groupUuid"`
+	Name       string            `json:"name"`
+	VMUUID     string            `json:"vmUuid,omitempty"`
+	PlanUUID   string            `json:"planUuid,omitempty"`
+	PlanItem   *int              `json:"planItem,omitempty"`
+	Attempts   int               `json:"attempts"`
+	HandBacks  int               `json:"handBacks"`
+	CreatedAt  time.Time         `json:"createdAt"`
+	StartedAt  *time.Time        `json:"startedAt,omitempty"`
+	FinishedAt *time.Time        `json:"finishedAt,omitempty"`
+	Progress   *JobProgress      `json:"progress,omitempty"`
+	Cancel     bool              `json:"cancelRequested,omitempty"`
+	Error      *zstack.ErrorCode `json:"error,omitempty"`
+}
+
+// JobProgress is the byte progress of a job's copies, rewritten at least every second while
+// they run. Bytes are of the backup files: BytesTotal is their length (the virtual size of a
+// raw volume), BytesDone how far the copies got (holes count as done when passed), DataBytes
+// the data copied so far of DataBytesTotal (the backups' actualSize), and BytesPerSecond the
+// data rate over the last interval.
+type JobProgress struct {
+	BytesDone      int64            `json:"bytesDone"`
+	BytesTotal     int64            `json:"bytesTotal"`
+	DataBytes      int64            `json:"dataBytes,omitempty"`
+	DataBytesTotal int64            `json:"dataBytesTotal,omitempty"`
+	BytesPerSecond int64            `json:"bytesPerSecond,omitempty"`
+	UpdatedAt      time.Time        `json:"updatedAt,omitzero"`
+	Volumes        []VolumeProgress `json:"volumes,omitempty"`
+}
+
+// VolumeProgress is the progress of one volume's copy.
+type VolumeProgress struct {
+	UUID       string `json:"uuid"` // the restored volume
+	BackupUUID string `json:"backupUuid"`
+	BytesDone  int64  `json:"bytesDone"`
+	BytesTotal int64  `json:"bytesTotal"`
+	DataBytes  int64  `json:"dataBytes"`
+	// State is waiting (for a clone slot), copying, done or failed.
+	State string `json:"state"`
+}
