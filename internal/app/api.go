@@ -111,6 +111,7 @@ func (p *apiProcess) startAuth(r *runGroup) error {
 	p.auth = auth.New(p.st, p.c.SessionTTL, auth.DefaultMaxSessions, p.c.LoginConcurrency)
 	p.auth.Observe = func(outcome string) { p.m.LoginAttempts.WithLabelValues(outcome).Inc() }
 	p.auth.Hashing = p.m.PasswordHashing.Add
+	p.auth.Now = p.c.Now
 	if err := p.auth.SyncAccounts(r.ctx, p.site.Accounts); err != nil {
 		return err
 	}
