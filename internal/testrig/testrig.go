@@ -11,6 +11,8 @@ package testrig
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -73,7 +75,8 @@ type Rig struct {
 	Base    string // http://host:port of the api
 	Session string // an admin session
 	Log     *slog.Logger
-	// HTTP is the client that reaches the api; nil: http.DefaultClient.
+	// HTTP is the client that reaches the api: one that trusts the api's certificate when
+	// it serves HTTPS (a test certificate is its own CA), else http.DefaultClient.
 	HTTP *http.Client
 
 	tb     testing.TB
@@ -132,6 +135,9 @@ func (r *Rig) start(o Options) error {
 		r.tb.Cleanup(func() { r.API.Stop() })
 	}
 	r.Base = app.BaseURL(r.API)
+	if r.HTTP, err = trustingClient(r.Config.TLSCertFile); err != nil {
+		return err
+	}
 	workers := max(o.Workers, 1)
 	if o.NoWorker {
 		workers = 0
@@ -276,6 +282,23 @@ func (r *Rig) Close() {
 	if r.ownDir {
 		os.RemoveAll(r.Paths.Dir)
 	}
+}
+
+// trustingClient is a client that trusts the certificate in certFile; none is needed (nil)
+// without one.
+func trustingClient(certFile string) (*http.Client, error) {
+	if certFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", certFile)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, nil
 }
 
 // client is the HTTP client of the rig's api: the TLS one when the api serves HTTPS.
