@@ -13,9 +13,9 @@ import (
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
-	"github.com/vmrestore/vmrestore/internal/testrig"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 

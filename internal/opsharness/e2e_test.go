@@ -56,7 +56,6 @@ var neverFiring = map[string]bool{
 	"VmrestoreHostWithoutWorker":        true,
 }
 
-
 // syncBuffer collects log lines from several goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
