@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/embedded"
 )
 
 func main() {
@@ -37,11 +38,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	log := app.NewLogger(c, stderr)
-	a, err := app.StartAPI(ctx, c, stdout, log)
+	a, err := embedded.StartAPI(ctx, c, stdout, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, app.Banner(a, c))
+	fmt.Fprint(stdout, embedded.Banner(a, c))
 	if err := a.Wait(); err != nil && ctx.Err() == nil {
 		return err
 	}

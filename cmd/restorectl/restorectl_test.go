@@ -23,11 +23,11 @@ import (
 	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/demosite"
-	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 	"github.com/vmrestore/vmrestore/internal/tlstest"
 )
 
-const adminPassword = "test-admin-password"
+const adminPassword = testrig.AdminPassword
 
 // harness is a running vmrestore (a private redis-server, an api and a worker in this
 // process, restoring onto the demo site in a temporary folder) and a restorectl config file.
@@ -48,69 +48,18 @@ func newHarness(t *testing.T, settings ...map[string]string) *harness {
 			extra[k] = v
 		}
 	}
-	r := redistest.Start(t)
-	paths := demosite.PathsIn(t.TempDir())
-	if err := demosite.WriteBackups(paths.Backup); err != nil {
-		t.Fatalf("write demo backups: %v", err)
-	}
-	if err := demosite.WriteSite(paths); err != nil {
-		t.Fatalf("write demo site: %v", err)
-	}
-	cfg, err := app.LoadConfig("test", nil, func(k string) string {
-		if v, ok := extra[k]; ok {
-			return v
-		}
-		switch k {
-		case "REDIS_ADDR":
-			return r.Addr
-		case "VMRESTORE_SITE":
-			return paths.SiteFile
-		case "VMRESTORE_HTTP_ADDR", "VMRESTORE_METRICS_ADDR":
-			return "127.0.0.1:0"
-		case "VMRESTORE_ADMIN_PASSWORD":
-			return adminPassword
-		case "VMRESTORE_BACKUP_SCAN_INTERVAL":
-			return "1s"
-		case "VMRESTORE_HYPERVISOR":
-			return "simulator"
-		}
-		return ""
-	}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	api, err := app.StartAPI(context.Background(), cfg, io.Discard, log)
-	if err != nil {
-		t.Fatalf("start api: %v", err)
-	}
-	t.Cleanup(func() { api.Stop() })
-	w, err := app.StartWorker(context.Background(), cfg, log)
-	if err != nil {
-		t.Fatalf("start worker: %v", err)
-	}
-	t.Cleanup(func() { w.Stop() })
-
+	rig := testrig.New(t, testrig.Options{Env: extra, Log: log})
+	api := rig.API
 	// Plans resolve groups from the backup index, which the worker fills.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testrig.Eventually(t, 20*time.Second, func() bool {
 		groups, err := api.Store.ListBackupGroups(context.Background())
-		if err == nil && len(groups) >= 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the demo groups were not indexed: %d (%v)", len(groups), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	scheme := "http://"
-	if extra["VMRESTORE_TLS_CERT_FILE"] != "" {
-		scheme = "https://"
-	}
-	return &harness{t: t, base: scheme + api.Addr, cfgFile: filepath.Join(t.TempDir(), "restorectl", "session.json"), api: api}
+		return err == nil && len(groups) >= 3
+	}, "the demo groups were not indexed")
+	return &harness{t: t, base: rig.Base, cfgFile: filepath.Join(t.TempDir(), "restorectl", "session.json"), api: api}
 }
 
 type result struct {

@@ -73,6 +73,9 @@ type Config struct {
 	HostLocal string
 	// HostWait bounds how long a host-local job waits for a worker of its host.
 	HostWait time.Duration
+	// Now, when set, is the time sessions are timed by (tests move it instead of sleeping);
+	// no setting sets it.
+	Now func() time.Time
 }
 
 // Hypervisor drivers.

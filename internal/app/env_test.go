@@ -21,10 +21,10 @@ import (
 	"github.com/vmrestore/vmrestore/internal/openapitest"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
-	"go.yaml.in/yaml/v3"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
-const adminPassword = "test-admin-password"
+const adminPassword = testrig.AdminPassword
 
 // The demo backup groups are generated once per test binary and only read by the tests.
 var (
@@ -55,10 +55,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// env is a running vmrestore: a private redis-server, an api and a worker in this process,
-// restoring onto the demo site generated in a temporary folder.
+// env is a running vmrestore (a testrig.Rig): a private redis-server, an api and a worker
+// in this process, restoring onto the demo site generated in a temporary folder.
 type env struct {
 	t       testing.TB
+	rig     *testrig.Rig
 	redis   *redistest.Server
 	api     *app.API
 	worker  *app.Worker
@@ -79,6 +80,8 @@ type envOptions struct {
 	// redis points the env at a Redis deployment of its own (Sentinel, Cluster) instead of
 	// a private single redis-server; e.redis is then nil.
 	redis func(*app.Config)
+	// clock, when set, times the api's sessions (a test ages them with Advance).
+	clock *testrig.Clock
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -94,79 +97,24 @@ func newEnv(tb testing.TB, opts ...envOptions) *env {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	var r *redistest.Server
-	if o.redis == nil {
-		r = redistest.Start(tb)
+	rig := testrig.New(tb, testrig.Options{
+		Site: o.site, Config: o.config, Redis: o.redis, NoWorker: o.noWorker, Clock: o.clock,
+		Backups: sharedBackups(tb), Log: testLogger(tb),
+	})
+	e := &env{t: tb, rig: rig, redis: rig.Redis, api: rig.API, base: rig.Base, session: rig.Session,
+		paths: rig.Paths, store: rig.Store(), cfg: rig.Config}
+	if len(rig.Workers) > 0 {
+		e.worker = rig.Workers[0]
 	}
-	paths := demosite.PathsIn(tb.TempDir())
-	paths.Backup = sharedBackups(tb)
-	if err := demosite.WriteSite(paths); err != nil {
-		tb.Fatalf("write demo site: %v", err)
-	}
-	if o.site != nil {
-		site := demosite.Site(paths)
-		o.site(site)
-		b, err := yaml.Marshal(site)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := os.WriteFile(paths.SiteFile, b, 0o640); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	cfg, err := app.LoadConfig("test", nil, func(k string) string {
-		switch k {
-		case "REDIS_ADDR":
-			if r != nil {
-				return r.Addr
-			}
-			return "set-by-options"
-		case "VMRESTORE_SITE":
-			return paths.SiteFile
-		case "VMRESTORE_HTTP_ADDR", "VMRESTORE_METRICS_ADDR":
-			return "127.0.0.1:0"
-		case "VMRESTORE_ADMIN_PASSWORD":
-			return adminPassword
-		case "VMRESTORE_BACKUP_SCAN_INTERVAL":
-			return "1s"
-		case "VMRESTORE_HYPERVISOR":
-			return "simulator"
-		}
-		return ""
-	}, io.Discard)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if o.redis != nil {
-		o.redis(&cfg)
-	}
-	if o.config != nil {
-		o.config(&cfg)
-	}
-	ctx := context.Background()
-	log := testLogger(tb)
-	e := &env{t: tb, redis: r, paths: paths, cfg: cfg}
-	e.api, err = app.StartAPI(ctx, cfg, io.Discard, log)
-	if err != nil {
-		tb.Fatalf("start api: %v", err)
-	}
-	tb.Cleanup(func() { e.api.Stop() })
-	e.store = e.api.Store
-	e.base = "http://" + e.api.Addr
-	if !o.noWorker {
-		e.startWorker()
-	}
-	e.session = e.login("admin", adminPassword)
 	return e
 }
 
 func (e *env) startWorker() *app.Worker {
 	e.t.Helper()
-	w, err := app.StartWorker(context.Background(), e.cfg, testLogger(e.t))
+	w, err := e.rig.StartWorker()
 	if err != nil {
-		e.t.Fatalf("start worker: %v", err)
+		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() { w.Stop() })
 	e.worker = w
 	return w
 }
@@ -275,14 +223,12 @@ func (e *env) restore(group string, params map[string]any, headers map[string]st
 func (e *env) poll(location string, within time.Duration) response {
 	e.t.Helper()
 	path := location[strings.Index(location, "/zstack/v1/api-jobs/"):]
-	deadline := time.Now().Add(within)
-	for {
-		r := e.do("GET", path, e.session, nil, nil)
-		if r.status != 202 || time.Now().After(deadline) {
-			return r
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var r response
+	testrig.Within(within, func() bool {
+		r = e.do("GET", path, e.session, nil, nil)
+		return r.status != 202
+	})
+	return r
 }
 
 // checkInvariants fails the test if the invariant checker finds any drift or leak.

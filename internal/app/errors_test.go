@@ -15,6 +15,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -269,7 +270,8 @@ func copyGroup(tb testing.TB, e *env, from, to string, edit func(dir string)) st
 }
 
 func TestSessionsAreCheckedOnEveryZStackRoute(t *testing.T) {
-	e := newEnv(t, envOptions{config: func(c *app.Config) { c.SessionTTL = time.Second }})
+	clock := &testrig.Clock{}
+	e := newEnv(t, envOptions{clock: clock, config: func(c *app.Config) { c.SessionTTL = time.Minute }})
 	path := "/zstack/v1/vm-instances"
 	r := e.do("GET", path, "", nil, nil)
 	mustf(t, r.status == 400 && string(r.body) == "missing header 'Authorization'", "no header: %d %q", r.status, r.body)
@@ -278,7 +280,7 @@ func TestSessionsAreCheckedOnEveryZStackRoute(t *testing.T) {
 	r = e.do("GET", path, "ffffffffffffffffffffffffffffffff", nil, nil)
 	mustf(t, str(r.errorCode(), "code") == "ID.1001", "unknown session: %s", r.body)
 	mustf(t, e.do("GET", path, e.session, nil, nil).status == 200, "a live session works")
-	time.Sleep(1500 * time.Millisecond)
+	clock.Advance(time.Minute + time.Second)
 	r = e.do("GET", path, e.session, nil, nil)
 	mustf(t, str(r.errorCode(), "code") == "ID.1001", "expired session: %s", r.body)
 

@@ -64,9 +64,9 @@ func boundHosts(ctx context.Context, c Config, cache *store.CatalogCache, log *s
 }
 
 // newHypervisor builds the configured driver. bound hosts are reached at qemu:///system.
-func newHypervisor(c Config, st *store.Store, m *metrics.Metrics, bound []string, log *slog.Logger) (hypervisor.Driver, func()) {
+func newHypervisor(c Config, st *store.Store, m *metrics.Metrics, bound []string, embedded bool, log *slog.Logger) (hypervisor.Driver, func()) {
 	if c.HypervisorName() == HypervisorSimulator {
-		if !c.Embedded() {
+		if !embedded {
 			log.Warn("VMRESTORE_HYPERVISOR=simulator: this worker starts no guest, it only records VM states; use libvirt to restore onto real hosts")
 		}
 		return &hypervisor.Simulator{Store: st, Metrics: m, Log: log}, func() {}

@@ -118,8 +118,11 @@ type Service struct {
 	Observe func(outcome string)
 	// Hashing, when set, is told when a password hash starts (+1) and ends (-1).
 	Hashing func(delta float64)
-	dummy   string
-	slots   chan struct{} // one per password hash allowed to run at once
+	// Now, when set, is the time sessions are timed by (tests age them with it); nil:
+	// time.Now.
+	Now   func() time.Time
+	dummy string
+	slots chan struct{} // one per password hash allowed to run at once
 }
 
 // New returns a Service with ZStack's defaults where ttl or max are zero, running at most
@@ -316,7 +319,7 @@ func (s *Service) Login(ctx context.Context, name, sha512Hex, addr string) (*sto
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.now()
 	sess := &store.Session{
 		UUID: zstack.NewUUID(), AccountUUID: a.UUID, AccountName: a.Name, AccountType: a.Type,
 		CreatedAt: now.Truncate(time.Second), ExpiresAt: now.Add(s.SessionTTL).Truncate(time.Second),
@@ -339,14 +342,25 @@ func (s *Service) Session(ctx context.Context, token string) (*store.Session, er
 			"the session is not a session uuid (32 hex digits): log in (PUT /zstack/v1/accounts/login) and send Authorization: OAuth <the session's uuid>")
 	}
 	sess, err := s.Store.GetSession(ctx, token)
+	expired := zstack.Errorf(zstack.CodeInvalidSession,
+		"no such session: it never existed, was logged out, or has expired; log in again (PUT /zstack/v1/accounts/login)")
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, zstack.Errorf(zstack.CodeInvalidSession,
-			"no such session: it never existed, was logged out, or has expired; log in again (PUT /zstack/v1/accounts/login)")
+		return nil, expired
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read session: %w", err)
 	}
+	if s.now().After(sess.ExpiresAt) {
+		return nil, expired
+	}
 	return sess, nil
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // Logout ends a session; an unknown session is not an error.

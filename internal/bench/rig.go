@@ -24,6 +24,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 // Identities of the benchmark site.
@@ -53,6 +54,7 @@ type rig struct {
 	base    string
 	session string
 	log     *slog.Logger
+	testRig *testrig.Rig
 }
 
 func benchSite(dir string) *catalog.Site {
@@ -123,9 +125,6 @@ func newRigWith(ctx context.Context, c Config, o rigOptions) (*rig, error) {
 	if r.dir, err = os.MkdirTemp(c.Dir, "vmrestore-bench-"); err != nil {
 		return nil, err
 	}
-	if r.redis, err = redistest.StartShared(); err != nil {
-		return nil, err
-	}
 	site := benchSite(r.dir)
 	if o.site != nil {
 		o.site(r.dir, site)
@@ -147,55 +146,27 @@ func newRigWith(ctx context.Context, c Config, o rigOptions) (*rig, error) {
 		r.close()
 		return nil, err
 	}
-	env := map[string]string{"REDIS_ADDR": r.redis.Addr, "VMRESTORE_SITE": siteFile, "VMRESTORE_HTTP_ADDR": "127.0.0.1:0",
-		"VMRESTORE_METRICS_ADDR": "127.0.0.1:0", "VMRESTORE_ADMIN_PASSWORD": benchPassword,
-		"VMRESTORE_CONCURRENCY": fmt.Sprint(o.concurrency), "VMRESTORE_LOG_LEVEL": "error",
-		"VMRESTORE_HYPERVISOR": "simulator"}
+	// The default scan interval, not the rig's test one: restores read group.json directly.
+	env := map[string]string{"VMRESTORE_ADMIN_PASSWORD": benchPassword, "VMRESTORE_BACKUP_SCAN_INTERVAL": "30s",
+		"VMRESTORE_CONCURRENCY": fmt.Sprint(o.concurrency), "VMRESTORE_LOG_LEVEL": "error"}
 	maps.Copy(env, o.env)
-	r.cfg, err = app.LoadConfig("bench", nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		r.close()
-		return nil, err
-	}
 	// Quiet, go-redis's own messages included (they would split a benchmark's result line).
-	r.log = app.NewLogger(r.cfg, io.Discard)
-	if r.api, err = app.StartAPI(ctx, r.cfg, io.Discard, r.log); err != nil {
-		r.close()
+	log := app.NewLogger(app.Config{LogLevel: "error"}, io.Discard)
+	tr, err := testrig.Start(testrig.Options{Dir: r.dir, SiteFile: siteFile, Env: env, Log: log,
+		Workers: o.workers, NoWorker: o.workers == 0})
+	if err != nil {
+		os.RemoveAll(r.dir)
 		return nil, err
 	}
-	r.base = "http://" + r.api.Addr
-	for range o.workers {
-		if err := r.startWorker(ctx); err != nil {
-			r.close()
-			return nil, err
-		}
-	}
-	if r.session, err = r.login(); err != nil {
-		r.close()
-		return nil, err
-	}
+	r.testRig, r.redis, r.cfg, r.api, r.workers = tr, tr.Redis, tr.Config, tr.API, tr.Workers
+	r.base, r.session, r.log = tr.Base, tr.Session, log
 	return r, nil
 }
 
-func (r *rig) startWorker(ctx context.Context) error {
-	w, err := app.StartWorker(ctx, r.cfg, r.log)
-	if err != nil {
-		return err
-	}
-	r.workers = append(r.workers, w)
-	// The worker indexes the backup storage at start; restores read group.json directly.
-	return nil
-}
-
 func (r *rig) close() {
-	for _, w := range r.workers {
-		w.Stop()
-	}
-	if r.api != nil {
-		r.api.Stop()
-	}
-	if r.redis != nil {
-		r.redis.Kill()
+	if r.testRig != nil {
+		r.testRig.Workers = r.workers
+		r.testRig.Close()
 	}
 	if r.dir != "" {
 		os.RemoveAll(r.dir)

@@ -17,10 +17,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vmrestore/vmrestore/internal/app"
-	"github.com/vmrestore/vmrestore/internal/auth"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 // Alerts that must fire on the harness's site once its restores ran: failed restores (a
@@ -56,8 +56,6 @@ var neverFiring = map[string]bool{
 	"VmrestoreHostWithoutWorker":        true,
 }
 
-const adminPassword = "opsharness-admin"
-
 // syncBuffer collects log lines from several goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -89,72 +87,25 @@ type stack struct {
 
 func startStack(t testing.TB) *stack {
 	t.Helper()
-	r := redistest.Start(t)
-	paths := demosite.PathsIn(t.TempDir())
-	if err := demosite.WriteBackups(paths.Backup); err != nil {
-		t.Fatal(err)
-	}
-	if err := demosite.WriteSite(paths); err != nil {
-		t.Fatal(err)
-	}
-	site := demosite.Site(paths)
-	for i := range site.Hosts {
-		if site.Hosts[i].ClusterUUID == demosite.ClusterBUUID {
-			site.Hosts[i].State = catalog.StateDisabled
-		}
-	}
-	for i := range site.PrimaryStorages {
-		if site.PrimaryStorages[i].UUID == demosite.LocalUUID {
-			site.PrimaryStorages[i].State = catalog.StateDisabled
-		}
-	}
-	b, err := yaml.Marshal(site)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(paths.SiteFile, b, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := app.LoadConfig("opsharness", nil, func(k string) string {
-		return map[string]string{
-			"REDIS_ADDR": r.Addr, "VMRESTORE_SITE": paths.SiteFile,
-			"VMRESTORE_HTTP_ADDR": "127.0.0.1:0", "VMRESTORE_METRICS_ADDR": "127.0.0.1:0",
-			"VMRESTORE_ADMIN_PASSWORD": adminPassword, "VMRESTORE_BACKUP_SCAN_INTERVAL": "1s",
-			"VMRESTORE_HYPERVISOR":       "simulator",
-			"VMRESTORE_SHUTDOWN_TIMEOUT": "2s", "VMRESTORE_LOG_FORMAT": "json", "VMRESTORE_LOG_LEVEL": "debug",
-		}[k]
-	}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stack{t: t, redis: r, logs: &syncBuffer{}}
-	log := app.NewLogger(cfg, s.logs)
-	s.api, err = app.StartAPI(context.Background(), cfg, io.Discard, log)
-	if err != nil {
-		t.Fatalf("start api: %v", err)
-	}
-	t.Cleanup(func() { s.api.Stop() })
-	s.base = "http://" + s.api.Addr
-	for range 2 {
-		w, err := app.StartWorker(context.Background(), cfg, log)
-		if err != nil {
-			t.Fatalf("start worker: %v", err)
-		}
-		t.Cleanup(func() { w.Stop() })
-		s.workers = append(s.workers, w)
-	}
-	resp := s.do("PUT", "/zstack/v1/accounts/login", map[string]any{"logInByAccount": map[string]string{
-		"accountName": "admin", "password": auth.SHA512Hex(adminPassword)}}, nil)
-	if resp.status != 200 {
-		t.Fatalf("login: %d %s", resp.status, resp.body)
-	}
-	var inv struct {
-		Inventory struct{ UUID string } `json:"inventory"`
-	}
-	if err := json.Unmarshal(resp.body, &inv); err != nil || inv.Inventory.UUID == "" {
-		t.Fatalf("login answer %s: %v", resp.body, err)
-	}
-	s.session = inv.Inventory.UUID
+	s := &stack{t: t, logs: &syncBuffer{}}
+	rig := testrig.New(t, testrig.Options{
+		Site: func(site *catalog.Site) {
+			for i := range site.Hosts {
+				if site.Hosts[i].ClusterUUID == demosite.ClusterBUUID {
+					site.Hosts[i].State = catalog.StateDisabled
+				}
+			}
+			for i := range site.PrimaryStorages {
+				if site.PrimaryStorages[i].UUID == demosite.LocalUUID {
+					site.PrimaryStorages[i].State = catalog.StateDisabled
+				}
+			}
+		},
+		Env:     map[string]string{"VMRESTORE_SHUTDOWN_TIMEOUT": "2s"},
+		Log:     app.NewLogger(app.Config{LogFormat: "json", LogLevel: "debug"}, s.logs),
+		Workers: 2,
+	})
+	s.redis, s.api, s.workers, s.base, s.session = rig.Redis, rig.API, rig.Workers, rig.Base, rig.Session
 	return s
 }
 

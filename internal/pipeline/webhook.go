@@ -2,15 +2,12 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/vmrestore/vmrestore/internal/job"
-	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/webhook"
 )
 
@@ -36,19 +33,8 @@ func (p *Pipeline) DeliverWebHook(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("job %s has no web hook to deliver: %w", jobUUID, asynq.SkipRetry)
 	}
 	body, ok := job.Answer(rec.State, rec.Result, rec.Error)
-	h := http.Header{}
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Job-UUID", jobUUID)
-	h.Set("X-Job-Success", strconv.FormatBool(ok))
-	err = p.WebHooks.Post(ctx, rec.WebHook, h, body)
-	try, _ := asynq.GetRetryCount(ctx)
-	if errors.Is(err, webhook.ErrRefused) {
-		p.Log.Warn("web hook refused; it will not be tried again", "job", jobUUID, "url", webhook.Redact(rec.WebHook), "err", err)
-		return fmt.Errorf("web hook of job %s: %w: %w", jobUUID, err, asynq.SkipRetry)
-	}
-	if err != nil {
-		return fmt.Errorf("web hook of job %s (try %d of %d): %w", jobUUID, try+1, queue.WebHookTries, err)
-	}
-	p.Log.Info("web hook delivered", "job", jobUUID, "url", webhook.Redact(rec.WebHook), "success", ok)
-	return nil
+	return p.WebHooks.Deliver(ctx, webhook.Delivery{
+		Of: "job", UUID: jobUUID, URL: rec.WebHook, Body: body, Log: []any{"success", ok},
+		Header: map[string]string{"X-Job-UUID": jobUUID, "X-Job-Success": strconv.FormatBool(ok)},
+	}, p.Log)
 }

@@ -3,13 +3,10 @@ package plan
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/webhook"
 )
 
@@ -31,19 +28,8 @@ func (r *Runner) DeliverWebHook(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	body, _ := json.Marshal(rep)
-	h := http.Header{}
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Plan-UUID", plan)
-	h.Set("X-Plan-State", rep.State)
-	err = r.WebHooks.Post(ctx, meta.WebHook, h, body)
-	try, _ := asynq.GetRetryCount(ctx)
-	if errors.Is(err, webhook.ErrRefused) {
-		r.Log.Warn("plan web hook refused; it will not be tried again", "plan", plan, "url", webhook.Redact(meta.WebHook), "err", err)
-		return fmt.Errorf("web hook of plan %s: %w: %w", plan, err, asynq.SkipRetry)
-	}
-	if err != nil {
-		return fmt.Errorf("web hook of plan %s (try %d of %d): %w", plan, try+1, queue.WebHookTries, err)
-	}
-	r.Log.Info("plan web hook delivered", "plan", plan, "url", webhook.Redact(meta.WebHook), "state", rep.State)
-	return nil
+	return r.WebHooks.Deliver(ctx, webhook.Delivery{
+		Of: "plan", UUID: plan, URL: meta.WebHook, Body: body, Log: []any{"state", rep.State},
+		Header: map[string]string{"X-Plan-UUID": plan, "X-Plan-State": rep.State},
+	}, r.Log)
 }
