@@ -25,12 +25,16 @@ type backupJob struct {
 	scratchDir string
 	poll       time.Duration
 	progress   func(done, total int64)
+	reported   bool // progress was called while the job ran
 }
 
 // ours reports whether the domain's active backup job writes to our scratch files (a run
 // that was killed left it), and whether a job is active at all.
 func (j *backupJob) ours() (active, ours bool, err error) {
 	typ, _, _, _, _, _, _, _, _, _, _, _, err := j.lv.DomainGetJobInfo(j.dom)
+	if notRunning(err) {
+		return false, false, nil
+	}
 	if err != nil {
 		return false, false, fmt.Errorf("read the job of domain %s: %w", j.dom.Name, err)
 	}
@@ -54,6 +58,12 @@ func (j *backupJob) ours() (active, ours bool, err error) {
 		}
 	}
 	return true, true, nil
+}
+
+// notRunning reports libvirt's answer for a domain that is not running (so has no job).
+func notRunning(err error) bool {
+	var le libvirt.Error
+	return errors.As(err, &le) && le.Code == uint32(libvirt.ErrOperationInvalid)
 }
 
 // endLeftover ends the backup job a killed run left and removes its scratch files; another
@@ -154,6 +164,9 @@ func (j *backupJob) run(ctx context.Context, disks []domainDisk) ([]Disk, error)
 	if err := j.wait(ctx); err != nil {
 		return nil, err
 	}
+	if j.progress != nil && !j.reported {
+		j.progress(1, 1) // the job ended before it was first looked at
+	}
 	out := make([]Disk, 0, len(disks))
 	for i, d := range disks {
 		info, err := diskimage.Probe(ctx, j.scratch[i])
@@ -176,6 +189,7 @@ func (j *backupJob) wait(ctx context.Context) error {
 			break
 		}
 		if j.progress != nil {
+			j.reported = true
 			if dataTotal == 0 {
 				dataTotal, dataDone = fileTotal, fileDone
 			}
