@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -166,12 +167,25 @@ func TestBackupStoppedDomain(t *testing.T) {
 }
 
 // A running domain is backed up by libvirt's backup job while the guest runs; the group
-// holds the disks as the guest saw them, and the domain is left running, exactly as it was.
+// holds the disks as the guest saw them, and the domain is left running, exactly as it was,
+// also by a backup cancelled mid-copy.
 func TestBackupRunningDomain(t *testing.T) {
 	d := defineDomain(t, nil)
 	before := virsh(t, "dumpxml", "--inactive", d.Name)
 	virsh(t, "start", d.Name)
 	storage := t.TempDir()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := backupmaker.Make(ctx, d.source(), storage, backupmaker.Options{BandwidthBytesPerSecond: 1 << 20,
+		Progress: func(int, clone.Progress) { cancel() }})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled backup: %v", err)
+	}
+	if es, _ := backup.Survey(storage); len(es) != 0 {
+		t.Fatalf("a cancelled backup left %+v", es)
+	}
+	d.clean(t, before)
+
 	src := d.source()
 	var job int
 	src.JobProgress = func(done, total int64) { job++ }
