@@ -164,16 +164,18 @@ func (j *backupJob) run(ctx context.Context, disks []domainDisk) ([]Disk, error)
 	if err := j.wait(ctx); err != nil {
 		return nil, err
 	}
-	if j.progress != nil && !j.reported {
-		j.progress(1, 1) // the job ended before it was first looked at
-	}
 	out := make([]Disk, 0, len(disks))
+	var total int64
 	for i, d := range disks {
 		info, err := diskimage.Probe(ctx, j.scratch[i])
 		if err != nil {
 			return nil, fmt.Errorf("domain %s: the backup job's copy of disk %s: %w", j.dom.Name, d.Target, err)
 		}
 		out = append(out, diskOf(d, i, info.VirtualSize, j.scratch[i]))
+		total += info.VirtualSize
+	}
+	if j.progress != nil && !j.reported {
+		j.progress(total, total) // the job ended before it was first looked at
 	}
 	return out, nil
 }
