@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,5 +298,37 @@ func TestBackupDomainRefused(t *testing.T) {
 	}
 	if es, _ := backup.Survey(storage); len(es) != 0 {
 		t.Fatalf("refused backups left %+v", es)
+	}
+}
+
+// A job on the domain that is not this backup's (here a pull-mode backup, whose NBD export
+// runs until it is aborted) is refused and left running; nothing is written.
+func TestBackupDomainWithAnotherJob(t *testing.T) {
+	d := defineDomain(t, nil)
+	virsh(t, "start", d.Name)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	other := libvirttest.GuestDir(t)
+	pull := filepath.Join(other, "pull.xml")
+	os.WriteFile(pull, []byte(fmt.Sprintf(`<domainbackup mode='pull'><server transport='tcp' name='127.0.0.1' port='%d'/>
+  <disks><disk name='vda' backup='yes' type='file'><scratch file='%s'/></disk><disk name='vdb' backup='no'/></disks></domainbackup>`,
+		port, filepath.Join(other, "scratch.qcow2"))), 0o644)
+	virsh(t, "backup-begin", d.Name, pull)
+	t.Cleanup(func() { _, _ = libvirttest.Virsh(t, system, "domjobabort", d.Name) })
+
+	storage := t.TempDir()
+	_, err = backupmaker.Make(context.Background(), d.source(), storage, backupmaker.Options{})
+	if err == nil || !strings.Contains(err.Error(), "has a job running that is not this backup's") {
+		t.Fatalf("a backup beside another job: %v", err)
+	}
+	if j := virsh(t, "domjobinfo", d.Name); !strings.Contains(j, "Backup") {
+		t.Fatalf("the other job was ended:\n%s", j)
+	}
+	if es, _ := backup.Survey(storage); len(es) != 0 {
+		t.Fatalf("a refused backup left %+v", es)
 	}
 }
