@@ -212,6 +212,9 @@ func stoppedDisks(ctx context.Context, domain string, disks []domainDisk) ([]Dis
 				domain, d.Target, d.Source)
 		}
 		info, err := diskimage.Probe(ctx, d.Source)
+		if err != nil && strings.Contains(err.Error(), "backing file") {
+			return nil, fmt.Errorf("domain %s: disk %s: %w; or back the domain up while it runs: libvirt's backup job reads a disk whole, its backing chain included", domain, d.Target, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("domain %s: disk %s: %w", domain, d.Target, err)
 		}
