@@ -218,7 +218,7 @@ the new group (so a plan or CreateVmFromVmBackup can restore it at once), and sa
 	f.StringVar(&fl.groupName, "group-name", "", "the group's name (default <name>-<UTC date>-<time>)")
 	f.StringVar(&fl.account, "account-uuid", "", "the account that owns the group (default: admin's)")
 	f.StringVar(&fl.checksum, "checksum", clone.XXH3Chunked, "checksum algorithm: "+strings.Join(clone.Algorithms(), ", "))
-	f.StringVar(&fl.bandwidth, "bandwidth", "", "read at most this many bytes per second from the images (200MB, 1GiB; default no limit)")
+	f.StringVar(&fl.bandwidth, "bandwidth", "", "read at most this many bytes per second from the images or the domain's disks (200MB, 1GiB; default no limit; a running domain's backup job itself is not capped)")
 	f.BoolVarP(&fl.quiet, "quiet", "q", false, "print only the new group's uuid on stdout (progress still goes to stderr)")
 	f.BoolVar(&fl.noWait, "no-wait", false, "do not wait for the workers to index the new group")
 	f.DurationVar(&fl.indexWait, "index-wait", 2*time.Minute, "how long to wait for the workers to index the new group")
