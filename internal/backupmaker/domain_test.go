@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -67,12 +68,10 @@ func defineDomain(t *testing.T, devices func(d *testDomain) string) *testDomain 
 	d.RootCopy, d.DataCopy = filepath.Join(t.TempDir(), "root.qcow2"), filepath.Join(t.TempDir(), "data.raw")
 	libvirttest.CopyFile(t, d.Root, d.RootCopy)
 	libvirttest.CopyFile(t, d.Data, d.DataCopy)
-	dev := fmt.Sprintf(`<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/><boot order='1'/></disk>
-    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vdb' bus='virtio'/></disk>
-    <interface type='bridge'><mac address='%s'/><source bridge='%s'/><model type='virtio'/></interface>`, d.Root, d.Data, d.Mac, bridge)
-	if devices != nil {
-		dev = devices(d)
+	if devices == nil {
+		devices = defaultDevices
 	}
+	dev := devices(d)
 	xml := fmt.Sprintf(`<domain type='qemu'><name>%s</name><uuid>%s</uuid><memory unit='MiB'>96</memory><vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <devices>%s<serial type='pty'/><console type='pty'/></devices></domain>`, d.Name, libvirttest.Dashed(d.UUID), dev)
@@ -84,6 +83,13 @@ func defineDomain(t *testing.T, devices func(d *testDomain) string) *testDomain 
 	os.Remove(file)
 	t.Cleanup(func() { libvirttest.RemoveDomain(t, system, d.UUID) })
 	return d
+}
+
+// defaultDevices are the root and data disks and the NIC.
+func defaultDevices(d *testDomain) string {
+	return fmt.Sprintf(`<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/><boot order='1'/></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='%s'/><target dev='vdb' bus='virtio'/></disk>
+    <interface type='bridge'><mac address='%s'/><source bridge='%s'/><model type='virtio'/></interface>`, d.Root, d.Data, d.Mac, bridge)
 }
 
 func (d *testDomain) source() *backupmaker.Domain {
@@ -331,4 +337,51 @@ func TestBackupDomainWithAnotherJob(t *testing.T) {
 	if es, _ := backup.Survey(storage); len(es) != 0 {
 		t.Fatalf("a refused backup left %+v", es)
 	}
+}
+
+// A backup killed while libvirt's backup job runs leaves that job (writing to the backup's
+// scratch files) on the domain. Here it is left by hand, as the killed run would have begun
+// it, and paused (QEMU's block-job-pause) so that it is still running: the next backup
+// aborts it, removes its files, and succeeds; the domain is left as it was.
+func TestBackupAfterKillDuringJob(t *testing.T) {
+	d := defineDomain(t, func(d *testDomain) string {
+		writeScattered(t, d.Data, 256<<20, 192<<20) // a job that lasts long enough to be paused
+		libvirttest.CopyFile(t, d.Data, d.DataCopy)
+		return defaultDevices(d)
+	})
+	before := virsh(t, "dumpxml", "--inactive", d.Name)
+	virsh(t, "start", d.Name)
+	job := filepath.Join(t.TempDir(), "job.xml")
+	os.WriteFile(job, []byte(fmt.Sprintf(`<domainbackup mode='push'><disks>
+  <disk name='vda' backup='yes' type='file'><target file='%s.vmrestore-backup.qcow2'/><driver type='qcow2'/></disk>
+  <disk name='vdb' backup='yes' type='file'><target file='%s.vmrestore-backup.raw'/><driver type='raw'/></disk>
+</disks></domainbackup>`, d.Root, d.Data)), 0o644)
+	virsh(t, "backup-begin", d.Name, job)
+	var jobs struct {
+		Return []struct {
+			Device string `json:"device"`
+			Status string `json:"status"`
+		} `json:"return"`
+	}
+	if err := json.Unmarshal([]byte(virsh(t, "qemu-monitor-command", d.Name, `{"execute":"query-block-jobs"}`)), &jobs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("QEMU's block jobs: %+v", jobs.Return)
+	for _, j := range jobs.Return {
+		virsh(t, "qemu-monitor-command", d.Name, fmt.Sprintf(`{"execute":"block-job-pause","arguments":{"device":%q}}`, j.Device))
+	}
+	if info := virsh(t, "domjobinfo", d.Name); !strings.Contains(info, "Backup") {
+		completed, _ := libvirttest.Virsh(t, system, "domjobinfo", "--completed", d.Name)
+		t.Fatalf("the left job ended before it could be paused:\n%s\n%s", info, completed)
+	}
+
+	storage := t.TempDir()
+	start := time.Now()
+	g, err := backupmaker.Make(context.Background(), d.source(), storage, backupmaker.Options{})
+	if err != nil {
+		t.Fatalf("the backup after one killed during its job: %v", err)
+	}
+	t.Logf("the backup took %s", time.Since(start))
+	checkGroup(t, d, storage, g, false)
+	d.clean(t, before)
 }
