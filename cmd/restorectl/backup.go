@@ -130,17 +130,21 @@ func nicFlag(v string, device int) (backup.SourceNic, error) {
 	return n, nil
 }
 
+// createFlags are the flags of backup create.
+type createFlags struct {
+	root, name, memory, platform, arch, guestOS, description, vmUUID, groupName, account, checksum, bandwidth string
+	domain, connect, scratch                                                                                  string
+	data, nics, nicL3                                                                                         []string
+	cpu                                                                                                       int64
+	quiet, noWait                                                                                             bool
+	indexWait                                                                                                 time.Duration
+}
+
 func (a *cli) backupCreateCommand() *cobra.Command {
-	var (
-		root, name, memory, platform, arch, guestOS, description, vmUUID, groupName, account, checksum, bandwidth string
-		data, nics                                                                                                []string
-		cpu                                                                                                       int64
-		quiet, noWait                                                                                             bool
-		indexWait                                                                                                 time.Duration
-	)
+	var fl createFlags
 	cmd := &cobra.Command{
-		Use:   "create --storage <storage> --root <image> [--data <image>]... --name <vm> --cpu <n> --memory <size> [--nic <l3uuid>[,<mac>[,<ip>]]]...",
-		Short: "Take a backup group from disk images (qcow2 or raw)",
+		Use:   "create --storage <storage> (--root <image> [--data <image>]... --name <vm> --cpu <n> --memory <size> [--nic ...]... | --domain <name|uuid> [--nic-l3 <mac|bridge|network>=<l3uuid>[,<ip>]]...)",
+		Short: "Take a backup group from disk images (qcow2 or raw) or from a libvirt domain",
 		Long: `Take a backup group from disk images: the root disk (--root) and data disks (--data, in device
 order), described as the VM they belong to (--name, --cpu, --memory, --nic, --platform).
 
@@ -151,99 +155,169 @@ computed in the same pass), then group.json is written last and atomically: a ba
 is interrupted or killed is never listed as restorable (backup list shows it incomplete;
 backup delete removes it). An image that changes during its copy fails the backup.
 
+Or take it from a libvirt domain of this machine (--domain, by name or uuid; --connect, default
+qemu:///system): its XML gives the VM (named after the domain), vCPUs, memory, disks and NICs.
+Every NIC must be mapped to an L3 network of the source site with --nic-l3, by its MAC or by
+the bridge or libvirt network it is plugged into. A shut-off domain's disk files are copied as
+they are; a running (or paused) domain keeps running: libvirt's backup job copies each disk as
+it was when the job began to a scratch file (next to the disk, or in --scratch), which is then
+copied into the group and removed. The domain is left exactly as it was: no snapshot, overlay
+or checkpoint is made, and a run after an interrupted one ends what that one left.
+
 When --storage names a catalog storage, create then waits until the workers have indexed
 the new group (so a plan or CreateVmFromVmBackup can restore it at once), and says so.`,
 		Example: `  restorectl backup create --storage bs-main --root web01.qcow2 --data web01-data.raw \
-    --name web01 --cpu 2 --memory 4G --nic d50554f493153be78f6740e18e598046,fa:16:3e:11:22:33,10.10.0.21`,
+    --name web01 --cpu 2 --memory 4G --nic d50554f493153be78f6740e18e598046,fa:16:3e:11:22:33,10.10.0.21
+  restorectl backup create --storage bs-main --domain web01 --nic-l3 br0=d50554f493153be78f6740e18e598046`,
 		Args: args(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			usage := func(format string, v ...any) error { return &usageError{err: fmt.Errorf(format, v...), cmd: cmd} }
-			switch {
-			case root == "":
-				return usage("--root (the root disk image) is required")
-			case name == "":
-				return usage("--name (the VM's name) is required")
-			case cpu <= 0:
-				return usage("--cpu (the VM's vCPUs, at least 1) is required")
-			case memory == "":
-				return usage("--memory (the VM's memory, like 4G or 4096M) is required")
-			case !slices.Contains(platforms, platform):
-				return usage("--platform %q must be one of %s", platform, strings.Join(platforms, ", "))
-			case !slices.Contains(clone.Algorithms(), checksum):
-				return usage("--checksum %q must be one of %s", checksum, strings.Join(clone.Algorithms(), ", "))
-			case vmUUID != "" && !zstack.IsUUID(vmUUID):
-				return usage("--vm-uuid %q is not a uuid (32 hex characters)", vmUUID)
-			case account != "" && !zstack.IsUUID(account):
-				return usage("--account-uuid %q is not a uuid (32 hex characters)", account)
+			src, err := fl.source(cmd, usage)
+			if err != nil {
+				return err
 			}
-			mem, err := catalog.ParseBytes(memory)
-			if err != nil || mem < 1<<20 {
-				return usage("--memory %q: a size like 4G, 4096M or 4GiB (binary units), at least 1M", memory)
+			switch {
+			case !slices.Contains(clone.Algorithms(), fl.checksum):
+				return usage("--checksum %q must be one of %s", fl.checksum, strings.Join(clone.Algorithms(), ", "))
+			case fl.account != "" && !zstack.IsUUID(fl.account):
+				return usage("--account-uuid %q is not a uuid (32 hex characters)", fl.account)
 			}
 			var bw int64
-			if bandwidth != "" {
-				b, err := catalog.ParseBytes(bandwidth)
+			if fl.bandwidth != "" {
+				b, err := catalog.ParseBytes(fl.bandwidth)
 				if err != nil || b < 1<<20 {
-					return usage("--bandwidth %q: bytes per second like 200MB or 1GiB, at least 1MiB", bandwidth)
+					return usage("--bandwidth %q: bytes per second like 200MB or 1GiB, at least 1MiB", fl.bandwidth)
 				}
 				bw = int64(b)
-			}
-			vm := backup.SourceVM{UUID: vmUUID, Name: name, Description: description, Platform: platform, GuestOsType: guestOS,
-				Architecture: arch, CPUNum: cpu, MemorySize: int64(mem), Nics: []backup.SourceNic{}}
-			for i, v := range nics {
-				n, err := nicFlag(v, i)
-				if err != nil {
-					return usage("%v", err)
-				}
-				vm.Nics = append(vm.Nics, n)
 			}
 			storage, err := a.resolveStorage(storageFlag(cmd))
 			if err != nil {
 				return err
 			}
-			return a.backupCreate(cmd, storage, &backupmaker.Images{VM: vm, Root: root, Data: data}, backupmaker.Options{
-				GroupName: groupName, AccountUUID: account, Checksum: checksum, BandwidthBytesPerSecond: bw,
-			}, quiet, !noWait && storage.UUID != "", indexWait)
+			return a.backupCreate(cmd, storage, src, backupmaker.Options{
+				GroupName: fl.groupName, AccountUUID: fl.account, Checksum: fl.checksum, BandwidthBytesPerSecond: bw,
+			}, fl.quiet, !fl.noWait && storage.UUID != "", fl.indexWait)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&root, "root", "", "the root disk image (qcow2 or raw)")
-	f.StringArrayVar(&data, "data", nil, "a data disk image (repeatable, in device order)")
-	f.StringVar(&name, "name", "", "the VM's name")
-	f.Int64Var(&cpu, "cpu", 0, "the VM's vCPUs")
-	f.StringVar(&memory, "memory", "", "the VM's memory: 4G, 4096M, 4GiB")
-	f.StringArrayVar(&nics, "nic", nil, "a NIC: <l3NetworkUuid>[,<mac>[,<ip>]] on the source site (repeatable, in device order)")
-	f.StringVar(&platform, "platform", "Linux", "the guest platform: "+strings.Join(platforms, ", "))
-	f.StringVar(&arch, "architecture", "x86_64", "the guest architecture")
-	f.StringVar(&guestOS, "guest-os-type", "", "the guest OS, like \"Ubuntu 22.04\"")
-	f.StringVar(&description, "description", "", "the VM's description")
-	f.StringVar(&vmUUID, "vm-uuid", "", "the source VM's uuid (plans choosing the newest backup per VM group by it, else by name)")
-	f.StringVar(&groupName, "group-name", "", "the group's name (default <name>-<UTC date>-<time>)")
-	f.StringVar(&account, "account-uuid", "", "the account that owns the group (default: admin's)")
-	f.StringVar(&checksum, "checksum", clone.XXH3Chunked, "checksum algorithm: "+strings.Join(clone.Algorithms(), ", "))
-	f.StringVar(&bandwidth, "bandwidth", "", "read at most this many bytes per second from the images (200MB, 1GiB; default no limit)")
-	f.BoolVarP(&quiet, "quiet", "q", false, "print only the new group's uuid on stdout (progress still goes to stderr)")
-	f.BoolVar(&noWait, "no-wait", false, "do not wait for the workers to index the new group")
-	f.DurationVar(&indexWait, "index-wait", 2*time.Minute, "how long to wait for the workers to index the new group")
+	f.StringVar(&fl.root, "root", "", "the root disk image (qcow2 or raw)")
+	f.StringArrayVar(&fl.data, "data", nil, "a data disk image (repeatable, in device order)")
+	f.StringVar(&fl.name, "name", "", "the VM's name")
+	f.Int64Var(&fl.cpu, "cpu", 0, "the VM's vCPUs")
+	f.StringVar(&fl.memory, "memory", "", "the VM's memory: 4G, 4096M, 4GiB")
+	f.StringArrayVar(&fl.nics, "nic", nil, "a NIC: <l3NetworkUuid>[,<mac>[,<ip>]] on the source site (repeatable, in device order)")
+	f.StringVar(&fl.domain, "domain", "", "back up this libvirt domain (name or uuid) instead of disk images")
+	f.StringVar(&fl.connect, "connect", backupmaker.DefaultURI, "with --domain: the libvirt of this machine (qemu:///system, qemu:///session)")
+	f.StringArrayVar(&fl.nicL3, "nic-l3", nil, "with --domain: map a NIC, by MAC or by the bridge or network it is on, to the source site's L3 network: <mac|bridge|network>=<l3NetworkUuid>[,<ip>] (repeatable)")
+	f.StringVar(&fl.scratch, "scratch", "", "with --domain, running: the folder for libvirt's backup job files (default: next to each disk); the domain's QEMU must be able to write there")
+	f.StringVar(&fl.platform, "platform", "Linux", "the guest platform: "+strings.Join(platforms, ", "))
+	f.StringVar(&fl.arch, "architecture", "x86_64", "the guest architecture")
+	f.StringVar(&fl.guestOS, "guest-os-type", "", "the guest OS, like \"Ubuntu 22.04\"")
+	f.StringVar(&fl.description, "description", "", "the VM's description")
+	f.StringVar(&fl.vmUUID, "vm-uuid", "", "the source VM's uuid (plans choosing the newest backup per VM group by it, else by name)")
+	f.StringVar(&fl.groupName, "group-name", "", "the group's name (default <name>-<UTC date>-<time>)")
+	f.StringVar(&fl.account, "account-uuid", "", "the account that owns the group (default: admin's)")
+	f.StringVar(&fl.checksum, "checksum", clone.XXH3Chunked, "checksum algorithm: "+strings.Join(clone.Algorithms(), ", "))
+	f.StringVar(&fl.bandwidth, "bandwidth", "", "read at most this many bytes per second from the images or the domain's disks (200MB, 1GiB; default no limit; a running domain's backup job itself is not capped)")
+	f.BoolVarP(&fl.quiet, "quiet", "q", false, "print only the new group's uuid on stdout (progress still goes to stderr)")
+	f.BoolVar(&fl.noWait, "no-wait", false, "do not wait for the workers to index the new group")
+	f.DurationVar(&fl.indexWait, "index-wait", 2*time.Minute, "how long to wait for the workers to index the new group")
 	return cmd
+}
+
+// source checks the flags that describe what to back up and returns it.
+func (fl *createFlags) source(cmd *cobra.Command, usage func(string, ...any) error) (backupmaker.Source, error) {
+	if !slices.Contains(platforms, fl.platform) {
+		return nil, usage("--platform %q must be one of %s", fl.platform, strings.Join(platforms, ", "))
+	}
+	if fl.domain != "" {
+		return fl.domainSource(cmd, usage)
+	}
+	for _, only := range []string{"nic-l3", "scratch"} {
+		if cmd.Flags().Changed(only) {
+			return nil, usage("--%s goes with --domain", only)
+		}
+	}
+	switch {
+	case fl.root == "":
+		return nil, usage("--root (the root disk image) or --domain (a libvirt domain) is required")
+	case fl.name == "":
+		return nil, usage("--name (the VM's name) is required")
+	case fl.cpu <= 0:
+		return nil, usage("--cpu (the VM's vCPUs, at least 1) is required")
+	case fl.memory == "":
+		return nil, usage("--memory (the VM's memory, like 4G or 4096M) is required")
+	case fl.vmUUID != "" && !zstack.IsUUID(fl.vmUUID):
+		return nil, usage("--vm-uuid %q is not a uuid (32 hex characters)", fl.vmUUID)
+	}
+	mem, err := catalog.ParseBytes(fl.memory)
+	if err != nil || mem < 1<<20 {
+		return nil, usage("--memory %q: a size like 4G, 4096M or 4GiB (binary units), at least 1M", fl.memory)
+	}
+	vm := backup.SourceVM{UUID: fl.vmUUID, Name: fl.name, Description: fl.description, Platform: fl.platform, GuestOsType: fl.guestOS,
+		Architecture: fl.arch, CPUNum: fl.cpu, MemorySize: int64(mem), Nics: []backup.SourceNic{}}
+	for i, v := range fl.nics {
+		n, err := nicFlag(v, i)
+		if err != nil {
+			return nil, usage("%v", err)
+		}
+		vm.Nics = append(vm.Nics, n)
+	}
+	return &backupmaker.Images{VM: vm, Root: fl.root, Data: fl.data}, nil
+}
+
+// domainSource is the source of --domain: what the domain's XML gives may not be given.
+func (fl *createFlags) domainSource(cmd *cobra.Command, usage func(string, ...any) error) (backupmaker.Source, error) {
+	for _, f := range []string{"root", "data", "name", "cpu", "memory", "nic", "architecture", "description", "vm-uuid"} {
+		if cmd.Flags().Changed(f) {
+			return nil, usage("--%s does not go with --domain: the domain's XML gives its name, uuid, vCPUs, memory, disks and NICs (map NICs with --nic-l3)", f)
+		}
+	}
+	nics := map[string]backupmaker.NicTarget{}
+	for _, v := range fl.nicL3 {
+		key, t, err := backupmaker.ParseNicMapping(v)
+		if err != nil {
+			return nil, usage("--nic-l3 %v", err)
+		}
+		nics[key] = t
+	}
+	return &backupmaker.Domain{URI: fl.connect, Name: fl.domain, Nics: nics, Platform: fl.platform, GuestOsType: fl.guestOS, ScratchDir: fl.scratch}, nil
 }
 
 func (a *cli) backupCreate(cmd *cobra.Command, storage *storageRef, src backupmaker.Source, opt backupmaker.Options, quiet, waitIndex bool, indexWait time.Duration) error {
 	view := a.newFileProgress(a.stderr, 5*time.Second)
 	started := time.Now()
+	// bars is the number of bars before the disks' (the backup job of a running domain).
+	bars := 0
+	if dom, ok := src.(*backupmaker.Domain); ok {
+		dom.JobProgress = func(done, total int64) {
+			if bars == 0 {
+				view.add("libvirt backup job of domain "+dom.Name, total)
+				bars = 1
+			}
+			view.update(0, done)
+		}
+	}
 	opt.Started = func(s *backupmaker.Snapshot, groupUUID string) {
+		if bars == 1 {
+			view.finish(0, true, "consistent copy of the running domain's disks made")
+		}
 		view.note("backup group %s of VM %s onto %s", groupUUID, s.VM.Name, storage)
 		for i, d := range s.Disks {
 			size := d.VirtualSize
 			if st, err := os.Stat(d.Path); err == nil {
 				size = st.Size()
 			}
-			view.add(fmt.Sprintf("disk %d (%s) %s", i, d.Type, filepath.Base(d.Path)), size)
+			label := d.Label
+			if label == "" {
+				label = filepath.Base(d.Path)
+			}
+			view.add(fmt.Sprintf("disk %d (%s) %s", i, d.Type, label), size)
 		}
 	}
-	opt.Progress = func(i int, p clone.Progress) { view.update(i, p.Done) }
+	opt.Progress = func(i int, p clone.Progress) { view.update(bars+i, p.Done) }
 	opt.Copied = func(i int, _ *backup.Volume, res clone.Result) {
-		view.finish(i, true, dataNote(res.DataBytes, res.Reflinked))
+		view.finish(bars+i, true, dataNote(res.DataBytes, res.Reflinked))
 	}
 	g, err := backupmaker.Make(a.ctx, src, storage.Dir, opt)
 	view.stop()

@@ -5,9 +5,9 @@
 // protocol): a group is restorable only once it is whole, and a maker killed at any point
 // leaves a folder that is never listed as restorable.
 //
-// Sources: Images (disk image files and a VM description given by hand). A libvirt domain
-// is another Source: its XML gives the VM, and Open makes its disks consistent (a backup job
-// or an external snapshot on a running domain) until Release.
+// Sources: Images (disk image files and a VM description given by hand) and Domain (a
+// libvirt domain of this machine: its XML gives the VM; a running domain's disks are read
+// through libvirt's backup job, so that they are consistent without stopping it).
 package backupmaker
 
 import (
@@ -50,8 +50,10 @@ type Disk struct {
 	Name        string // the source volume's name, when known
 	Format      string // "qcow2" or "raw"
 	VirtualSize int64
-	// Path names the disk in messages (a file, or what the source reads it from).
+	// Path is the file the copy reads (the disk, or a copy of it the source made).
 	Path string
+	// Label names the disk in progress (like "vda web01.qcow2"); empty is Path's base name.
+	Label string
 	// Open returns the bytes to copy: a regular file, which the copy reads with
 	// SEEK_DATA/SEEK_HOLE so that its holes cost nothing.
 	Open func() (*os.File, error)
