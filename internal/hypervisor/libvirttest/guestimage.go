@@ -121,15 +121,11 @@ func BuildGuestImage(t testing.TB) *GuestImage {
 	} {
 		testenv.LookPath(t, tool.name, tool.hint)
 	}
-	kernelPkg, err := dependency("linux-image-cloud-amd64", "linux-image-")
+	pk, err := guestPackages()
 	if err != nil {
-		testenv.Missing(t, "cannot resolve Debian's cloud kernel package (run apt-get update): %v", err)
+		testenv.Missing(t, "cannot resolve the test guest's Debian packages (run apt-get update): %v", err)
 	}
-	kv, err1 := version(kernelPkg)
-	bv, err2 := version("busybox-static")
-	if err1 != nil || err2 != nil {
-		testenv.Missing(t, "cannot read package versions (run apt-get update): %v %v", err1, err2)
-	}
+	kernelPkg, kv, bv := pk.Kernel, pk.KernelVersion, pk.BusyboxVersion
 	sum := sha256.Sum256([]byte(strings.Join([]string{guestRecipe, initScript, syslinuxCfg, kernelPkg, kv, bv}, "\x00")))
 	key := hex.EncodeToString(sum[:8])
 	dir := filepath.Join(CacheDir(), "guest-"+key)
@@ -182,6 +178,60 @@ func run(dir string, name string, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out, nil
+}
+
+// packages are the Debian packages the test guest is built from, as apt resolves them.
+type packages struct {
+	Kernel, KernelVersion, BusyboxVersion string
+}
+
+// guestPackages resolves the guest's packages. apt-cache takes seconds per call on a
+// machine without apt's binary cache, and every guest test asks, so the answer is kept in
+// CacheDir keyed by the package lists it came from (a new apt-get update resolves afresh).
+func guestPackages() (packages, error) {
+	var pk packages
+	stamp, err := aptListsStamp()
+	if err != nil {
+		return pk, err
+	}
+	saved := filepath.Join(CacheDir(), "packages-"+stamp+".json")
+	if b, err := os.ReadFile(saved); err == nil && json.Unmarshal(b, &pk) == nil && pk.BusyboxVersion != "" {
+		return pk, nil
+	}
+	if pk.Kernel, err = dependency("linux-image-cloud-amd64", "linux-image-"); err != nil {
+		return pk, err
+	}
+	if pk.KernelVersion, err = version(pk.Kernel); err != nil {
+		return pk, err
+	}
+	if pk.BusyboxVersion, err = version("busybox-static"); err != nil {
+		return pk, err
+	}
+	if b, err := json.Marshal(pk); err == nil && os.MkdirAll(CacheDir(), 0o755) == nil {
+		tmp := saved + ".tmp-" + rand.Text()
+		if os.WriteFile(tmp, b, 0o644) == nil {
+			_ = os.Rename(tmp, saved)
+		}
+	}
+	return pk, nil
+}
+
+// aptListsStamp names the state of apt's package lists: their names, sizes and times.
+func aptListsStamp() (string, error) {
+	const lists = "/var/lib/apt/lists"
+	entries, err := os.ReadDir(lists)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		fmt.Fprintf(h, "%s %d %d\n", e.Name(), info.Size(), info.ModTime().UnixNano())
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // dependency resolves a meta package to the package it depends on whose name has prefix.
