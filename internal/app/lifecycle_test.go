@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"io/fs"
 	"path/filepath"
 	"sort"
@@ -9,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 )
 
@@ -187,4 +187,84 @@ func (e *env) sameUse(want, got siteUse, when string) {
 	mustf(e.t, strings.Join(want.files, " ") == strings.Join(got.files, " "), "%s the primary storages hold %v, held %v", when, got.files, want.files)
 }
 
-var _ = catalog.Site{}
+func jsonInto(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// cleanup is the cleanup field of a plan, as GET /api/v1/plans/{uuid} answers it.
+type cleanup struct {
+	UUID  string `json:"uuid"`
+	State string `json:"state"`
+	VMs   []struct {
+		VMUUID string `json:"vmUuid"`
+		Tier   int    `json:"tier"`
+		State  string `json:"state"`
+	} `json:"vms"`
+	Freed struct {
+		VMs          int   `json:"vms"`
+		CPUNum       int64 `json:"cpuNum"`
+		MemoryBytes  int64 `json:"memoryBytes"`
+		StorageBytes int64 `json:"storageBytes"`
+		IPs          int   `json:"ips"`
+		MACs         int   `json:"macs"`
+		Files        int   `json:"files"`
+	} `json:"freed"`
+}
+
+// cleanUpPlan asks for a plan's cleanup and waits for its end.
+func (e *env) cleanUpPlan(plan string, within time.Duration) cleanup {
+	e.t.Helper()
+	r := e.do("POST", "/api/v1/plans/"+plan+"/cleanup", e.session, nil, nil)
+	mustf(e.t, r.status == 202, "cleanup: %d %s", r.status, r.body)
+	deadline := time.Now().Add(within)
+	for {
+		var got struct {
+			Cleanup *cleanup `json:"cleanup"`
+		}
+		g := e.do("GET", "/api/v1/plans/"+plan+"?items=none", e.session, nil, nil)
+		mustf(e.t, g.status == 200, "get plan: %d %s", g.status, g.body)
+		mustf(e.t, jsonInto(g.body, &got) == nil && got.Cleanup != nil, "the plan shows no cleanup: %s", g.body)
+		if got.Cleanup.State != "running" {
+			return *got.Cleanup
+		}
+		mustf(e.t, time.Now().Before(deadline), "the cleanup still runs after %s: %s", within, g.body)
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPlanRestoreAndCleanupThreeTimes restores a three-tier plan and cleans it up, three
+// times on the same site: each cleanup expunges every VM, highest tier first, says what it
+// freed, and leaves capacity, addresses, MACs and files exactly as they were before.
+func TestPlanRestoreAndCleanupThreeTimes(t *testing.T) {
+	dir := t.TempDir()
+	groups := writePlanGroups(t, dir, 2, 2, 2)
+	e := newEnv(t, envOptions{site: withPlanStorage(dir)})
+	waitIndexed(t, e, len(groups))
+	before := e.siteUse()
+	for round := 1; round <= 3; round++ {
+		spec := planSpec("drill-"+string(rune('0'+round)), groups, nil)
+		spec["tiers"] = []map[string]any{{"tier": 1, "sourceVmName": "db-*"}, {"tier": 2, "sourceVmName": "app-*"}, {"tier": 3, "sourceVmName": "web-*"}}
+		r := e.do("POST", "/api/v1/plans", e.session, spec, nil)
+		mustf(t, r.status == 201, "round %d: submit: %d %s", round, r.status, r.body)
+		plan := str(r.json(), "uuid")
+		rep := e.waitPlanEnd(plan, 3*time.Minute)
+		mustf(t, rep.State == "succeeded" && rep.Counts["succeeded"] == len(groups), "round %d: plan ended %s %v", round, rep.State, rep.Counts)
+		during := e.siteUse()
+		mustf(t, during.vms == before.vms+int64(len(groups)), "round %d: %d VMs restored", round, during.vms-before.vms)
+
+		c := e.cleanUpPlan(plan, 2*time.Minute)
+		mustf(t, c.State == "succeeded" && len(c.VMs) == len(groups), "round %d: cleanup %+v", round, c)
+		for i, v := range c.VMs {
+			mustf(t, v.State == "expunged", "round %d: VM %s is %s", round, v.VMUUID, v.State)
+			mustf(t, i == 0 || c.VMs[i-1].Tier >= v.Tier, "round %d: tier %d cleaned before tier %d", round, c.VMs[max(i-1, 0)].Tier, v.Tier)
+			mustf(t, e.vmState(v.VMUUID) == "", "round %d: VM %s is still listed", round, v.VMUUID)
+		}
+		f := c.Freed
+		mustf(t, f.VMs == len(groups) && f.CPUNum == int64(len(groups)) && f.MemoryBytes == int64(len(groups))<<30, "round %d: freed %+v", round, f)
+		mustf(t, f.IPs == len(groups)+2 && f.MACs == len(groups)+2 && f.Files == len(groups) && f.StorageBytes >= int64(len(groups))<<30, "round %d: freed %+v", round, f)
+		e.checkInvariants()
+		e.sameUse(before, e.siteUse(), "after cleanup "+string(rune('0'+round)))
+
+		// A second cleanup of the same plan finds nothing left and frees nothing.
+		again := e.cleanUpPlan(plan, time.Minute)
+		mustf(t, again.State == "succeeded" && again.Freed.VMs == 0, "round %d: the second cleanup freed %+v", round, again.Freed)
+	}
+}
