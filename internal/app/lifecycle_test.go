@@ -214,6 +214,12 @@ func (e *env) cleanUpPlan(plan string, within time.Duration) cleanup {
 	e.t.Helper()
 	r := e.do("POST", "/api/v1/plans/"+plan+"/cleanup", e.session, nil, nil)
 	mustf(e.t, r.status == 202, "cleanup: %d %s", r.status, r.body)
+	return e.waitCleanup(plan, within, func(c cleanup) bool { return c.State != "running" })
+}
+
+// waitCleanup reads a plan's cleanup until done says so.
+func (e *env) waitCleanup(plan string, within time.Duration, done func(cleanup) bool) cleanup {
+	e.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		var got struct {
@@ -222,7 +228,7 @@ func (e *env) cleanUpPlan(plan string, within time.Duration) cleanup {
 		g := e.do("GET", "/api/v1/plans/"+plan+"?items=none", e.session, nil, nil)
 		mustf(e.t, g.status == 200, "get plan: %d %s", g.status, g.body)
 		mustf(e.t, jsonInto(g.body, &got) == nil && got.Cleanup != nil, "the plan shows no cleanup: %s", g.body)
-		if got.Cleanup.State != "running" {
+		if done(*got.Cleanup) {
 			return *got.Cleanup
 		}
 		mustf(e.t, time.Now().Before(deadline), "the cleanup still runs after %s: %s", within, g.body)
