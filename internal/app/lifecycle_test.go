@@ -166,7 +166,8 @@ func (e *env) siteUse() siteUse {
 	mustf(e.t, err == nil, "macs: %v", err)
 	u.macs = len(macs)
 	u.vms, _ = e.store.CountVMs(ctx)
-	for _, root := range []string{e.paths.NFS, e.paths.Local} {
+	for _, ps := range ix.PrimaryStorages {
+		root := ps.URL
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			// Files, and each volume's folder; the account's folder stays (its other VMs share it).
 			if err == nil && (!d.IsDir() || strings.HasPrefix(d.Name(), "vol-")) {
