@@ -64,9 +64,9 @@ type Config struct {
 	Hypervisor        string
 	LibvirtURI        string
 	LibvirtDomainType string
+	LibvirtTimeout    time.Duration
 	// GraceStop bounds how long a graceful stop waits for the guest before forcing it off.
 	GraceStop time.Duration
-	LibvirtTimeout    time.Duration
 	// HostUUIDs binds a worker to hosts: a comma-separated list of host uuids, or "auto" for
 	// the hosts whose managementIp is an address of this machine.
 	HostUUIDs string

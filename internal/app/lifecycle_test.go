@@ -275,3 +275,21 @@ func TestPlanRestoreAndCleanupThreeTimes(t *testing.T) {
 		mustf(t, again.State == "succeeded" && again.Freed.VMs == 0, "round %d: the second cleanup freed %+v", round, again.Freed)
 	}
 }
+
+// TestVMOperationCancelled: a VM operation cancelled before a worker runs it ends cancelled
+// (SYS.1017 through the poll) and leaves the VM as it was.
+func TestVMOperationCancelled(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-cancel"), nil)
+	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	vm := str(r.json()["inventory"].(map[string]any), "uuid")
+	e.worker.Stop()
+	s := e.do("PUT", "/zstack/v1/vm-instances/"+vm+"/actions", e.session, map[string]any{"stopVmInstance": map[string]any{"type": "cold"}}, nil)
+	mustf(t, s.status == 202, "stop: %d %s", s.status, s.body)
+	loc := str(s.json(), "location")
+	c := e.do("POST", "/api/v1/jobs/"+loc[len(loc)-32:]+"/cancel", e.session, nil, nil)
+	mustf(t, c.status == 202 && str(c.json(), "operation") == "StopVmInstance", "cancel: %d %s", c.status, c.body)
+	e.startWorker()
+	wantError(t, e.poll(loc, time.Minute), "SYS.1017", "", "StopVmInstance[vm:"+vm+"] was cancelled")
+	mustf(t, e.vmState(vm) == "Running", "a cancelled stop changed the VM to %s", e.vmState(vm))
+}
