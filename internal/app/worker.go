@@ -182,6 +182,8 @@ func (w *workerParts) handlers() *asynq.ServeMux {
 	})
 	mux.HandleFunc(queue.TypeRestore, w.pipeline.Handle)
 	mux.HandleFunc(queue.TypeWebHook, w.pipeline.DeliverWebHook)
+	mux.HandleFunc(queue.TypeVMOperation, w.pipeline.HandleVMOperation)
+	mux.HandleFunc(queue.TypePlanCleanup, w.pipeline.HandlePlanCleanup)
 	mux.HandleFunc(queue.TypePlanWebHook, w.runner.DeliverWebHook)
 	return mux
 }
