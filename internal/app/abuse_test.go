@@ -181,6 +181,7 @@ func TestLoginBurstIsBoundedInEvaluationsAndMemory(t *testing.T) {
 // minutes. Now guesses cost the guessing addresses: the admin's own address logs in at once,
 // and a new address waits seconds, not a lock-out.
 func TestNoOneCanLockAnAccountOut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{noWorker: true}) // the env logged admin in from 127.0.0.1
 	owner := from("127.0.0.1")
 	// Guesses from several addresses, well past every per-name budget.

@@ -10,9 +10,11 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 func TestCancelAPendingJobItNeverStarts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{noWorker: true})
 	r := e.restore(demosite.GroupWeb01UUID, webParams("never"), map[string]string{"Prefer": "respond-async"})
 	loc := str(r.json(), "location")
@@ -40,15 +42,11 @@ func TestCancelARunningJobStopsAndCompensates(t *testing.T) {
 		"l3NetworkUuids": []string{demosite.L3ProdUUID}}, map[string]string{"Prefer": "respond-async"})
 	loc := str(r.json(), "location")
 	job := loc[strings.LastIndex(loc, "/")+1:]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		j := e.do("GET", "/api/v1/jobs/"+job, e.session, nil, nil).json()
-		if str(j, "stage") == "clone" && j["progress"] != nil {
-			break
-		}
-		mustf(t, time.Now().Before(deadline), "the clone never started: %v", j)
-		time.Sleep(100 * time.Millisecond)
-	}
+	var j map[string]any
+	testrig.Eventually(t, 30*time.Second, func() bool {
+		j = e.do("GET", "/api/v1/jobs/"+job, e.session, nil, nil).json()
+		return str(j, "stage") == "clone" && j["progress"] != nil
+	}, "the clone never started: %v", &j)
 	asked := time.Now()
 	mustf(t, e.do("POST", "/api/v1/jobs/"+job+"/cancel", e.session, nil, nil).status == 202, "cancel")
 	ans := e.poll(loc, 30*time.Second)

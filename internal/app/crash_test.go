@@ -23,6 +23,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 var (
@@ -165,17 +166,10 @@ func TestWorkerKilledMidCloneFinishesOnce(t *testing.T) {
 
 	// Wait until the copy is half-way, start the second worker, then kill the first.
 	ctx := context.Background()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testrig.Eventually(t, time.Minute, func() bool {
 		rec, err := e.store.GetJob(ctx, jobUUID)
-		if err == nil && rec.Stage == "clone" && rec.Progress != nil && rec.Progress.DataBytes > 28<<20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the clone never started: %+v %v", rec, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil && rec.Stage == "clone" && rec.Progress != nil && rec.Progress.DataBytes > 28<<20
+	}, "the clone never got half-way")
 	w2, w2Addr := startWorkerBinary(t, e, "VMRESTORE_LOG_LEVEL=info", fmt.Sprintf("VMRESTORE_CLONE_CHECKPOINT=%d", every))
 	before, _ := e.store.GetJob(ctx, jobUUID)
 	readBeforeKill := metricSum(scrape(t, "http://"+w1Addr+"/metrics"), "vmrestore_clone_bytes_total")
@@ -231,6 +225,7 @@ var _ = redistest.FreePort
 // A late second delivery of a finished job's task (asynq recovering a dead worker's task after
 // the job was taken over and ended elsewhere) does nothing: no new attempt, no second VM.
 func TestLateRedeliveryOfAFinishedJobIsANoOp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.restore(demosite.GroupWeb01UUID, webParams("once"), map[string]string{"Prefer": "respond-async"})
 	mustf(t, r.status == 202, "submit: %d %s", r.status, r.body)
@@ -246,15 +241,10 @@ func TestLateRedeliveryOfAFinishedJobIsANoOp(t *testing.T) {
 	err = queue.NewClient(rdb, 3).EnqueueTakeOver(ctx, jobUUID, "", taskID, before.Deadline())
 	mustf(t, err == nil, "enqueue: %v", err)
 	insp := queue.Inspector(rdb)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testrig.Eventually(t, 30*time.Second, func() bool {
 		info, err := insp.GetTaskInfo(queue.QueueRestore, taskID)
-		if err != nil || info.State == asynq.TaskStateCompleted {
-			break
-		}
-		mustf(t, time.Now().Before(deadline), "the second delivery never ran: %+v", info)
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err != nil || info.State == asynq.TaskStateCompleted
+	}, "the second delivery never ran")
 	after, err := e.store.GetJob(ctx, jobUUID)
 	mustf(t, err == nil, "%v", err)
 	mustf(t, after.Attempts == before.Attempts && after.State == before.State && after.FinishedAt.Equal(before.FinishedAt),

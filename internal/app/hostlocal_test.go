@@ -10,6 +10,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 // The demo site's cluster B keeps its volumes on LocalStorage, on hosts b1 and b2.
@@ -57,13 +58,9 @@ func TestHostLocalJobsRunOnTheirHostsWorker(t *testing.T) {
 	shared := e.restore(demosite.GroupWeb01UUID, sharedParams, map[string]string{"Prefer": "wait=30"})
 	mustf(t, shared.status == 200, "a shared-storage restore waited for a host worker: %d %s", shared.status, shared.body)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(workerMetric(t, e.worker, "vmrestore_host_local_jobs_waiting"), " 1") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the LocalStorage job is not waiting for its host's worker:\n%s", workerMetric(t, e.worker, "vmrestore_host"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testrig.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(workerMetric(t, e.worker, "vmrestore_host_local_jobs_waiting"), " 1")
+	}, "the LocalStorage job is not waiting for its host's worker")
 	m := workerMetric(t, e.worker, "vmrestore_host")
 	mustf(t, strings.Contains(m, "vmrestore_hosts_without_worker 2") && strings.Contains(m, `host_name="host-b1"`),
 		"/metrics does not name the hosts without a worker:\n%s", m)
@@ -84,13 +81,9 @@ func TestHostLocalJobsRunOnTheirHostsWorker(t *testing.T) {
 	rec, err := e.store.GetJob(context.Background(), loc[strings.LastIndex(loc, "/")+1:])
 	mustf(t, err == nil && rec.Attempts == 1 && rec.HandBacks == 1, "attempts %d, hand-backs %d (%v)", rec.Attempts, rec.HandBacks, err)
 
-	deadline = time.Now().Add(20 * time.Second)
-	for !strings.Contains(workerMetric(t, e.worker, "vmrestore_hosts_without_worker"), "vmrestore_hosts_without_worker 0") {
-		if time.Now().After(deadline) {
-			t.Fatalf("hosts still reported without a worker:\n%s", workerMetric(t, e.worker, "vmrestore_host"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testrig.Eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(workerMetric(t, e.worker, "vmrestore_hosts_without_worker"), "vmrestore_hosts_without_worker 0")
+	}, "hosts still reported without a worker")
 	e.checkInvariants()
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 const (
@@ -84,10 +85,11 @@ func withPlanStorage(dir string) func(*catalog.Site) {
 // waitIndexed waits until the backup index lists n groups on the plan storage.
 func waitIndexed(tb testing.TB, e *env, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		groups, err := e.store.ListBackupGroups(context.Background())
-		count := 0
+	count := 0
+	var err error
+	testrig.Eventually(tb, 30*time.Second, func() bool {
+		groups, lerr := e.store.ListBackupGroups(context.Background())
+		err, count = lerr, 0
 		for _, g := range groups {
 			for _, b := range g.BackupStorageUUIDs {
 				if b == planBS {
@@ -95,14 +97,8 @@ func waitIndexed(tb testing.TB, e *env, n int) {
 				}
 			}
 		}
-		if err == nil && count >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("only %d of %d groups indexed (%v)", count, n, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil && count >= n
+	}, "%d of %d groups indexed (%v)", &count, n, &err)
 }
 
 func planSpec(name string, groups []planGroup, extra map[string]any) map[string]any {
@@ -171,17 +167,12 @@ func (e *env) plan(uuid string) planReport {
 
 func (e *env) waitPlanEnd(uuid string, within time.Duration) planReport {
 	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		rep := e.plan(uuid)
-		if rep.State == "succeeded" || rep.State == "failed" || rep.State == "cancelled" {
-			return rep
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("plan %s did not end within %v: %s %v", uuid, within, rep.State, rep.Counts)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	var rep planReport
+	testrig.Eventually(e.t, within, func() bool {
+		rep = e.plan(uuid)
+		return rep.State == "succeeded" || rep.State == "failed" || rep.State == "cancelled"
+	}, "plan %s did not end: %+v", uuid, &rep)
+	return rep
 }
 
 // checkTotals asserts that counts, bytes and tiers add up to the items.
@@ -349,11 +340,7 @@ func TestPlanCancelMidRunLeavesNothing(t *testing.T) {
 		close(events)
 	}()
 
-	deadline := time.Now().Add(30 * time.Second)
-	for e.plan(uuid).Counts["running"] == 0 {
-		mustf(t, time.Now().Before(deadline), "no item started")
-		time.Sleep(100 * time.Millisecond)
-	}
+	testrig.Eventually(t, 30*time.Second, func() bool { return e.plan(uuid).Counts["running"] > 0 }, "no item started")
 	c := e.do("POST", "/api/v1/plans/"+uuid+"/cancel", e.session, nil, nil)
 	mustf(t, c.status == 200 && str(c.json(), "state") == "cancelling", "cancel: %d %s", c.status, c.body)
 	rep := e.waitPlanEnd(uuid, time.Minute)
@@ -419,16 +406,9 @@ func TestPlanBootCheckHoldsLaterTiers(t *testing.T) {
 	r := e.do("POST", "/api/v1/plans", e.session, spec, nil)
 	mustf(t, r.status == 200 || r.status == 201 || r.status == 202, "create plan: %d %s", r.status, r.body)
 	uuid := str(r.json(), "uuid")
-	deadline := time.Now().Add(60 * time.Second)
 	var rep planReport
-	for {
-		rep = e.plan(uuid)
-		if rep.State == "paused" {
-			break
-		}
-		mustf(t, time.Now().Before(deadline), "the plan did not pause: %s %v", rep.State, rep.Counts)
-		time.Sleep(200 * time.Millisecond)
-	}
+	testrig.Eventually(t, time.Minute, func() bool { rep = e.plan(uuid); return rep.State == "paused" },
+		"the plan did not pause: %+v", &rep)
 	for _, it := range rep.Items {
 		switch it.Tier {
 		case 1:

@@ -21,6 +21,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/httpapi"
 	"github.com/vmrestore/vmrestore/internal/metrics"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 	"github.com/vmrestore/vmrestore/internal/tlstest"
 )
 
@@ -240,14 +241,10 @@ func (spaces) Read(p []byte) (int, error) {
 
 func waitGroupIndexed(tb testing.TB, e *env, group string) {
 	tb.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := e.store.GetBackupGroup(context.Background(), group); err == nil {
-			return
-		}
-		mustf(tb, time.Now().Before(deadline), "group %s never indexed", group)
-		time.Sleep(100 * time.Millisecond)
-	}
+	testrig.Eventually(tb, 20*time.Second, func() bool {
+		_, err := e.store.GetBackupGroup(context.Background(), group)
+		return err == nil
+	}, "group %s never indexed", group)
 }
 
 func TestLoginLimitsAndSessionCap(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 type hookCall struct {
@@ -57,16 +58,11 @@ func TestWebHookDeliversThePollAnswer(t *testing.T) {
 		map[string]string{"X-Web-Hook": hook.URL})
 	mustf(t, invalid.status == 202, "got %d", invalid.status)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testrig.Within(30*time.Second, func() bool {
 		mu.Lock()
-		n := len(calls)
-		mu.Unlock()
-		if n == 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(calls) == 3
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	mustf(t, len(calls) == 3, "want 3 deliveries, got %d after %d tries", len(calls), tries)
@@ -125,10 +121,7 @@ func TestWebHooksReachOnlyAllowedAddresses(t *testing.T) {
 		}
 		mustf(t, r.status == 202, "restore with a hook: %d %s", r.status, r.body)
 		const want = "web hook delivered"
-		deadline := time.Now().Add(time.Minute)
-		for !strings.Contains(logs.String(), want) && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
+		testrig.Within(time.Minute, func() bool { return strings.Contains(logs.String(), want) })
 		w.Stop()
 		mustf(t, strings.Contains(logs.String(), want), "the log never said %q", want)
 		mustf(t, hits.Load() == 1 && auth.Load() == "hookuser:s3cret", "allowed: %d deliveries, auth %v", hits.Load(), auth.Load())

@@ -6,11 +6,16 @@ import (
 	"time"
 )
 
-// pollEvery is how often Eventually checks its condition.
-const pollEvery = 25 * time.Millisecond
+// Eventually and Within check their condition at once, then after 10 ms, and back off by half
+// again each time up to every 250 ms: a condition that holds soon is seen soon, and a long
+// wait does not poll an api hundreds of times a second.
+const (
+	firstPoll = 10 * time.Millisecond
+	maxPoll   = 250 * time.Millisecond
+)
 
-// Eventually waits until cond holds, checking it every few milliseconds, and fails the test
-// with the message when it still does not after timeout. It returns as soon as cond holds,
+// Eventually waits until cond holds, checking it ever less often (10 ms to 250 ms apart),
+// and fails the test with the message when it still does not after timeout. It returns as soon as cond holds,
 // so a generous timeout costs nothing when things work.
 func Eventually(tb testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	tb.Helper()
@@ -19,18 +24,18 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() bool, format s
 	}
 }
 
-// Within reports whether cond held within timeout, checking it every few milliseconds; for
-// waits whose failure is not fatal.
+// Within reports whether cond held within timeout, checked as Eventually does; for waits
+// whose failure is not fatal.
 func Within(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
-	for {
+	for wait := firstPoll; ; wait = min(wait*3/2, maxPoll) {
 		if cond() {
 			return true
 		}
 		if time.Now().After(deadline) {
 			return false
 		}
-		time.Sleep(pollEvery)
+		time.Sleep(wait)
 	}
 }
 
