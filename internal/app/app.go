@@ -286,7 +286,8 @@ func StartAPI(parent context.Context, c Config, stdout io.Writer, log *slog.Logg
 		Store: st, Catalog: cache, Events: events, Queue: queue.NewClient(rdb, c.MaxRetry), Auth: authSvc,
 		Plans: &plan.Service{Store: st, Catalog: cache, WebHooks: hooks}, WebHooks: hooks,
 		Metrics: m, Log: log,
-		Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken, PublicURL: c.PublicURL, WriteTimeout: c.HTTPWriteTimeout},
+		Config: httpapi.Config{WaitLimit: c.WaitLimit, MetricsToken: c.MetricsToken, PublicURL: c.PublicURL, WriteTimeout: c.HTTPWriteTimeout,
+			ReportRetention: c.ReportRetention},
 	}
 	srv.Ready = func() error { return ready(context.Background(), st, cache) }
 	startOpsMetrics(gctx, g, m, st, rdb, cache, log)
@@ -493,7 +494,7 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	})
 	mux.HandleFunc(queue.TypeRestore, p.Handle)
 	mux.HandleFunc(queue.TypeWebHook, p.DeliverWebHook)
-	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log, WebHooks: hooks}
+	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log, WebHooks: hooks, ReportRetention: w.c.ReportRetention}
 	mux.HandleFunc(queue.TypePlanWebHook, runner.DeliverWebHook)
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("start the worker: %w", err)
