@@ -16,13 +16,13 @@ import (
 func (a *cli) planCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:   "plan",
-		Short: "Bulk restore plans: apply, watch, list, get, cancel, pause, resume, retry",
+		Short: "Bulk restore plans: apply, watch, list, get, cancel, pause, resume, retry, cleanup",
 	})
 	cmd.AddCommand(a.planApplyCommand(), a.planWatchCommand(), a.planListCommand(), a.planGetCommand(),
 		a.planOpCommand("cancel", "Cancel a plan: pending items never start, running ones stop and give back what they took"),
 		a.planOpCommand("pause", "Pause a plan: start no more items (running ones go on)"),
 		a.planOpCommand("resume", "Resume a paused (or halted) plan"),
-		a.planRetryCommand())
+		a.planRetryCommand(), a.planCleanupCommand())
 	return cmd
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 func (a *cli) vmCommand() *cobra.Command {
-	cmd := group(&cobra.Command{Use: "vm", Short: "Restored VM instances"})
+	cmd := group(&cobra.Command{Use: "vm", Short: "Restored VM instances: list, destroy, expunge, recover, stop, start, reboot"})
 	var qy client.VMQuery
 	list := &cobra.Command{
 		Use:   "list",
@@ -63,6 +63,7 @@ state?=Running,Stopped, hostUuid!=<uuid>, description not null. An unknown field
 	list.Flags().IntVar(&qy.Start, "start", 0, "skip this many")
 	list.Flags().StringVar(&qy.Sort, "sort", "", "sort by a field: +name or -createDate")
 	cmd.AddCommand(list)
+	cmd.AddCommand(a.vmOpCommands()...)
 	return cmd
 }
 

@@ -9,8 +9,11 @@ import (
 // Job is a restore job as the native API shows it (GET /api/v1/jobs/{uuid}, and POST
 // /api/v1/jobs/{uuid}/cancel).
 type Job struct {
-	UUID       string            `json:"uuid"`
-	State      string            `json:"state"`
+	UUID  string `json:"uuid"`
+	State string `json:"state"`
+	// Operation is the VM life-cycle operation the job runs (DestroyVmInstance, ...); empty
+	// for a restore.
+	Operation  string            `json:"operation,omitempty"`
 	Stage      string            `json:"stage,omitempty"`
 	GroupUUID  string            `json:"groupUuid"`
 	Name       string            `json:"name"`

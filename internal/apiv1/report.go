@@ -25,6 +25,8 @@ type PlanReport struct {
 	EtaSeconds               *float64       `json:"etaSeconds,omitempty"`
 	Tiers                    []TierReport   `json:"tiers"`
 	Items                    []ItemReport   `json:"items,omitempty"`
+	// Cleanup is the plan's last cleanup, if it had one.
+	Cleanup *PlanCleanup `json:"cleanup,omitempty"`
 }
 
 // TierReport is one tier's progress.

@@ -494,6 +494,8 @@ func (w *workerParts) start(ctx context.Context, g *errgroup.Group) error {
 	})
 	mux.HandleFunc(queue.TypeRestore, p.Handle)
 	mux.HandleFunc(queue.TypeWebHook, p.DeliverWebHook)
+	mux.HandleFunc(queue.TypeVMOperation, p.HandleVMOperation)
+	mux.HandleFunc(queue.TypePlanCleanup, p.HandlePlanCleanup)
 	runner := &plan.Runner{Store: w.st, Queue: p.Queue, Log: w.log, WebHooks: hooks, ReportRetention: w.c.ReportRetention}
 	mux.HandleFunc(queue.TypePlanWebHook, runner.DeliverWebHook)
 	if err := w.srv.Start(mux); err != nil {

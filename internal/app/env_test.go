@@ -67,6 +67,8 @@ type env struct {
 	paths   demosite.Paths
 	store   *store.Store
 	cfg     app.Config
+	// planDir is the folder of an extra backup storage for generated groups, when a test has one.
+	planDir string
 }
 
 type envOptions struct {

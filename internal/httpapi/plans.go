@@ -117,6 +117,9 @@ func (s *Server) getPlan() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if rep.Cleanup, err = s.planCleanup(c.Request().Context(), rep.UUID); err != nil {
+			return err
+		}
 		return writeJSON(c, http.StatusOK, rep)
 	}
 }
@@ -244,9 +247,15 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error)
 	if err != nil {
 		return nil, err
 	}
-	v := &apiv1.Job{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage, GroupUUID: rec.Request.GroupUUID,
-		Name: rec.Request.Name, VMUUID: rec.VMUUID, PlanUUID: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
+	v := &apiv1.Job{UUID: rec.UUID, State: string(rec.State), Stage: rec.Stage,
+		VMUUID: rec.VMUUID, PlanUUID: rec.Plan, Attempts: rec.Attempts, HandBacks: rec.HandBacks, CreatedAt: rec.CreatedAt,
 		Cancel: rec.CancelAsked, Error: rec.Error}
+	if rec.Request != nil {
+		v.GroupUUID, v.Name = rec.Request.GroupUUID, rec.Request.Name
+	}
+	if rec.Op != nil {
+		v.Operation = rec.Op.Name
+	}
 	if rec.Plan != "" {
 		i := rec.PlanItem
 		v.PlanItem = &i

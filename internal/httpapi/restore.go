@@ -362,6 +362,10 @@ func (s *Server) waitJob(ctx context.Context, jobUUID string, limit time.Duratio
 // the native one.
 func answerEnded(c echo.Context, st *store.JobStatus, native bool) error {
 	if st.State == job.Succeeded {
+		if len(st.Result) == 0 {
+			// An operation whose event carries no inventory (DestroyVmInstance, ExpungeVmInstance).
+			return writeJSON(c, http.StatusOK, map[string]any{})
+		}
 		if !wantsSchema(c) {
 			// The stored inventory as is: no re-encoding on the synchronous path.
 			body, _ := job.Answer(st.State, st.Result, nil)

@@ -29,6 +29,13 @@ type Driver interface {
 	// Destroy stops and removes the VM's domain from host if the job made it; an unknown
 	// VM counts as done.
 	Destroy(ctx context.Context, vmUUID, jobUUID string, host Host) error
+	// Stop powers the VM's domain off and keeps it defined: graceful asks the guest to shut
+	// down and forces it off when it has not within the driver's bound; otherwise it is
+	// forced off at once. A domain that is off, or unknown, counts as stopped.
+	Stop(ctx context.Context, vmUUID, jobUUID string, host Host, graceful bool) error
+	// Start starts the VM's defined domain (one that runs counts as started) and returns
+	// the state the host reports.
+	Start(ctx context.Context, vmUUID, jobUUID string, host Host) (string, error)
 	// Name is shown in logs, the banner and /healthz.
 	Name() string
 }

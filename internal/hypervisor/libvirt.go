@@ -21,6 +21,8 @@ type Libvirt struct {
 	// DomainType is kvm, or qemu where the hosts have no /dev/kvm.
 	DomainType string
 	Log        *slog.Logger
+	// GraceStop bounds how long a graceful stop waits for the guest (DefaultGraceStop when 0).
+	GraceStop time.Duration
 	// agentPollInterval is how often a guestAgent check pings (tests shorten it).
 	agentPollInterval time.Duration
 }
@@ -260,4 +262,104 @@ func (l *Libvirt) Destroy(ctx context.Context, vmUUID, jobUUID string, h Host) e
 	}
 	l.Log.Info("domain destroyed and undefined", "vm", vmUUID, "host", h.UUID)
 	return nil
+}
+
+// DefaultGraceStop is how long a graceful stop waits for the guest to power off before it
+// forces the domain off (ZStack's KVM agent does the same).
+const DefaultGraceStop = 60 * time.Second
+
+// ownDomain looks the VM's domain up and refuses one this VM's restore did not make.
+func (l *Libvirt) ownDomain(ctx context.Context, h Host, vmUUID, jobUUID string) (libvirt.Domain, libvirt.DomainState, bool, error) {
+	dom, state, owner, found, err := l.lookup(ctx, h, vmUUID)
+	if err != nil || !found {
+		return dom, state, found, err
+	}
+	if owner != jobUUID {
+		return dom, state, true, fmt.Errorf("%w: the domain %s on %s was not made by the restore of this VM (its job: %q); vmrestore leaves it alone",
+			ErrNotBootable, vmUUID, h, owner)
+	}
+	return dom, state, true, nil
+}
+
+// Stop shuts the domain down (gracefully first when asked), keeping its definition.
+func (l *Libvirt) Stop(ctx context.Context, vmUUID, jobUUID string, h Host, graceful bool) error {
+	dom, state, found, err := l.ownDomain(ctx, h, vmUUID, jobUUID)
+	if err != nil || !found || state == libvirt.DomainShutoff {
+		return err
+	}
+	if graceful && state == libvirt.DomainRunning {
+		err := l.Pool.Call(ctx, h, "shut down domain "+vmUUID, func(lv *libvirt.Libvirt) error { return lv.DomainShutdown(dom) })
+		if err == nil && l.waitOff(ctx, h, dom) {
+			l.Log.Info("domain shut down by its guest", "vm", vmUUID, "host", h.UUID)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		l.Log.Warn("the guest did not shut down in time; forcing the domain off", "vm", vmUUID, "host", h.UUID, "waited", l.graceStop().String(), "err", err)
+	}
+	err = l.Pool.Call(ctx, h, "stop domain "+vmUUID, func(lv *libvirt.Libvirt) error {
+		return lv.DomainDestroyFlags(dom, libvirt.DomainDestroyDefault)
+	})
+	if err != nil && !operationInvalid(err) && !libvirt.IsNotFound(err) {
+		return fmt.Errorf("stop domain %s on %s: %w", vmUUID, h, err)
+	}
+	l.Log.Info("domain stopped", "vm", vmUUID, "host", h.UUID, "graceful", graceful)
+	return nil
+}
+
+func (l *Libvirt) graceStop() time.Duration {
+	if l.GraceStop > 0 {
+		return l.GraceStop
+	}
+	return DefaultGraceStop
+}
+
+// waitOff polls the domain's state until it is off, for at most the grace bound.
+func (l *Libvirt) waitOff(ctx context.Context, h Host, dom libvirt.Domain) bool {
+	deadline := time.Now().Add(l.graceStop())
+	for time.Now().Before(deadline) {
+		var st int32
+		err := l.Pool.Call(ctx, h, "read the state of domain "+dom.Name, func(lv *libvirt.Libvirt) error {
+			var err error
+			st, _, err = lv.DomainGetState(dom, 0)
+			return err
+		})
+		if err == nil && libvirt.DomainState(st) == libvirt.DomainShutoff {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// Start starts the VM's defined domain.
+func (l *Libvirt) Start(ctx context.Context, vmUUID, jobUUID string, h Host) (string, error) {
+	dom, state, found, err := l.ownDomain(ctx, h, vmUUID, jobUUID)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", fmt.Errorf("%w: %s has no domain for VM %s", ErrNotBootable, h, vmUUID)
+	}
+	switch state {
+	case libvirt.DomainShutoff, libvirt.DomainShutdown, libvirt.DomainCrashed:
+		if err := l.start(ctx, h, dom, 0); err != nil {
+			return "", err
+		}
+	case libvirt.DomainPaused:
+		if err := l.Pool.Call(ctx, h, "resume domain "+vmUUID, func(lv *libvirt.Libvirt) error { return lv.DomainResume(dom) }); err != nil {
+			return "", refused("resume domain "+vmUUID, h, err)
+		}
+	}
+	out, err := l.readBack(ctx, h, dom, nil)
+	if err != nil {
+		return "", err
+	}
+	l.Log.Info("domain started", "vm", vmUUID, "host", h.UUID)
+	return out.State, nil
 }

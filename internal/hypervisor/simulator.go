@@ -2,6 +2,7 @@ package hypervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -49,6 +50,35 @@ func (s *Simulator) Instantiate(ctx context.Context, vm *VM, strategy string, ch
 // Destroy forgets the VM.
 func (s *Simulator) Destroy(ctx context.Context, vmUUID, _ string, _ Host) error {
 	return s.Store.DeleteSimulatedDomain(ctx, vmUUID)
+}
+
+// Stop records the VM as stopped.
+func (s *Simulator) Stop(ctx context.Context, vmUUID, _ string, _ Host, _ bool) error {
+	d, err := s.Store.GetSimulatedDomain(ctx, vmUUID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d.State = zstack.VMStopped
+	return s.Store.PutSimulatedDomain(ctx, vmUUID, *d)
+}
+
+// Start records the VM as running; a VM the simulator never recorded cannot start.
+func (s *Simulator) Start(ctx context.Context, vmUUID, _ string, h Host) (string, error) {
+	d, err := s.Store.GetSimulatedDomain(ctx, vmUUID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("%w: the simulator has no domain for VM %s on %s", ErrNotBootable, vmUUID, h)
+	}
+	if err != nil {
+		return "", err
+	}
+	d.State = zstack.VMRunning
+	if err := s.Store.PutSimulatedDomain(ctx, vmUUID, *d); err != nil {
+		return "", err
+	}
+	return d.State, nil
 }
 
 // Name names the driver.

@@ -79,6 +79,8 @@ type Record struct {
 	// NewAttempt is set on the record StartAttempt returns when the run counted a new
 	// attempt (not the continuation of a handed-back one).
 	NewAttempt bool `json:"-"`
+	// Op is the life-cycle operation a VM operation job runs (nil for a restore).
+	Op *VMOp `json:"op,omitempty"`
 }
 
 // Deadline is when the job times out (SYS.1001).
@@ -247,6 +249,9 @@ type ClonedFile struct {
 // Answer is the body ZStack answers for a finished job, on a poll and to a web hook:
 // {"inventory": ...} when it succeeded, {"error": ...} otherwise.
 func Answer(state State, result json.RawMessage, e *zstack.ErrorCode) (body []byte, success bool) {
+	if state == Succeeded && len(result) == 0 {
+		return []byte("{}"), true // an operation that answers no inventory (destroy, expunge)
+	}
 	if state == Succeeded {
 		b, _ := json.Marshal(map[string]json.RawMessage{"inventory": result})
 		return b, true

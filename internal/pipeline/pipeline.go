@@ -327,33 +327,42 @@ func (p *Pipeline) fail(parent context.Context, rec *job.Record, state job.State
 	return fmt.Errorf("%s: %w", e.Error(), asynq.SkipRetry)
 }
 
-// compensate undoes, in reverse order, whatever the job's checkpoints say it did. Every
-// step is idempotent, so a compensation interrupted half-way can simply run again. It only
-// ever removes what this job created: the VM record and the hypervisor's VM only when the
-// VM's uuid is this job's (its claim), volume files, addresses and capacity by this job's
-// keys, and the uuid claims this job holds.
+// compensate undoes, in reverse order, whatever the job's checkpoints say it did (see
+// release). Every step is idempotent, so a compensation interrupted half-way can simply run
+// again.
 func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 	// Reload: the in-memory checkpoints may lag what a stage recorded just before failing.
 	fresh, err := p.Store.GetJob(ctx, rec.UUID)
 	if err != nil {
 		return err
 	}
+	return p.release(ctx, fresh)
+}
+
+// release gives back everything a restore job took, as its checkpoints (or, for a VM being
+// expunged, its inventory: see footprint) describe it: the hypervisor's domain, volume
+// files, addresses and MACs, capacity, then the VM record and the uuid claims. It is the
+// one release path of the failed restore and of the expunged VM. It only ever removes what
+// this job created: the VM record and the domain only when the VM's uuid is this job's (its
+// claim), files, addresses and capacity by this job's keys, the claims this job holds. The
+// VM record goes after everything else, and only when all else was released, so that an
+// expunge interrupted half-way finds its VM again and finishes.
+func (p *Pipeline) release(ctx context.Context, fresh *job.Record) error {
 	cp := fresh.Checkpoints
 	var errs []error
+	mine := false
 	if r := cp.Resolved; r != nil {
 		holder, err := p.Store.ResourceHolder(ctx, r.VMUUID)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
 		case holder == fresh.UUID:
-			if err := p.Store.DeleteVM(ctx, fresh.UUID, r.VMUUID); err != nil {
-				errs = append(errs, err)
-			}
+			mine = true
 			if err := p.destroyDomain(ctx, fresh); err != nil {
 				errs = append(errs, err)
 			}
 		default:
-			p.Log.Warn("compensation leaves the VM alone: this job does not hold its uuid", "job", fresh.UUID, "vm", r.VMUUID, "holder", holder)
+			p.Log.Warn("release leaves the VM alone: this job does not hold its uuid", "job", fresh.UUID, "vm", r.VMUUID, "holder", holder)
 		}
 		if err := p.removeVolumes(ctx, fresh); err != nil {
 			errs = append(errs, err)
@@ -365,12 +374,20 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 	if _, err := p.Store.Release(ctx, fresh.UUID); err != nil {
 		errs = append(errs, err)
 	}
-	mine := store.ResourceBinding{JobUUID: fresh.UUID}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if mine {
+		if err := p.Store.DeleteVM(ctx, fresh.UUID, cp.Resolved.VMUUID); err != nil {
+			return err
+		}
+	}
+	binding := store.ResourceBinding{JobUUID: fresh.UUID}
 	for _, uuid := range []string{fresh.GeneratedVMUUID, requestedUUID(fresh)} {
 		if uuid == "" {
 			continue
 		}
-		if err := p.Store.ReleaseResource(ctx, uuid, mine); err != nil {
+		if err := p.Store.ReleaseResource(ctx, uuid, binding); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -23,6 +23,11 @@ const (
 	TypeWebHook = "vmrestore:webhook"
 	// TypePlanWebHook posts a finished plan's summary to the plan's web hook.
 	TypePlanWebHook = "vmrestore:plan-webhook"
+	// TypeVMOperation runs a life-cycle operation (stop, start, destroy, expunge, ...) on a
+	// VM; its payload is the operation's job uuid, like a restore's.
+	TypeVMOperation = "vmrestore:vm-operation"
+	// TypePlanCleanup destroys and expunges every VM a plan created; its payload is the plan.
+	TypePlanCleanup = "vmrestore:plan-cleanup"
 	QueueRestore    = "restore"
 )
 
@@ -75,6 +80,33 @@ func (c *Client) EnqueueRestore(ctx context.Context, jobUUID string, deadline ti
 	}
 	if err != nil {
 		return fmt.Errorf("enqueue restore %s: %w", jobUUID, err)
+	}
+	return nil
+}
+
+// EnqueueVMOperation queues a VM operation job, under the job's uuid like a restore.
+func (c *Client) EnqueueVMOperation(ctx context.Context, jobUUID string, deadline time.Time) error {
+	t := asynq.NewTask(TypeVMOperation, []byte(jobUUID))
+	_, err := c.c.EnqueueContext(ctx, t,
+		asynq.TaskID(jobUUID), asynq.Queue(QueueRestore), asynq.MaxRetry(c.maxRetry),
+		asynq.Deadline(deadline.Add(2*time.Minute)))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("enqueue vm operation %s: %w", jobUUID, err)
+	}
+	return nil
+}
+
+// EnqueuePlanCleanup queues the cleanup of a plan; run is the cleanup's own uuid, so that a
+// later cleanup of the same plan is a task of its own while a repeated call is not.
+func (c *Client) EnqueuePlanCleanup(ctx context.Context, planUUID, run string) error {
+	t := asynq.NewTask(TypePlanCleanup, []byte(planUUID))
+	_, err := c.c.EnqueueContext(ctx, t, asynq.TaskID("plan-cleanup-"+run), asynq.Queue(QueueRestore),
+		asynq.MaxRetry(c.maxRetry), asynq.Timeout(24*time.Hour))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue the cleanup of plan %s: %w", planUUID, err)
 	}
 	return nil
 }

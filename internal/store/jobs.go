@@ -41,6 +41,7 @@ const (
 	jfCancel     = "cancel"
 	jfPlan       = "plan"
 	jfPlanItem   = "planItem"
+	jfOp         = "op"
 	jfResolved   = "cp:resolved"
 	jfPlacement  = "cp:placement"
 	jfNICs       = "cp:nics"
@@ -74,6 +75,10 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 	if err != nil {
 		return err
 	}
+	op, err := json.Marshal(r.Op)
+	if err != nil {
+		return err
+	}
 	n, err := createJobScript.Run(ctx, s.rdb, []string{keyJob(r.UUID)},
 		zstack.NewUUID(),
 		jfAccount, r.AccountUUID,
@@ -85,6 +90,8 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 		jfAttempts, 0,
 		jfPlan, r.Plan,
 		jfPlanItem, r.PlanItem,
+		jfOp, op,
+		jfVM, r.VMUUID,
 	).Int()
 	if err != nil {
 		return fmt.Errorf("create job: %w", err)
@@ -120,6 +127,10 @@ func (s *Store) CreateEndedJob(ctx context.Context, r *job.Record, state job.Sta
 	if err != nil {
 		return err
 	}
+	op, err := json.Marshal(r.Op)
+	if err != nil {
+		return err
+	}
 	outcome, value := jfResult, []byte(result)
 	if state != job.Succeeded {
 		if value, err = json.Marshal(e); err != nil {
@@ -141,6 +152,7 @@ func (s *Store) CreateEndedJob(ctx context.Context, r *job.Record, state job.Sta
 		jfAttempts, 0,
 		jfPlan, r.Plan,
 		jfPlanItem, r.PlanItem,
+		jfOp, op,
 	).Int()
 	if err != nil {
 		return fmt.Errorf("create ended job: %w", err)
@@ -239,6 +251,9 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	}
 	if v := m[jfResult]; v != "" {
 		r.Result = json.RawMessage(v)
+	}
+	if err := unmarshalIf(m[jfOp], &r.Op); err != nil {
+		return nil, fmt.Errorf("job %s operation: %w", uuid, err)
 	}
 	if err := unmarshalIf(m[jfError], &r.Error); err != nil {
 		return nil, fmt.Errorf("job %s error: %w", uuid, err)

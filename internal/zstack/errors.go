@@ -15,16 +15,22 @@ const (
 	CodeInvalidArgument = "SYS.1007"
 	CodeCancelled       = "SYS.1017"
 
-	CodeAuthFailed       = "ID.1000"
-	CodeInvalidSession   = "ID.1001"
-	CodePermission       = "ID.1002"
-	CodeTooManySessions  = "ID.1006"
-	CodeHostAllocation   = "HOST_ALLOCATION.1000"
-	CodePrimaryStorage   = "PS.1000"
-	CodeIPAllocation     = "L3.1000"
-	CodeMACAllocation    = "VM.1009"
-	CodeBackupStorage    = "BS.1000"
-	CodeVolumeBackup     = "VOL_BACKUP.1000"
+	CodeAuthFailed      = "ID.1000"
+	CodeInvalidSession  = "ID.1001"
+	CodePermission      = "ID.1002"
+	CodeTooManySessions = "ID.1006"
+	CodeHostAllocation  = "HOST_ALLOCATION.1000"
+	CodePrimaryStorage  = "PS.1000"
+	CodeIPAllocation    = "L3.1000"
+	CodeMACAllocation   = "VM.1009"
+	CodeBackupStorage   = "BS.1000"
+	CodeVolumeBackup    = "VOL_BACKUP.1000"
+	// VmErrors of ZStack's VM life cycle.
+	CodeVMStart          = "VM.1001"
+	CodeVMStop           = "VM.1002"
+	CodeVMReboot         = "VM.1003"
+	CodeVMDestroy        = "VM.1004"
+	CodeVMWrongState     = "VM.1010"
 	maxDetailsLen        = 4096
 	detailsEllipsis      = "..."
 	descriptionUnknownFn = "An error occurred"
@@ -47,6 +53,11 @@ var descriptions = map[string]string{
 	CodeMACAllocation:   "MAC allocation failed",
 	CodeBackupStorage:   "Backup storage error",
 	CodeVolumeBackup:    "Volume backup error",
+	CodeVMStart:         "Failed to start vm",
+	CodeVMStop:          "Failed to stop vm",
+	CodeVMReboot:        "Failed to reboot vm",
+	CodeVMDestroy:       "Failed to destroy vm",
+	CodeVMWrongState:    "Vm is not in correct state",
 }
 
 // Description returns ZStack's short description for a code.

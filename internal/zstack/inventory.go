@@ -6,9 +6,11 @@ package zstack
 
 // VM states.
 const (
-	VMCreated = "Created"
-	VMRunning = "Running"
-	VMStopped = "Stopped"
+	VMCreated   = "Created"
+	VMRunning   = "Running"
+	VMStopped   = "Stopped"
+	VMDestroyed = "Destroyed"
+	VMPaused    = "Paused"
 )
 
 // Restore strategies (the "strategy" parameter).
