@@ -30,6 +30,9 @@ type RunReport struct {
 	TestNetworks []TestNetwork   `json:"testNetworks,omitempty"`
 	Tiers        []RunReportTier `json:"tiers"`
 	VMs          []RunReportVM   `json:"vms"`
+	// Cleanup is the plan's last cleanup (a drill's, after its hold): the VMs it destroyed
+	// and expunged and what that freed.
+	Cleanup *PlanCleanup `json:"cleanup,omitempty"`
 }
 
 // RunReportTier is one tier's outcome: its RTO is submission to its last VM verified
@@ -96,6 +99,8 @@ type RunReportSummary struct {
 	ItemCount   int            `json:"itemCount"`
 	Counts      map[string]int `json:"counts"`
 	Tiers       []TierRTO      `json:"tiers"`
+	// Freed is what the plan's cleanup freed, once it has ended.
+	Freed *CleanupFreed `json:"freed,omitempty"`
 }
 
 // TierRTO is a tier's RTO in a report summary.
@@ -118,6 +123,10 @@ func (r *RunReport) Summary() RunReportSummary {
 		Tiers: make([]TierRTO, 0, len(r.Tiers))}
 	for _, t := range r.Tiers {
 		s.Tiers = append(s.Tiers, TierRTO{Tier: t.Tier, Complete: t.Complete, RTOSeconds: t.RTOSeconds})
+	}
+	if r.Cleanup != nil && r.Cleanup.State != CleanupRunning {
+		f := r.Cleanup.Freed
+		s.Freed = &f
 	}
 	return s
 }

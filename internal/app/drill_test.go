@@ -82,6 +82,31 @@ func TestDrillReport(t *testing.T) {
 	var l apiv1.RunReportList
 	mustf(t, list.status == 200 && json.Unmarshal(list.body, &l) == nil && len(l.Reports) == 1 && l.Reports[0].PlanUUID == uuid &&
 		l.Reports[0].RTOSeconds != nil && *l.Reports[0].RTOSeconds == *rep.RTOSeconds, "report list: %d %s", list.status, list.body)
+
+	// The drill's cleanup: the report keeps what it freed, after the VMs are gone.
+	c := e.do("POST", "/api/v1/plans/"+uuid+"/cleanup", e.session, nil, nil)
+	mustf(t, c.status == 202, "cleanup: %d %s", c.status, c.body)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rep = e.runReport(uuid)
+		if rep.Cleanup != nil && rep.Cleanup.State != apiv1.CleanupRunning {
+			break
+		}
+		mustf(t, time.Now().Before(deadline), "the cleanup did not end: %+v", rep.Cleanup)
+		time.Sleep(250 * time.Millisecond)
+	}
+	f := rep.Cleanup.Freed
+	mustf(t, rep.Cleanup.State == apiv1.CleanupSucceeded && f.VMs == len(groups) && f.IPs == 7 && f.CPUNum == int64(len(groups)) && f.Files == len(groups),
+		"cleanup %s freed %+v", rep.Cleanup.State, f)
+	checkRTOs(t, e, rep) // the figures are the stored ones
+	lines, _ := csv.NewReader(bytes.NewReader(e.do("GET", "/api/v1/plans/"+uuid+"/report?format=csv", e.session, nil, nil).body)).ReadAll()
+	mustf(t, len(lines) == len(groups)+1 && lines[1][len(lines[1])-7] == "expunged" && lines[1][len(lines[1])-3] == "2" && lines[1][len(lines[1])-1] == "1", "csv after cleanup (db-000 freed 2 IPs and 1 file): %v", lines[1])
+	html = e.do("GET", "/api/v1/plans/"+uuid+"/report?format=html", e.session, nil, nil)
+	mustf(t, strings.Contains(string(html.body), "VMs destroyed and expunged"), "the page shows no cleanup")
+	list = e.do("GET", "/api/v1/reports", e.session, nil, nil)
+	l = apiv1.RunReportList{}
+	mustf(t, json.Unmarshal(list.body, &l) == nil && l.Reports[0].Freed != nil && l.Reports[0].Freed.VMs == len(groups), "report list after cleanup: %s", list.body)
+
 	bogus := e.do("GET", "/api/v1/plans/"+uuid+"/report?format=pdf", e.session, nil, nil)
 	mustf(t, bogus.status == 400 && strings.Contains(string(bogus.body), "must be json, html or csv"), "format=pdf: %d %s", bogus.status, bogus.body)
 }

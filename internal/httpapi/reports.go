@@ -25,7 +25,7 @@ func (s *Server) planReport() echo.HandlerFunc {
 			return zstack.InvalidArgument("format=%q must be json, html or csv", format)
 		}
 		ctx, uuid := c.Request().Context(), c.Param("uuid")
-		rep, err := plan.StoredOrLiveReport(ctx, s.Store, uuid)
+		rep, err := plan.StoredOrLiveReport(ctx, s.Store, uuid, s.Config.ReportRetention)
 		if errors.Is(err, store.ErrNotFound) {
 			return zstack.Errorf(zstack.CodeNotFound, "plan %s does not exist, and no report of it is kept", uuid)
 		}

@@ -213,41 +213,73 @@ func retentionOr(retention time.Duration) time.Duration {
 
 // SaveRunReport builds a plan's report and stores it for retention (the default when 0).
 func SaveRunReport(ctx context.Context, st *store.Store, uuid string, retention time.Duration) (*apiv1.RunReport, error) {
-	retention = retentionOr(retention)
 	r, err := RunReport(ctx, st, uuid)
 	if err != nil {
 		return nil, err
 	}
+	if err := addCleanup(ctx, st, r); err != nil {
+		return nil, err
+	}
+	return r, saveReport(ctx, st, r, retention)
+}
+
+func saveReport(ctx context.Context, st *store.Store, r *apiv1.RunReport, retention time.Duration) error {
 	body, err := json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	summary, err := json.Marshal(r.Summary())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	end := r.GeneratedAt
 	if r.FinishedAt != nil {
 		end = *r.FinishedAt
 	}
-	return r, st.SaveReport(ctx, store.StoredReport{Plan: uuid, Account: r.StartedByAccountUUID, FinishedAt: end, Summary: summary, Body: body}, retention)
+	return st.SaveReport(ctx, store.StoredReport{Plan: r.PlanUUID, Account: r.StartedByAccountUUID, FinishedAt: end, Summary: summary, Body: body}, retentionOr(retention))
+}
+
+// addCleanup puts the plan's last cleanup, if it had one, in its report.
+func addCleanup(ctx context.Context, st *store.Store, r *apiv1.RunReport) error {
+	var c apiv1.PlanCleanup
+	found, err := st.GetPlanCleanup(ctx, r.PlanUUID, &c)
+	if err != nil || !found {
+		return err
+	}
+	r.Cleanup = &c
+	return nil
 }
 
 // StoredOrLiveReport is the stored report of a plan, else the report so far (a plan that
-// has not ended, or ended before reports were stored).
-func StoredOrLiveReport(ctx context.Context, st *store.Store, uuid string) (*apiv1.RunReport, error) {
+// has not ended, or ended before reports were stored), with the plan's last cleanup. A
+// stored report that lacks a cleanup that has since ended is stored again with it, so that
+// what the cleanup freed is kept with the report.
+func StoredOrLiveReport(ctx context.Context, st *store.Store, uuid string, retention time.Duration) (*apiv1.RunReport, error) {
 	body, err := st.GetReport(ctx, uuid)
-	if err == nil {
-		var r apiv1.RunReport
-		if err := json.Unmarshal(body, &r); err != nil {
-			return nil, fmt.Errorf("decode the report of plan %s: %w", uuid, err)
+	if errors.Is(err, store.ErrNotFound) {
+		r, err := RunReport(ctx, st, uuid)
+		if err != nil {
+			return nil, err
 		}
-		return &r, nil
+		return r, addCleanup(ctx, st, r)
 	}
-	if !errors.Is(err, store.ErrNotFound) {
+	if err != nil {
 		return nil, err
 	}
-	return RunReport(ctx, st, uuid)
+	var r apiv1.RunReport
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode the report of plan %s: %w", uuid, err)
+	}
+	kept := r.Cleanup
+	if err := addCleanup(ctx, st, &r); err != nil {
+		return nil, err
+	}
+	if c := r.Cleanup; c != nil && c.State != apiv1.CleanupRunning && (kept == nil || kept.UUID != c.UUID || kept.State != c.State) {
+		if err := saveReport(context.WithoutCancel(ctx), st, &r, retention); err != nil {
+			return nil, err
+		}
+	}
+	return &r, nil
 }
 
 // Reports lists the stored reports of an account (all with account empty), newest first,

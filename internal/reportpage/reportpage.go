@@ -24,7 +24,8 @@ func CSVHeader() []string {
 	for _, s := range job.Stages {
 		h = append(h, s+"_seconds")
 	}
-	return append(h, "data_bytes", "virtual_bytes", "boot_check", "boot_check_result", "error_code", "error")
+	return append(h, "data_bytes", "virtual_bytes", "boot_check", "boot_check_result", "error_code", "error",
+		"cleanup_state", "freed_cpu", "freed_memory_bytes", "freed_storage_bytes", "freed_ips", "freed_macs", "freed_files")
 }
 
 // CSV writes the report as CSV, one line per VM, in index order.
@@ -32,6 +33,12 @@ func CSV(w io.Writer, r *apiv1.RunReport) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(CSVHeader()); err != nil {
 		return err
+	}
+	cleaned := map[int]apiv1.CleanupVM{}
+	if r.Cleanup != nil {
+		for _, c := range r.Cleanup.VMs {
+			cleaned[c.Item] = c
+		}
 	}
 	tierRTO := map[int]*float64{}
 	for _, t := range r.Tiers {
@@ -54,12 +61,24 @@ func CSV(w io.Writer, r *apiv1.RunReport) error {
 			}
 		}
 		line = append(line, strconv.FormatInt(vm.DataBytes, 10), strconv.FormatInt(vm.VirtualBytes, 10), vm.BootCheck, vm.BootCheckResult, vm.ErrorCode, vm.Error)
+		line = append(line, freedColumns(cleaned, vm.Index)...)
 		if err := cw.Write(line); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// freedColumns are what the cleanup freed of an item's VM, empty when it was not cleaned up.
+func freedColumns(cleaned map[int]apiv1.CleanupVM, item int) []string {
+	c, ok := cleaned[item]
+	if !ok {
+		return make([]string, 7)
+	}
+	f := c.Freed
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	return []string{c.State, n(f.CPUNum), n(f.MemoryBytes), n(f.StorageBytes), strconv.Itoa(f.IPs), strconv.Itoa(f.MACs), strconv.Itoa(f.Files)}
 }
 
 func stamp(t *time.Time) string {
