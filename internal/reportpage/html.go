@@ -49,7 +49,7 @@ func HTML(w io.Writer, r *apiv1.RunReport) error {
 const (
 	chartWidth  = 960
 	labelWidth  = 200
-	barsWidth   = chartWidth - labelWidth - 20
+	barsWidth   = chartWidth - labelWidth - 64 // room for the last tick's label and a "failed" mark
 	rowHeight   = 18
 	axisHeight  = 34
 	maxVMRows   = 400
