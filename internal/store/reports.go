@@ -111,3 +111,16 @@ func (s *Store) pruneReports(ctx context.Context, retention time.Duration) error
 	_, err = pipe.Exec(ctx)
 	return err
 }
+
+// ReportSummaries returns the summaries (JSON) of every report listed, in no order.
+func (s *Store) ReportSummaries(ctx context.Context) ([][]byte, error) {
+	m, err := s.rdb.HGetAll(ctx, keyReportSummaries()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, 0, len(m))
+	for _, v := range m {
+		out = append(out, []byte(v))
+	}
+	return out, nil
+}
