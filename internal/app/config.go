@@ -66,6 +66,8 @@ type Config struct {
 	LibvirtURI        string
 	LibvirtDomainType string
 	LibvirtTimeout    time.Duration
+	// GraceStop bounds how long a graceful stop waits for the guest before forcing it off.
+	GraceStop time.Duration
 	// HostUUIDs binds a worker to hosts: a comma-separated list of host uuids, or "auto" for
 	// the hosts whose managementIp is an address of this machine.
 	HostUUIDs string
@@ -256,6 +258,7 @@ var Settings = []setting{
 	{"VMRESTORE_LIBVIRT_TIMEOUT", "libvirt-timeout", "2m", "deadline of each libvirt call (connect, define, start...); a call past it drops the connection", dur(func(c *Config) *time.Duration { return &c.LibvirtTimeout })},
 	{"VMRESTORE_HOST_UUIDS", "host-uuids", "", "bind this worker to hosts: comma-separated host uuids, or auto (hosts whose managementIp is an address of this machine)", str(func(c *Config) *string { return &c.HostUUIDs })},
 	{"VMRESTORE_HOST_LOCAL", "host-local", "", "jobs whose clone and instantiate run on their host's worker: localstorage (volumes on LocalStorage), all or off; empty: localstorage with libvirt, off with the simulator", str(func(c *Config) *string { return &c.HostLocal })},
+	{"VMRESTORE_GRACE_STOP", "grace-stop", "60s", "how long a graceful stop (stopVmInstance type grace, reboot) waits for the guest to power off before forcing it", dur(func(c *Config) *time.Duration { return &c.GraceStop })},
 	{"VMRESTORE_HOST_WAIT", "host-wait", "10m", "how long a host-local job waits for a worker of its host before failing", dur(func(c *Config) *time.Duration { return &c.HostWait })},
 }
 

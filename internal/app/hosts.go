@@ -77,5 +77,5 @@ func newHypervisor(c Config, st *store.Store, m *metrics.Metrics, bound []string
 	}
 	pool := &hypervisor.Pool{Template: c.LibvirtURI, LocalHosts: local, CallTimeout: c.LibvirtTimeout, Log: log}
 	log.Info("hypervisor: libvirt", "uri", hypervisor.RedactedTemplate(c.LibvirtURI), "domainType", c.LibvirtDomainType, "boundHosts", bound)
-	return &hypervisor.Libvirt{Pool: pool, DomainType: c.LibvirtDomainType, Log: log}, pool.Close
+	return &hypervisor.Libvirt{Pool: pool, DomainType: c.LibvirtDomainType, GraceStop: c.GraceStop, Log: log}, pool.Close
 }

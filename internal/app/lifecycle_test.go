@@ -166,7 +166,8 @@ func (e *env) siteUse() siteUse {
 	mustf(e.t, err == nil, "macs: %v", err)
 	u.macs = len(macs)
 	u.vms, _ = e.store.CountVMs(ctx)
-	for _, root := range []string{e.paths.NFS, e.paths.Local} {
+	for _, ps := range ix.PrimaryStorages {
+		root := ps.URL
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			// Files, and each volume's folder; the account's folder stays (its other VMs share it).
 			if err == nil && (!d.IsDir() || strings.HasPrefix(d.Name(), "vol-")) {
@@ -273,4 +274,22 @@ func TestPlanRestoreAndCleanupThreeTimes(t *testing.T) {
 		again := e.cleanUpPlan(plan, time.Minute)
 		mustf(t, again.State == "succeeded" && again.Freed.VMs == 0, "round %d: the second cleanup freed %+v", round, again.Freed)
 	}
+}
+
+// TestVMOperationCancelled: a VM operation cancelled before a worker runs it ends cancelled
+// (SYS.1017 through the poll) and leaves the VM as it was.
+func TestVMOperationCancelled(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-cancel"), nil)
+	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	vm := str(r.json()["inventory"].(map[string]any), "uuid")
+	e.worker.Stop()
+	s := e.do("PUT", "/zstack/v1/vm-instances/"+vm+"/actions", e.session, map[string]any{"stopVmInstance": map[string]any{"type": "cold"}}, nil)
+	mustf(t, s.status == 202, "stop: %d %s", s.status, s.body)
+	loc := str(s.json(), "location")
+	c := e.do("POST", "/api/v1/jobs/"+loc[len(loc)-32:]+"/cancel", e.session, nil, nil)
+	mustf(t, c.status == 202 && str(c.json(), "operation") == "StopVmInstance", "cancel: %d %s", c.status, c.body)
+	e.startWorker()
+	wantError(t, e.poll(loc, time.Minute), "SYS.1017", "", "StopVmInstance[vm:"+vm+"] was cancelled")
+	mustf(t, e.vmState(vm) == "Running", "a cancelled stop changed the VM to %s", e.vmState(vm))
 }

@@ -60,6 +60,15 @@ func decodeVMAction(c echo.Context) (*job.VMOp, error) {
 	if err != nil {
 		return nil, err
 	}
+	return DecodeVMAction(c.Param("uuid"), data)
+}
+
+// DecodeVMAction parses the body of PUT /zstack/v1/vm-instances/{uuid}/actions as RestServer
+// does: a body that is not a JSON object, names no known action, or gives an action
+// something other than an object of parameters is a plain-text 400 (see Refusal); the
+// parameters' values are checked later (job.VMOp.Validate), through the job. Keys the
+// action does not take are ignored, as ZStack ignores them.
+func DecodeVMAction(uuid string, data []byte) (*job.VMOp, error) {
 	var top map[string]json.RawMessage
 	if body := bytes.TrimSpace(data); len(body) > 0 {
 		if !json.Valid(body) {
@@ -72,7 +81,6 @@ func decodeVMAction(c echo.Context) (*job.VMOp, error) {
 			return nil, refusal(jsonError(err))
 		}
 	}
-	uuid := c.Param("uuid")
 	for key, name := range vmActions {
 		raw, ok := top[key]
 		if !ok {

@@ -125,6 +125,9 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	if err != nil {
 		return err
 	}
+	if rec.Request == nil {
+		return fmt.Errorf("job %s is no restore (operation %v): %w", jobUUID, rec.Op, asynq.SkipRetry)
+	}
 	started = !prev.Terminal()
 	if rec.NewAttempt && rec.Attempts > 1 {
 		p.Metrics.JobReattempts.Inc()
