@@ -104,9 +104,13 @@ func reportTable(w io.Writer, reports []apiv1.RunReportSummary) error {
 	return nil
 }
 
+// rtoText is an RTO as people read it; under a minute to a tenth of a second.
 func rtoText(v *float64) string {
-	if v == nil {
+	switch {
+	case v == nil:
 		return "-"
+	case *v < 60:
+		return fmt.Sprintf("%.1fs", *v)
 	}
 	return durationText(time.Duration(*v * float64(time.Second)))
 }
