@@ -107,6 +107,13 @@ func TestDrillReport(t *testing.T) {
 	l = apiv1.RunReportList{}
 	mustf(t, json.Unmarshal(list.body, &l) == nil && l.Reports[0].Freed != nil && l.Reports[0].Freed.VMs == len(groups), "report list after cleanup: %s", list.body)
 
+	// Another account sees neither the report nor its listing.
+	other := e.newTenant("auditor-elsewhere")
+	hidden := e.do("GET", "/api/v1/plans/"+uuid+"/report", other.session, nil, nil)
+	mustf(t, hidden.status == 404, "another account's report: %d %s", hidden.status, hidden.body)
+	list = e.do("GET", "/api/v1/reports", other.session, nil, nil)
+	mustf(t, list.status == 200 && strings.Contains(string(list.body), `"reports":[]`), "another account's list: %s", list.body)
+
 	bogus := e.do("GET", "/api/v1/plans/"+uuid+"/report?format=pdf", e.session, nil, nil)
 	mustf(t, bogus.status == 400 && strings.Contains(string(bogus.body), "must be json, html or csv"), "format=pdf: %d %s", bogus.status, bogus.body)
 }
