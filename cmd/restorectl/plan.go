@@ -16,13 +16,13 @@ import (
 func (a *cli) planCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:   "plan",
-		Short: "Bulk restore plans: apply, watch, list, get, cancel, pause, resume, retry, cleanup",
+		Short: "Bulk restore plans: apply, watch, list, get, cancel, pause, resume, retry, cleanup, report, drill",
 	})
 	cmd.AddCommand(a.planApplyCommand(), a.planWatchCommand(), a.planListCommand(), a.planGetCommand(),
 		a.planOpCommand("cancel", "Cancel a plan: pending items never start, running ones stop and give back what they took"),
 		a.planOpCommand("pause", "Pause a plan: start no more items (running ones go on)"),
 		a.planOpCommand("resume", "Resume a paused (or halted) plan"),
-		a.planRetryCommand(), a.planCleanupCommand())
+		a.planRetryCommand(), a.planCleanupCommand(), a.planReportCommand(), a.planDrillCommand())
 	return cmd
 }
 
@@ -127,6 +127,16 @@ func dryRunTable(w io.Writer, name string, rep *apiv1.DryRunReport) error {
 		fmt.Fprintf(w, ", %d with warnings", rep.Warnings)
 	}
 	fmt.Fprintln(w)
+	if rep.Mode == apiv1.ModeDrill {
+		fmt.Fprintln(w, "Mode: drill: every NIC goes onto an isolated test network, never a production address:")
+		for _, n := range rep.TestNetworks {
+			from := "any other source network"
+			if n.SourceL3NetworkUUID != "" {
+				from = "source " + n.SourceL3NetworkUUID + " (production " + n.ProductionL3NetworkUUID + ")"
+			}
+			fmt.Fprintf(w, "  %s -> test network %s\n", from, named(n.Name, n.L3NetworkUUID))
+		}
+	}
 	var fit, refused []apiv1.DryRunItem
 	for _, it := range rep.Items {
 		if it.Fits {

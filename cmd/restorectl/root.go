@@ -131,7 +131,7 @@ Exit codes: 0 success, 1 error, 2 wrong command line, 3 the plan failed or was c
 		return &usageError{err: err, cmd: cmd}
 	})
 
-	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.planCommand(), a.vmCommand(), a.jobCommand(), a.backupCommand())
+	root.AddCommand(a.loginCommand(), a.logoutCommand(), a.planCommand(), a.vmCommand(), a.jobCommand(), a.backupCommand(), a.reportCommand())
 	group(root)
 	return root
 }

@@ -5,15 +5,28 @@ package apiv1
 // is free. Nothing is reserved. Warnings counts the items with warnings (a name that another
 // VM already has); Note says what a dry run cannot promise.
 type DryRunReport struct {
-	ItemCount int            `json:"itemCount"`
-	Fits      int            `json:"fits"`
-	Refused   int            `json:"refused"`
-	Warnings  int            `json:"warnings"`
-	Needed    Resources      `json:"needed"`
-	Free      Resources      `json:"free"`
-	Refusals  map[string]int `json:"refusals"`
-	Items     []DryRunItem   `json:"items"`
-	Note      string         `json:"note"`
+	// Mode is the plan's: recovery, or drill (every NIC on a test network, TestNetworks).
+	Mode         string         `json:"mode"`
+	TestNetworks []TestNetwork  `json:"testNetworks,omitempty"`
+	ItemCount    int            `json:"itemCount"`
+	Fits         int            `json:"fits"`
+	Refused      int            `json:"refused"`
+	Warnings     int            `json:"warnings"`
+	Needed       Resources      `json:"needed"`
+	Free         Resources      `json:"free"`
+	Refusals     map[string]int `json:"refusals"`
+	Items        []DryRunItem   `json:"items"`
+	Note         string         `json:"note"`
+}
+
+// TestNetwork is where a drill puts the NICs of a source network: an isolated test network
+// instead of the production one. SourceL3NetworkUUID is empty for the plan's default test
+// network (every source network that no mapping names).
+type TestNetwork struct {
+	SourceL3NetworkUUID     string `json:"sourceL3NetworkUuid,omitempty"`
+	ProductionL3NetworkUUID string `json:"productionL3NetworkUuid,omitempty"`
+	L3NetworkUUID           string `json:"l3NetworkUuid"`
+	Name                    string `json:"name,omitempty"`
 }
 
 // DryRunNote is every dry run's note.

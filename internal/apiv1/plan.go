@@ -5,17 +5,23 @@ import "github.com/vmrestore/vmrestore/internal/job"
 // PlanSpec is a restore plan as the operator writes it (JSON, or YAML through restorectl):
 // the body of POST /api/v1/plans.
 type PlanSpec struct {
-	Name           string                  `json:"name" yaml:"name"`
-	ClientToken    string                  `json:"clientToken,omitempty" yaml:"clientToken,omitempty"`
-	Groups         []string                `json:"groups,omitempty" yaml:"groups,omitempty"`
-	Selector       *PlanSelector           `json:"selector,omitempty" yaml:"selector,omitempty"`
-	Defaults       PlanDefaults            `json:"defaults" yaml:"defaults"`
-	NetworkMapping []NetworkMap            `json:"networkMapping,omitempty" yaml:"networkMapping,omitempty"`
-	Tiers          []TierRule              `json:"tiers,omitempty" yaml:"tiers,omitempty"`
-	Overrides      map[string]PlanOverride `json:"overrides,omitempty" yaml:"overrides,omitempty"`
-	Concurrency    int                     `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
-	HaltOnFailure  bool                    `json:"haltOnFailure,omitempty" yaml:"haltOnFailure,omitempty"`
-	WebHook        string                  `json:"webHook,omitempty" yaml:"webHook,omitempty"`
+	Name string `json:"name" yaml:"name"`
+	// Mode is recovery (the default: restore onto the mapped networks) or drill (a
+	// rehearsal: every NIC goes onto an isolated test network, never a production address).
+	Mode           string        `json:"mode,omitempty" yaml:"mode,omitempty"`
+	ClientToken    string        `json:"clientToken,omitempty" yaml:"clientToken,omitempty"`
+	Groups         []string      `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Selector       *PlanSelector `json:"selector,omitempty" yaml:"selector,omitempty"`
+	Defaults       PlanDefaults  `json:"defaults" yaml:"defaults"`
+	NetworkMapping []NetworkMap  `json:"networkMapping,omitempty" yaml:"networkMapping,omitempty"`
+	// TestL3NetworkUUID is a drill's default test network: where the NICs go whose mapping
+	// names no testL3NetworkUuid, or whose source network no mapping names.
+	TestL3NetworkUUID string                  `json:"testL3NetworkUuid,omitempty" yaml:"testL3NetworkUuid,omitempty"`
+	Tiers             []TierRule              `json:"tiers,omitempty" yaml:"tiers,omitempty"`
+	Overrides         map[string]PlanOverride `json:"overrides,omitempty" yaml:"overrides,omitempty"`
+	Concurrency       int                     `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
+	HaltOnFailure     bool                    `json:"haltOnFailure,omitempty" yaml:"haltOnFailure,omitempty"`
+	WebHook           string                  `json:"webHook,omitempty" yaml:"webHook,omitempty"`
 }
 
 // PlanSelector picks groups from the backup index instead of listing them.
@@ -49,6 +55,9 @@ type PlanDefaults struct {
 type NetworkMap struct {
 	SourceL3NetworkUUID string `json:"sourceL3NetworkUuid" yaml:"sourceL3NetworkUuid"`
 	TargetL3NetworkUUID string `json:"targetL3NetworkUuid" yaml:"targetL3NetworkUuid"`
+	// TestL3NetworkUUID is where a drill puts this network's NICs instead: an isolated test
+	// network of the recovery site (isolated: true in the site file).
+	TestL3NetworkUUID string `json:"testL3NetworkUuid,omitempty" yaml:"testL3NetworkUuid,omitempty"`
 	// IP is "keep" (the source address, which must be in the target's ranges) or
 	// "allocate" (the default).
 	IP string `json:"ip,omitempty" yaml:"ip,omitempty"`
@@ -76,6 +85,15 @@ type PlanOverride struct {
 	// BootCheck replaces the default boot check for this group.
 	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
 }
+
+// Plan modes.
+const (
+	ModeRecovery = "recovery"
+	ModeDrill    = "drill"
+)
+
+// IsDrill reports whether the plan is a rehearsal onto the test networks.
+func (s *PlanSpec) IsDrill() bool { return s.Mode == ModeDrill }
 
 // HasBootCheck reports whether a plan's VMs prove they booted (by default or for a group).
 func (s *PlanSpec) HasBootCheck() bool {

@@ -134,7 +134,8 @@ func (p *apiProcess) buildHandlers(r *runGroup) error {
 		Store: p.st, Catalog: p.cache, Events: events, Queue: queue.NewClient(p.rdb, p.c.MaxRetry), Auth: p.auth,
 		Plans: &plan.Service{Store: p.st, Catalog: p.cache, WebHooks: hooks}, WebHooks: hooks,
 		Metrics: p.m, Log: p.log,
-		Config: httpapi.Config{WaitLimit: p.c.WaitLimit, MetricsToken: p.c.MetricsToken, PublicURL: p.c.PublicURL, WriteTimeout: p.c.HTTPWriteTimeout},
+		Config: httpapi.Config{WaitLimit: p.c.WaitLimit, MetricsToken: p.c.MetricsToken, PublicURL: p.c.PublicURL, WriteTimeout: p.c.HTTPWriteTimeout,
+			ReportRetention: p.c.ReportRetention},
 	}
 	p.srv.Ready = func() error { return ready(context.Background(), p.st, p.cache) }
 	p.startOpsMetrics(r, p.cache)

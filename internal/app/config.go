@@ -48,6 +48,7 @@ type Config struct {
 	CloneParallelism   int
 	CloneCheckpoint    int64
 	SessionTTL         time.Duration
+	ReportRetention    time.Duration
 	BackupScanInterval time.Duration
 	BackupVerifyEvery  time.Duration
 	MetricsAddr        string
@@ -241,6 +242,7 @@ var Settings = []setting{
 	{"VMRESTORE_MAX_RETRY", "max-retry", "10", "retries of a job's transient failures (worker crashes do not count)", num(func(c *Config) *int { return &c.MaxRetry }, 0, 1000)},
 	{"VMRESTORE_CLONE_PARALLELISM", "clone-parallelism", "4", "volumes of one VM copied at once: the most clone slots of its backup storage one job holds", num(func(c *Config) *int { return &c.CloneParallelism }, 1, 64)},
 	{"VMRESTORE_CLONE_CHECKPOINT", "clone-checkpoint", "32MiB", "bytes a volume copy moves between two checkpoints it can resume from after a crash (fsync of the partial file, digest state saved); 0 turns resuming off", byteSize(func(c *Config) *int64 { return &c.CloneCheckpoint })},
+	{"VMRESTORE_REPORT_RETENTION", "report-retention", "9600h", "how long the run report of an ended plan is kept (GET /api/v1/plans/{uuid}/report, GET /api/v1/reports), after its VMs are cleaned up too; 9600h is 400 days", dur(func(c *Config) *time.Duration { return &c.ReportRetention })},
 	{"VMRESTORE_SESSION_TTL", "session-ttl", "2h", "login session lifetime", dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
 	{"VMRESTORE_BACKUP_SCAN_INTERVAL", "backup-scan-interval", "30s", "how often workers re-index the backup storages", dur(func(c *Config) *time.Duration { return &c.BackupScanInterval })},
 	{"VMRESTORE_BACKUP_VERIFY_INTERVAL", "backup-verify-interval", "0s", "worker: re-read every indexed backup group and check its checksums once per this interval (like 168h); 0 turns it off", dur(func(c *Config) *time.Duration { return &c.BackupVerifyEvery })},

@@ -48,7 +48,7 @@ func TestCatalogAndVMQueries(t *testing.T) {
 	l3 := get("/zstack/v1/l3-networks/"+demosite.L3ProdUUID, nil)["inventories"].([]any)[0].(map[string]any)
 	mustf(t, l3["usedIpCount"].(float64) == 3 && l3["totalIpCount"].(float64) == 241, "l3-prod usage %v/%v, want 3 VMs of 241 (the gateway is outside the range)", l3["usedIpCount"], l3["totalIpCount"])
 	mustf(t, count(get("/zstack/v1/primary-storage", nil)) == 2 && count(get("/zstack/v1/backup-storage", nil)) == 1, "storages")
-	mustf(t, count(get("/zstack/v1/instance-offerings", nil)) == 2 && count(get("/zstack/v1/l3-networks", nil)) == 2, "offerings, l3s")
+	mustf(t, count(get("/zstack/v1/instance-offerings", nil)) == 2 && count(get("/zstack/v1/l3-networks", nil)) == 4, "offerings, l3s (l3-prod, l3-mgmt and the drills' l3-drill, l3-drill-mgmt)")
 
 	vms3 := get("/zstack/v1/vm-instances", url.Values{"q": {"name?=web-a,web-c"}})
 	mustf(t, count(vms3) == 2, "name in (web-a, web-c): %d", count(vms3))

@@ -165,7 +165,7 @@ func (w *workerParts) buildPipeline(ctx context.Context, embedded bool) error {
 	for _, h := range w.hosts {
 		w.pipeline.HostLocal.Bound[h] = true
 	}
-	w.runner = &plan.Runner{Store: w.st, Queue: w.pipeline.Queue, Log: w.log, WebHooks: hooks}
+	w.runner = &plan.Runner{Store: w.st, Queue: w.pipeline.Queue, Log: w.log, WebHooks: hooks, ReportRetention: w.c.ReportRetention}
 	return nil
 }
 

@@ -179,6 +179,10 @@ type L3Network struct {
 	IPAllocatorStrategy string    `yaml:"ipAllocatorStrategy,omitempty" json:"ipAllocatorStrategy"`
 	DNS                 []string  `yaml:"dns,omitempty" json:"dns"`
 	IPRanges            []IPRange `yaml:"ipRanges" json:"ipRanges"`
+	// Isolated marks an isolated test network: no route to production, where drills may
+	// restore VMs (a drill plan's test networks must be isolated). vmrestore's own field;
+	// ZStack's inventory does not show it.
+	Isolated bool `yaml:"isolated,omitempty" json:"isolated,omitempty"`
 }
 
 // IPRange is an inclusive IPv4 range of an L3 network; netmask and gateway apply to every

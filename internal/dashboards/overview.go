@@ -32,6 +32,20 @@ func overview() *dashboard.DashboardBuilder {
 			query(maxOf(workersAlive), "__auto")).
 			Thresholds(thresholds(red, step{1, green})).
 			ColorScheme(colorByThresholds())).
+		WithRow(row("Drills")).
+		WithPanel(single("Days since a drill succeeded",
+			"Days since the latest drill (restorectl plan drill) that restored every VM ended; an alert fires past 90 days. A deployment that never rehearsed shows days since 1970.",
+			units.Short,
+			query(daysSince(maxOf(drillLastSuccess)), "__auto")).
+			Decimals(0).
+			Thresholds(thresholds(green, step{60, orange}, step{90, red})).
+			ColorScheme(colorByThresholds())).
+		WithPanel(graph("Drill history: achieved RTO",
+			"vmrestore_drill_rto_seconds: the RTO of each drill plan's latest run (submission to the last VM verified running), for the whole plan and per tier; each step is a new drill. The run reports: restorectl report list.",
+			units.Seconds,
+			query(maxBy("plan", drillRTO.where(`tier="all"`)), "{{plan}}"),
+			query(maxBy("plan, tier", drillRTO.where(`tier!="all"`)), "{{plan}} tier {{tier}}")).
+			Span(18)).
 		WithRow(row("Throughput and outcomes")).
 		WithPanel(graph("Restores ended by outcome",
 			"vmrestore_jobs_total by outcome (succeeded, failed, cancelled), per second; and jobs accepted by the API.",

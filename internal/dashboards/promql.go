@@ -38,6 +38,8 @@ var (
 	clusterMemoryFree = metric("vmrestore_cluster_memory_free_bytes")
 	primaryStorage    = metric("vmrestore_primary_storage_capacity_bytes")
 	primaryFree       = metric("vmrestore_primary_storage_free_bytes")
+	drillRTO          = metric("vmrestore_drill_rto_seconds")
+	drillLastSuccess  = metric("vmrestore_drill_last_success_timestamp_seconds")
 
 	// The asynq queue (asynq's own exporter, run by the lease holder).
 	queueTasks     = metric("asynq_tasks_enqueued_total") // a gauge despite its name: tasks now, by state
@@ -137,6 +139,9 @@ func minBy(labels string, e fmt.Stringer) expr { return aggregate("min", labels,
 func ratio(numerator, denominator fmt.Stringer) expr {
 	return expr(numerator.String() + " / " + denominator.String())
 }
+
+// daysSince is how many days ago the Unix time e was.
+func daysSince(e fmt.Stringer) expr { return expr("(time() - " + e.String() + ") / 86400") }
 
 // orZero reads as 0 where e has no series (a label value not seen yet).
 func orZero(e fmt.Stringer) expr { return expr("(" + e.String() + " or vector(0))") }

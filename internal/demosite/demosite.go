@@ -21,22 +21,28 @@ import (
 
 // Fixed uuids, so that README examples and printed commands stay valid from run to run.
 const (
-	ZoneUUID       = "1e48b41ec4b63660b38a72d271c0164b"
-	ClusterAUUID   = "f29498f04b1e3c319bdaeb6b3f8259f3"
-	ClusterBUUID   = "a7c1f3e2b4d5469788a9b0c1d2e3f405"
-	NFSUUID        = "ae47a25fd7cf3a349035d01060a8a224"
-	LocalUUID      = "b1c2d3e4f5a6478899aabbccddeeff00"
-	BackupUUID     = "c3d4e5f6a7b8490a9b1c2d3e4f5a6b7c"
-	L2ProdUUID     = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
-	L2MgmtUUID     = "1b2c3d4e5f6a41829304b5c6d7e8f90a"
-	L3ProdUUID     = "d50554f493153be78f6740e18e598046"
-	L3MgmtUUID     = "e61665a5a4264cf89a7851f29f6a9157"
-	OfferingSmall  = "f53ad9f147203b499dfbd93ce41b7a8e"
-	OfferingLarge  = "0c8e4b6a2f1d4e3c9b7a5d8f6e4c2a10"
-	GroupWeb01UUID = "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"
-	GroupDB01UUID  = "7f1d4c7b2a3e4d6c9b0f8e7d6c5b4a32"
-	GroupApp01UUID = "8a2e5d8c3b4f4e7dac1a9f8e7d6c5b43"
-	SourceHostUUID = "4834161c409a34b6a84e40d71d85f714"
+	ZoneUUID     = "1e48b41ec4b63660b38a72d271c0164b"
+	ClusterAUUID = "f29498f04b1e3c319bdaeb6b3f8259f3"
+	ClusterBUUID = "a7c1f3e2b4d5469788a9b0c1d2e3f405"
+	NFSUUID      = "ae47a25fd7cf3a349035d01060a8a224"
+	LocalUUID    = "b1c2d3e4f5a6478899aabbccddeeff00"
+	BackupUUID   = "c3d4e5f6a7b8490a9b1c2d3e4f5a6b7c"
+	L2ProdUUID   = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
+	L2MgmtUUID   = "1b2c3d4e5f6a41829304b5c6d7e8f90a"
+	L3ProdUUID   = "d50554f493153be78f6740e18e598046"
+	L3MgmtUUID   = "e61665a5a4264cf89a7851f29f6a9157"
+	// L3DrillUUID is the isolated test network drills restore onto: the production subnet
+	// again, on an L2 with no route out.
+	L3DrillUUID = "f72776b6b5375d0a8b6962f3a7b0a268"
+	L2DrillUUID = "a83887c7c6486e1b9c7a73049b8c1379"
+	// L3DrillMgmtUUID is the isolated copy of the management network.
+	L3DrillMgmtUUID = "0c4a99d8e8597e2c9d8a8415ad9c248b"
+	OfferingSmall   = "f53ad9f147203b499dfbd93ce41b7a8e"
+	OfferingLarge   = "0c8e4b6a2f1d4e3c9b7a5d8f6e4c2a10"
+	GroupWeb01UUID  = "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"
+	GroupDB01UUID   = "7f1d4c7b2a3e4d6c9b0f8e7d6c5b4a32"
+	GroupApp01UUID  = "8a2e5d8c3b4f4e7dac1a9f8e7d6c5b43"
+	SourceHostUUID  = "4834161c409a34b6a84e40d71d85f714"
 )
 
 // Paths of a generated demo site.
@@ -114,9 +120,9 @@ func Site(p Paths) *catalog.Site {
 		Zones: []catalog.Zone{{UUID: ZoneUUID, Name: "zone-dr", Description: "recovery site"}},
 		Clusters: []catalog.Cluster{
 			{UUID: ClusterAUUID, Name: "cluster-a", ZoneUUID: ZoneUUID,
-				L2NetworkUUIDs: []string{L2ProdUUID, L2MgmtUUID}, PrimaryStorageUUIDs: []string{NFSUUID}},
+				L2NetworkUUIDs: []string{L2ProdUUID, L2MgmtUUID, L2DrillUUID}, PrimaryStorageUUIDs: []string{NFSUUID}},
 			{UUID: ClusterBUUID, Name: "cluster-b", ZoneUUID: ZoneUUID,
-				L2NetworkUUIDs: []string{L2ProdUUID}, PrimaryStorageUUIDs: []string{LocalUUID}},
+				L2NetworkUUIDs: []string{L2ProdUUID, L2DrillUUID}, PrimaryStorageUUIDs: []string{LocalUUID}},
 		},
 		Hosts: []catalog.Host{
 			host("e18cf66eedb3306686a1d4685bbb63af", "host-a1", ClusterAUUID, "172.20.0.11", 32, 128<<30),
@@ -135,6 +141,7 @@ func Site(p Paths) *catalog.Site {
 		L2Networks: []catalog.L2Network{
 			{UUID: L2ProdUUID, Name: "l2-prod", ZoneUUID: ZoneUUID, PhysicalInterface: "eth0"},
 			{UUID: L2MgmtUUID, Name: "l2-mgmt", ZoneUUID: ZoneUUID, PhysicalInterface: "eth1"},
+			{UUID: L2DrillUUID, Name: "l2-drill", ZoneUUID: ZoneUUID, PhysicalInterface: "eth2"},
 		},
 		L3Networks: []catalog.L3Network{
 			{UUID: L3ProdUUID, Name: "l3-prod", L2NetworkUUID: L2ProdUUID, DNS: []string{"10.10.0.2"},
@@ -142,6 +149,12 @@ func Site(p Paths) *catalog.Site {
 					StartIP: "10.10.0.10", EndIP: "10.10.0.250", Netmask: "255.255.255.0", Gateway: "10.10.0.1"}}},
 			{UUID: L3MgmtUUID, Name: "l3-mgmt", L2NetworkUUID: L2MgmtUUID, IPAllocatorStrategy: catalog.IPFirstAvailable,
 				IPRanges: []catalog.IPRange{{UUID: "8b7c6d5e4f3a40213b4c5d6e7f809102", Name: "mgmt-range",
+					StartIP: "192.168.100.10", EndIP: "192.168.100.200", Netmask: "255.255.255.0", Gateway: "192.168.100.1"}}},
+			{UUID: L3DrillUUID, Name: "l3-drill", L2NetworkUUID: L2DrillUUID, Isolated: true, DNS: []string{"10.10.0.2"},
+				IPRanges: []catalog.IPRange{{UUID: "b94998d8d7597f2cad8b84150cad248a", Name: "drill-range",
+					StartIP: "10.10.0.10", EndIP: "10.10.0.250", Netmask: "255.255.255.0", Gateway: "10.10.0.1"}}},
+			{UUID: L3DrillMgmtUUID, Name: "l3-drill-mgmt", L2NetworkUUID: L2DrillUUID, Isolated: true, IPAllocatorStrategy: catalog.IPFirstAvailable,
+				IPRanges: []catalog.IPRange{{UUID: "1d5baae9f96a8f3d0e9b9526be0d359c", Name: "drill-mgmt-range",
 					StartIP: "192.168.100.10", EndIP: "192.168.100.200", Netmask: "255.255.255.0", Gateway: "192.168.100.1"}}},
 		},
 		InstanceOfferings: []catalog.InstanceOffering{

@@ -55,7 +55,7 @@ func TestPlanWithAnUnknownFieldListsThePlansFields(t *testing.T) {
 	err := (&Server{}).submitPlan()(e.NewContext(req, httptest.NewRecorder()))
 	ec, ok := zstack.AsErrorCode(err)
 	if !ok || ec.Code != zstack.CodeInvalidArgument || !strings.Contains(ec.Details, `unknown field "params"`) ||
-		!strings.Contains(ec.Details, "a plan's fields are name, clientToken, groups, selector, defaults") {
+		!strings.Contains(ec.Details, "a plan's fields are name, mode, clientToken, groups, selector, defaults") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -61,6 +61,8 @@ func (s *Server) routes(e *echo.Echo) {
 	a.POST("/plans/:uuid/resume", s.operatePlan("resume"), auth)
 	a.POST("/plans/:uuid/retry", s.operatePlan("retry"), auth)
 	a.POST("/plans/:uuid/cleanup", s.cleanupPlan(), auth)
+	a.GET("/plans/:uuid/report", s.planReport(), auth)
+	a.GET("/reports", s.listReports(), auth)
 	a.GET("/jobs/:uuid", s.getJob(), auth)
 	a.POST("/jobs/:uuid/cancel", s.cancelJob(), auth)
 	a.GET("/accounts", s.listAccounts(), auth)

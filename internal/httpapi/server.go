@@ -52,6 +52,8 @@ type Config struct {
 	// request (a restore that waits included); zero: WaitLimit plus a minute. Event streams
 	// renew their own deadline at each event instead (planEvents).
 	WriteTimeout time.Duration
+	// ReportRetention is how long run reports are kept (plan.DefaultReportRetention when 0).
+	ReportRetention time.Duration
 }
 
 // writeTimeout is Config.WriteTimeout, or its default.

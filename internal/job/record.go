@@ -71,6 +71,9 @@ type Record struct {
 	Plan        string       `json:"plan,omitempty"`
 	PlanItem    int          `json:"planItem,omitempty"`
 	Checkpoints *Checkpoints `json:"-"`
+	// StageEnded is when each stage that finished last did (the commit stage ends with the
+	// job, at FinishedAt): the stage timings of run reports.
+	StageEnded map[string]time.Time `json:"-"`
 	// Queue is the asynq queue the job's last run came from.
 	Queue string `json:"-"`
 	// NewAttempt is set on the record StartAttempt returns when the run counted a new

@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/store"
 )
@@ -47,6 +50,7 @@ type Deployment struct {
 	psCapacity, psFree                      *prometheus.Desc
 	bsSlots, workersAlive, slots, slotsBusy *prometheus.Desc
 	bsFailedVerification                    *prometheus.Desc
+	drillRTO, drillLastSuccess              *prometheus.Desc
 }
 
 // RegisterDeployment adds the Redis-backed collectors to m's registry: vmrestore_redis_up
@@ -83,6 +87,10 @@ func (m *Metrics) RegisterDeployment(st *store.Store, cache *store.CatalogCache,
 			"Tasks the live workers are running now.", nil, nil),
 		bsFailedVerification: prometheus.NewDesc("vmrestore_backup_groups_failed_verification",
 			"Indexed backup groups whose last scheduled verification on the backup storage failed (VMRESTORE_BACKUP_VERIFY_INTERVAL).", []string{"backup_storage", "name"}, nil),
+		drillRTO: prometheus.NewDesc("vmrestore_drill_rto_seconds",
+			"Achieved RTO of the latest drill of each plan name (submission to the last VM verified running), per tier and for the whole plan (tier=\"all\"), from the stored run reports.", []string{"plan", "tier"}, nil),
+		drillLastSuccess: prometheus.NewDesc("vmrestore_drill_last_success_timestamp_seconds",
+			"When the latest drill that restored every VM ended (Unix seconds), from the stored run reports; 0 when none has.", nil, nil),
 	}
 	m.Registry.MustRegister(d, &leaderOnly{leader: d.Leader, inner: asynqmetrics.NewQueueMetricsCollector(inspector)})
 	return d
@@ -138,7 +146,8 @@ func (d *Deployment) setLeader(ok bool, holder string) {
 
 func (d *Deployment) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{d.exporter, d.redisUpDesc, d.clusterCPU, d.clusterCPUFree, d.clusterMem,
-		d.clusterMemFree, d.psCapacity, d.psFree, d.bsSlots, d.workersAlive, d.slots, d.slotsBusy, d.bsFailedVerification} {
+		d.clusterMemFree, d.psCapacity, d.psFree, d.bsSlots, d.workersAlive, d.slots, d.slotsBusy, d.bsFailedVerification,
+		d.drillRTO, d.drillLastSuccess} {
 		ch <- desc
 	}
 }
@@ -157,6 +166,9 @@ func (d *Deployment) Collect(ch chan<- prometheus.Metric) {
 	}
 	if err := d.collectVerifications(ctx, ch); err != nil {
 		d.log.Warn("backup verification metrics not collected", "err", err)
+	}
+	if err := d.collectDrills(ctx, ch); err != nil {
+		d.log.Warn("drill metrics not collected", "err", err)
 	}
 	servers, err := d.inspector.Servers()
 	if err != nil {
@@ -291,6 +303,45 @@ func (d *Deployment) collectVerifications(ctx context.Context, ch chan<- prometh
 	}
 	for _, bs := range ix.Site.BackupStorages {
 		ch <- prometheus.MustNewConstMetric(d.bsFailedVerification, prometheus.GaugeValue, float64(failed[bs.UUID]), bs.UUID, bs.Name)
+	}
+	return nil
+}
+
+// collectDrills exports, from the run reports kept, the RTOs of each drill plan's latest run
+// and when a drill last restored every VM. The series are bounded by the drill plans' names.
+func (d *Deployment) collectDrills(ctx context.Context, ch chan<- prometheus.Metric) error {
+	raw, err := d.store.ReportSummaries(ctx)
+	if err != nil {
+		return err
+	}
+	latest := map[string]apiv1.RunReportSummary{}
+	var lastSuccess time.Time
+	for _, b := range raw {
+		var s apiv1.RunReportSummary
+		if json.Unmarshal(b, &s) != nil || s.Mode != apiv1.ModeDrill || s.FinishedAt == nil {
+			continue
+		}
+		if s.Succeeded() && s.FinishedAt.After(lastSuccess) {
+			lastSuccess = *s.FinishedAt
+		}
+		if prev, ok := latest[s.PlanName]; !ok || s.FinishedAt.After(*prev.FinishedAt) {
+			latest[s.PlanName] = s
+		}
+	}
+	var last float64
+	if !lastSuccess.IsZero() {
+		last = float64(lastSuccess.UnixMilli()) / 1000
+	}
+	ch <- prometheus.MustNewConstMetric(d.drillLastSuccess, prometheus.GaugeValue, last)
+	for name, s := range latest {
+		if s.RTOSeconds != nil {
+			ch <- prometheus.MustNewConstMetric(d.drillRTO, prometheus.GaugeValue, *s.RTOSeconds, name, "all")
+		}
+		for _, t := range s.Tiers {
+			if t.RTOSeconds != nil {
+				ch <- prometheus.MustNewConstMetric(d.drillRTO, prometheus.GaugeValue, *t.RTOSeconds, name, strconv.Itoa(t.Tier))
+			}
+		}
 	}
 	return nil
 }

@@ -2,8 +2,10 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/redistest"
@@ -213,11 +216,20 @@ func TestDeploymentMetricsComeFromTheLeaseHolderOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Drills: the latest of plan "quarterly" failed (its tier 2 restored nothing), the one
+	// before succeeded; a recovery plan is no drill.
+	lastSuccess := saveDrillReports(t, st)
+	if n := len(family(t, first.m, "vmrestore_drill_rto_seconds")); n != 2 {
+		t.Errorf("%d drill RTO series; want 2 (the latest drill's plan and tier 1: its tier 2 restored nothing, a recovery is no drill)", n)
+	}
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
 		want   float64
 	}{
+		{"vmrestore_drill_rto_seconds", map[string]string{"plan": "quarterly", "tier": "all"}, 400},
+		{"vmrestore_drill_rto_seconds", map[string]string{"plan": "quarterly", "tier": "1"}, 100},
+		{"vmrestore_drill_last_success_timestamp_seconds", nil, float64(lastSuccess.Unix())},
 		{"vmrestore_backup_groups_failed_verification", map[string]string{"backup_storage": demosite.BackupUUID, "name": "bs-main"}, 1},
 		{"vmrestore_cluster_cpu_capacity", map[string]string{"name": "cluster-a"}, float64(cpuA)},
 		{"vmrestore_cluster_cpu_free", map[string]string{"name": "cluster-a"}, float64(cpuA)},
@@ -244,4 +256,27 @@ func TestDeploymentMetricsComeFromTheLeaseHolderOnly(t *testing.T) {
 	if second := leader(); second == first {
 		t.Error("the lease did not move")
 	}
+}
+
+// saveDrillReports stores the reports of two drills of one plan and of a recovery, and
+// returns when the drill that succeeded ended.
+func saveDrillReports(t *testing.T, st *store.Store) time.Time {
+	t.Helper()
+	rto := func(v float64) *float64 { return &v }
+	ok := time.Now().Add(-100 * 24 * time.Hour).Truncate(time.Second)
+	failed := time.Now().Add(-2 * 24 * time.Hour).Truncate(time.Second)
+	recovered := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for i, s := range []apiv1.RunReportSummary{
+		{PlanUUID: strings.Repeat("1", 32), PlanName: "quarterly", Mode: apiv1.ModeDrill, State: "succeeded", FinishedAt: &ok, RTOSeconds: rto(300),
+			Tiers: []apiv1.TierRTO{{Tier: 1, Complete: true, RTOSeconds: rto(120)}, {Tier: 2, Complete: true, RTOSeconds: rto(300)}}},
+		{PlanUUID: strings.Repeat("2", 32), PlanName: "quarterly", Mode: apiv1.ModeDrill, State: "failed", FinishedAt: &failed, RTOSeconds: rto(400),
+			Tiers: []apiv1.TierRTO{{Tier: 1, Complete: true, RTOSeconds: rto(100)}, {Tier: 2}}},
+		{PlanUUID: strings.Repeat("3", 32), PlanName: "dc-east", Mode: apiv1.ModeRecovery, State: "succeeded", FinishedAt: &recovered, RTOSeconds: rto(50)},
+	} {
+		b, _ := json.Marshal(s)
+		if err := st.SaveReport(context.Background(), store.StoredReport{Plan: s.PlanUUID, Account: "acct", FinishedAt: *s.FinishedAt, Summary: b, Body: []byte("{}")}, 400*24*time.Hour); err != nil {
+			t.Fatalf("report %d: %v", i, err)
+		}
+	}
+	return ok
 }

@@ -47,6 +47,8 @@ var (
 
 func load() (*openapi3.T, routers.Router, error) {
 	loadOnce.Do(func() {
+		// A run report's page is text, checked as a string (CSV and plain text have decoders).
+		openapi3filter.RegisterBodyDecoder("text/html", openapi3filter.PlainBodyDecoder)
 		loader := openapi3.NewLoader()
 		d, err := loader.LoadFromData(apiv1.OpenAPI)
 		if err != nil {

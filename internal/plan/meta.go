@@ -17,7 +17,7 @@ func Meta(uuid string, spec *apiv1.PlanSpec, account string, items []store.PlanI
 		return nil, err
 	}
 	m := &store.PlanMeta{UUID: uuid, Name: spec.Name, AccountUUID: account, ClientToken: spec.ClientToken,
-		CreatedAt: time.Now(), Concurrency: spec.Concurrency, HaltOnFailure: spec.HaltOnFailure,
+		Mode: modeOf(spec), CreatedAt: time.Now(), Concurrency: spec.Concurrency, HaltOnFailure: spec.HaltOnFailure,
 		WebHook: spec.WebHook, ItemCount: len(items), Spec: raw}
 	if m.Concurrency == 0 {
 		m.Concurrency = planspec.DefaultConcurrency

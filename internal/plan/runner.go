@@ -31,6 +31,9 @@ type Runner struct {
 	Interval time.Duration
 	// WebHooks posts plans' web hooks.
 	WebHooks *webhook.Client
+	// ReportRetention is how long the run report stored when a plan ends is kept
+	// (DefaultReportRetention when 0).
+	ReportRetention time.Duration
 
 	mu      sync.Mutex
 	listing map[string][]store.PlanItem // plan → items (immutable), for tiers and sizes
@@ -374,10 +377,19 @@ func (r *Runner) finishIfDone(ctx context.Context, plan string, meta *store.Plan
 		return err
 	}
 	r.forget(plan)
+	r.saveReport(ctx, plan)
 	r.Log.Info("plan ended", "plan", plan, "name", meta.Name, "state", final, "succeeded", st.Counts[store.ItemSucceeded],
 		"failed", st.Counts[store.ItemFailed], "cancelled", st.Counts[store.ItemCancelled])
 	if meta.WebHook != "" && r.Queue != nil {
 		return r.Queue.EnqueuePlanWebHook(ctx, plan)
 	}
 	return nil
+}
+
+// saveReport stores the run report of a plan that has just ended. A failure is logged, not
+// returned: the plan has ended, and its report can still be read live until its jobs expire.
+func (r *Runner) saveReport(ctx context.Context, plan string) {
+	if _, err := SaveRunReport(ctx, r.Store, plan, r.ReportRetention); err != nil {
+		r.Log.Warn("cannot store the plan's run report; GET /api/v1/plans/{uuid}/report builds it from the jobs until they expire", "plan", plan, "err", err)
+	}
 }

@@ -82,6 +82,8 @@ func (s *Service) Submit(ctx context.Context, spec *apiv1.PlanSpec, account stri
 			existing[vm.Name] = append(existing[vm.Name], vm.UUID)
 		}
 		WarnNameCollisions(rep, existing)
+		rep.Mode = modeOf(spec)
+		rep.TestNetworks = planspec.TestNetworks(spec, ix)
 		return &Submitted{DryRun: rep}, nil
 	}
 	uuid := zstack.NewUUID()
@@ -185,6 +187,14 @@ func (s *Service) Retry(ctx context.Context, uuid string) (int, error) {
 		return 0, err
 	}
 	return len(requeue), s.Store.SetPlanState(ctx, uuid, store.PlanRunning, "retrying "+strconv.Itoa(len(requeue))+" item(s)")
+}
+
+// modeOf is a plan's mode, recovery unless it says drill.
+func modeOf(spec *apiv1.PlanSpec) string {
+	if spec.IsDrill() {
+		return apiv1.ModeDrill
+	}
+	return apiv1.ModeRecovery
 }
 
 func sortByTier(items []store.PlanItem) {

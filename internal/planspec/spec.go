@@ -199,6 +199,11 @@ func checkSpec(spec *apiv1.PlanSpec, ix *catalog.Index, hooks *webhook.Policy) *
 		return zstack.InvalidArgument("concurrency %d must be between 1 and %d", spec.Concurrency, MaxConcurrency)
 	case spec.Defaults.KeepSourceSize && spec.Defaults.InstanceOfferingUUID != "":
 		return zstack.InvalidArgument("defaults: give instanceOfferingUuid or keepSourceSize, not both")
+	case spec.Mode != "" && spec.Mode != apiv1.ModeRecovery && spec.Mode != apiv1.ModeDrill:
+		return zstack.InvalidArgument("mode %q must be recovery or drill", spec.Mode)
+	}
+	if ec := checkTestNetworks(spec, ix); ec != nil {
+		return ec
 	}
 	if spec.WebHook != "" {
 		if hooks == nil {
@@ -254,6 +259,101 @@ func checkSpec(spec *apiv1.PlanSpec, ix *catalog.Index, hooks *webhook.Policy) *
 		sources[m.SourceL3NetworkUUID] = true
 	}
 	return nil
+}
+
+// checkTestNetworks checks that every test network named is an isolated one of the site,
+// and that a drill has a test network for every mapping.
+func checkTestNetworks(spec *apiv1.PlanSpec, ix *catalog.Index) *zstack.ErrorCode {
+	if spec.TestL3NetworkUUID != "" {
+		if ec := checkTestNetwork("testL3NetworkUuid", spec.TestL3NetworkUUID, ix); ec != nil {
+			return ec
+		}
+	}
+	for i, m := range spec.NetworkMapping {
+		where := fmt.Sprintf("networkMapping[%d].testL3NetworkUuid", i)
+		if m.TestL3NetworkUUID != "" {
+			if ec := checkTestNetwork(where, m.TestL3NetworkUUID, ix); ec != nil {
+				return ec
+			}
+			continue
+		}
+		if spec.IsDrill() && spec.TestL3NetworkUUID == "" {
+			return zstack.InvalidArgument("a drill never takes production addresses, but %s is not set and the plan has no default testL3NetworkUuid: "+
+				"source l3 network %s would be restored onto l3 network %s; give the mapping a testL3NetworkUuid, or the plan one for all",
+				where, m.SourceL3NetworkUUID, describeL3(ix, m.TargetL3NetworkUUID))
+		}
+	}
+	return nil
+}
+
+// checkTestNetwork refuses a test network that is not an isolated L3 network of the site.
+func checkTestNetwork(where, uuid string, ix *catalog.Index) *zstack.ErrorCode {
+	l3 := ix.L3Networks[uuid]
+	switch {
+	case l3 == nil:
+		return zstack.InvalidArgument("%s %q is not an l3 network of the recovery site", where, uuid)
+	case !l3.Isolated:
+		return zstack.InvalidArgument("%s is l3 network %s, which is not an isolated test network: a drill on it would take production addresses; "+
+			"name a network the site file marks isolated: true", where, describeL3(ix, uuid))
+	}
+	return nil
+}
+
+// describeL3 names an L3 network by name and uuid.
+func describeL3(ix *catalog.Index, uuid string) string {
+	if l3 := ix.L3Networks[uuid]; l3 != nil && l3.Name != "" {
+		return fmt.Sprintf("%s (%s)", l3.Name, uuid)
+	}
+	return uuid
+}
+
+// TestNetworks lists a drill's test networks: one per mapping, then the plan's default
+// (its source empty: every network no mapping names). A recovery plan has none.
+func TestNetworks(spec *apiv1.PlanSpec, ix *catalog.Index) []apiv1.TestNetwork {
+	if !spec.IsDrill() {
+		return nil
+	}
+	name := func(uuid string) string {
+		if l3 := ix.L3Networks[uuid]; l3 != nil {
+			return l3.Name
+		}
+		return ""
+	}
+	var out []apiv1.TestNetwork
+	for _, m := range spec.NetworkMapping {
+		t := m.TestL3NetworkUUID
+		if t == "" {
+			t = spec.TestL3NetworkUUID
+		}
+		out = append(out, apiv1.TestNetwork{SourceL3NetworkUUID: m.SourceL3NetworkUUID, ProductionL3NetworkUUID: m.TargetL3NetworkUUID,
+			L3NetworkUUID: t, Name: name(t)})
+	}
+	if spec.TestL3NetworkUUID != "" {
+		out = append(out, apiv1.TestNetwork{L3NetworkUUID: spec.TestL3NetworkUUID, Name: name(spec.TestL3NetworkUUID)})
+	}
+	return out
+}
+
+// nicTarget is where a NIC on source network src goes: the mapping's target, or in a drill
+// its test network (the plan's default when the mapping names none, or no mapping names the
+// source). It returns a problem text, or "".
+func nicTarget(spec *apiv1.PlanSpec, mapping map[string]apiv1.NetworkMap, src string, device int) (apiv1.NetworkMap, string) {
+	m, ok := mapping[src]
+	if !spec.IsDrill() {
+		if !ok {
+			return m, fmt.Sprintf("its NIC %d is on source l3 network %s, which networkMapping does not map", device, src)
+		}
+		return m, ""
+	}
+	switch {
+	case ok && m.TestL3NetworkUUID != "":
+		m.TargetL3NetworkUUID = m.TestL3NetworkUUID
+	case spec.TestL3NetworkUUID != "":
+		m.SourceL3NetworkUUID, m.TargetL3NetworkUUID = src, spec.TestL3NetworkUUID
+	default:
+		return m, fmt.Sprintf("its NIC %d is on source l3 network %s, for which the drill has no test network (no mapping's testL3NetworkUuid, no default testL3NetworkUuid)", device, src)
+	}
+	return m, ""
 }
 
 // selectGroups resolves the explicit list or the selector against the backup index, keeping
@@ -395,9 +495,9 @@ func request(spec *apiv1.PlanSpec, g store.IndexedGroup, ov apiv1.PlanOverride, 
 
 	body := &zstack.CreateVmFromVmBackupRequest{}
 	for _, n := range sortedNics(g) {
-		m, ok := mapping[n.L3NetworkUUID]
-		if !ok {
-			return nil, fmt.Sprintf("its NIC %d is on source l3 network %s, which networkMapping does not map", n.DeviceID, n.L3NetworkUUID)
+		m, problem := nicTarget(spec, mapping, n.L3NetworkUUID, n.DeviceID)
+		if problem != "" {
+			return nil, problem
 		}
 		p.L3NetworkUUIDs = append(p.L3NetworkUUIDs, m.TargetL3NetworkUUID)
 		if m.IP == "keep" {

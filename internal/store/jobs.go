@@ -50,6 +50,7 @@ const (
 	jfVolPrefix  = "cp:vol:"
 	jfCopyPrefix = "cp:copy:"
 	jfDone       = "cp:done:"
+	jfStageEnd   = "at:" // + stage: when the stage's checkpoint was written (Unix ms), for run reports
 )
 
 // ErrJobExists is returned by CreateJob when the uuid is taken.
@@ -298,6 +299,11 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 			cp.Copies[strings.TrimPrefix(k, jfCopyPrefix)] = c
 		case strings.HasPrefix(k, jfDone):
 			cp.Done = append(cp.Done, strings.TrimPrefix(k, jfDone))
+		case strings.HasPrefix(k, jfStageEnd):
+			if r.StageEnded == nil {
+				r.StageEnded = map[string]time.Time{}
+			}
+			r.StageEnded[strings.TrimPrefix(k, jfStageEnd)] = millis(v)
 		}
 	}
 	return r, nil
@@ -498,7 +504,7 @@ func (s *Store) SaveCheckpoint(ctx context.Context, uuid, stage, kind string, v 
 
 // checkpointFields are the fields that mark stage done and the next one current.
 func checkpointFields(stage string) []any {
-	fields := []any{jfDone + stage, "1"}
+	fields := []any{jfDone + stage, "1", jfStageEnd + stage, time.Now().UnixMilli()}
 	for i, st := range job.Stages {
 		if st == stage && i+1 < len(job.Stages) {
 			fields = append(fields, jfStage, job.Stages[i+1])

@@ -70,6 +70,7 @@ type PlanMeta struct {
 	UUID          string          `json:"uuid"`
 	Name          string          `json:"name"`
 	AccountUUID   string          `json:"accountUuid"`
+	Mode          string          `json:"mode,omitempty"` // recovery or drill ("" before modes: recovery)
 	ClientToken   string          `json:"clientToken,omitempty"`
 	CreatedAt     time.Time       `json:"createdAt"`
 	Concurrency   int             `json:"concurrency"`
