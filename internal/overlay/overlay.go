@@ -107,12 +107,16 @@ func IdentityOf(path string) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
+	return identity(st), nil
+}
+
+func identity(st os.FileInfo) Identity {
 	id := Identity{Size: st.Size(), MtimeNs: st.ModTime().UnixNano()}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		id.CtimeNs = sys.Ctim.Sec*1e9 + sys.Ctim.Nsec
-		id.Inode, id.Device = sys.Ino, uint64(sys.Dev) //nolint:unconvert // Dev is int32 on some platforms
+		id.Inode, id.Device = sys.Ino, sys.Dev
 	}
-	return id, nil
+	return id
 }
 
 // Diff names what differs between two identities ("" when none does).
@@ -131,4 +135,13 @@ func (a Identity) Diff(b Identity) string {
 		d = append(d, fmt.Sprintf("inode %d:%d → %d:%d", a.Device, a.Inode, b.Device, b.Inode))
 	}
 	return strings.Join(d, ", ")
+}
+
+// IdentityOfFile reads the identity of an open file.
+func IdentityOfFile(f *os.File) (Identity, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return Identity{}, err
+	}
+	return identity(st), nil
 }

@@ -301,6 +301,8 @@ func (p *Pipeline) stage(ctx context.Context, ix *catalog.Index, rec *job.Record
 		return p.clone(ctx, ix, rec)
 	case job.StageInstantiate:
 		return p.instantiate(ctx, ix, rec)
+	case job.StageHydrate:
+		return p.hydrate(ctx, ix, rec)
 	case job.StageCommit:
 		return p.commit(ctx, ix, rec)
 	}
@@ -359,6 +361,11 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 			errs = append(errs, err)
 		}
 		if err := p.releaseNetwork(ctx, fresh); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if instant(fresh) {
+		if err := p.Store.UnmarkBacking(ctx, fresh.Request.GroupUUID, fresh.UUID); err != nil {
 			errs = append(errs, err)
 		}
 	}
