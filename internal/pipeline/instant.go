@@ -66,7 +66,7 @@ func (p *Pipeline) cloneInstant(ctx context.Context, ix *catalog.Index, rec *job
 	if bs == nil {
 		return zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage, "backup storage[uuid:%s] was removed from the site during the restore", r.BackupStorageUUID))
 	}
-	if err := p.Store.MarkBacking(ctx, rec.Request.GroupUUID, rec.UUID); err != nil {
+	if err := p.markBacking(ctx, bs, rec); err != nil {
 		return err
 	}
 	files := map[string]job.ClonedFile{}
@@ -97,6 +97,31 @@ func (p *Pipeline) cloneInstant(ctx context.Context, ix *catalog.Index, rec *job
 	rec.Checkpoints.Volumes = files
 	p.Log.Info("overlays made over the backups; the VM runs from them", "volumes", len(files))
 	return p.Store.SaveCloneCheckpoint(ctx, rec.UUID, prog, files)
+}
+
+// markBacking marks the group as backing the job's VM: in Redis (backupverify and the api
+// read it) and, if the backup storage can be written, in the group's folder (restorectl
+// backup delete reads it).
+func (p *Pipeline) markBacking(ctx context.Context, bs *catalog.BackupStorage, rec *job.Record) error {
+	if err := p.Store.MarkBacking(ctx, rec.Request.GroupUUID, rec.UUID); err != nil {
+		return err
+	}
+	if err := backup.MarkBacking(bs.URL, rec.Request.GroupUUID, rec.UUID); err != nil {
+		p.Log.Warn("the group's folder could not be marked as backing a running VM (a read-only backup storage?); only Redis says so, which restorectl backup delete does not read", "err", err)
+	}
+	return nil
+}
+
+// unmarkBacking removes both marks of markBacking.
+func (p *Pipeline) unmarkBacking(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
+	if r := rec.Checkpoints.Resolved; r != nil {
+		if bs := ix.BackupStorages[r.BackupStorageUUID]; bs != nil {
+			if err := backup.UnmarkBacking(bs.URL, rec.Request.GroupUUID, rec.UUID); err != nil {
+				p.Log.Warn("the group's folder keeps its mark of a VM that no longer runs from it; remove it by hand", "file", backup.BackingPrefix+rec.UUID, "err", err)
+			}
+		}
+	}
+	return p.Store.UnmarkBacking(ctx, rec.Request.GroupUUID, rec.UUID)
 }
 
 // backingOf is a volume's backup file as an overlay's backing file: its absolute path
@@ -167,7 +192,7 @@ func (p *Pipeline) hydrate(ctx context.Context, ix *catalog.Index, rec *job.Reco
 	if err := p.Store.SetInstant(ctx, rec.UUID, in); err != nil {
 		return err
 	}
-	if err := p.Store.UnmarkBacking(ctx, rec.Request.GroupUUID, rec.UUID); err != nil {
+	if err := p.unmarkBacking(ctx, ix, rec); err != nil {
 		return err
 	}
 	p.Log.Info("hydrated: every overlay holds its data and stands alone", "running_for", in.HydratedAt.Sub(in.RunningAt).Round(time.Millisecond).String())

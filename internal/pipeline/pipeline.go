@@ -365,7 +365,9 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 		}
 	}
 	if instant(fresh) {
-		if err := p.Store.UnmarkBacking(ctx, fresh.Request.GroupUUID, fresh.UUID); err != nil {
+		if ix, err := p.Catalog.Current(ctx); err != nil {
+			errs = append(errs, err)
+		} else if err := p.unmarkBacking(ctx, ix, fresh); err != nil {
 			errs = append(errs, err)
 		}
 	}
