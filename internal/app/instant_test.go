@@ -184,3 +184,23 @@ func TestInstantWorkerKilledMidHydration(t *testing.T) {
 	mustf(t, libvirttest.CountDomains(t, hypervisor.LocalURI, vmUUID) == 1, "duplicate or missing domain")
 	e.checkInvariants()
 }
+
+// TestInstantRestoreNeedsLibvirt: on the simulator (which runs no VM) an instant restore is
+// refused by name, through the native API's "instant": true, and leaves nothing behind; a
+// malformed tag is refused before anything is queued.
+func TestInstantRestoreNeedsLibvirt(t *testing.T) {
+	e := newEnv(t)
+	body := map[string]any{"groupUuid": demosite.GroupWeb01UUID, "instant": true, "params": webParams("instant-sim")}
+	r := e.do("POST", "/api/v1/restores", e.session, body, nil)
+	ec, _ := r.json()["error"].(map[string]any)
+	details := errorDetails(ec)
+	mustf(t, r.status == 409 && str(ec, "code") == "SYS.1006" && strings.Contains(details, "VMRESTORE_HYPERVISOR=libvirt") && strings.Contains(details, "simulator"),
+		"an instant restore on the simulator: %d %s", r.status, r.body)
+	marked, err := e.store.BackingJobs(context.Background(), demosite.GroupWeb01UUID)
+	mustf(t, err == nil && len(marked) == 0, "the group is left marked: %v %v", marked, err)
+
+	r = e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+demosite.GroupWeb01UUID, e.session,
+		map[string]any{"params": webParams("instant-bad-tag"), "systemTags": []string{"instantRestore::yes"}}, map[string]string{"Prefer": "wait=60"})
+	mustf(t, strings.Contains(string(r.body), "instantRestore::true or instantRestore::false"), "a malformed tag: %d %s", r.status, r.body)
+	e.checkInvariants()
+}
