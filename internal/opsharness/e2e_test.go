@@ -54,6 +54,7 @@ var neverFiring = map[string]bool{
 	"VmrestoreBackupStorageUnreadable":  true,
 	"VmrestoreBackupFailedVerification": true,
 	"VmrestoreHostWithoutWorker":        true,
+	"VmrestoreInstantHydrationFailed":   true,
 }
 
 const adminPassword = "opsharness-admin"
