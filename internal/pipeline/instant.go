@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/backup"
@@ -306,11 +307,27 @@ func (p *Pipeline) pullAll(ctx context.Context, hy hypervisor.Hydrator, vm *hype
 			return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
 				"after its pull, the overlay %s of volume %s should stand alone, and it names the backing file %q (%v)", f.InstallPath, v.UUID, b, err))
 		}
+		if err := p.recordHydrated(ctx, rec, v.UUID, f); err != nil {
+			return err
+		}
 		vp.done.Store(vp.total.Load())
 		vp.data.Store(vp.dataTotal)
 		vp.state.Store(volHydrated)
 	}
 	return nil
+}
+
+// recordHydrated records a hydrated overlay's allocated size, which the VM's inventory shows.
+func (p *Pipeline) recordHydrated(ctx context.Context, rec *job.Record, volume string, f job.ClonedFile) error {
+	st, err := os.Stat(f.InstallPath)
+	if err != nil {
+		return err
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		f.ActualSize = sys.Blocks * 512
+	}
+	rec.Checkpoints.Volumes[volume] = f
+	return p.Store.SaveClonedVolume(ctx, rec.UUID, volume, f)
 }
 
 // verifyBackings re-reads every backup of the job against its checksum beside the pull, at
