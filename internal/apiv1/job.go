@@ -28,6 +28,16 @@ type Job struct {
 	Progress   *JobProgress      `json:"progress,omitempty"`
 	Cancel     bool              `json:"cancelRequested,omitempty"`
 	Error      *zstack.ErrorCode `json:"error,omitempty"`
+	// Instant is an instant restore's course: when its VM ran, when it was hydrated.
+	Instant *JobInstant `json:"instant,omitempty"`
+}
+
+// JobInstant is the course of an instant restore: Running (the VM runs from its backups,
+// the data is being pulled in) since RunningAt, then Hydrated at HydratedAt, or Failed.
+type JobInstant struct {
+	State      string     `json:"state"`
+	RunningAt  *time.Time `json:"runningAt,omitempty"`
+	HydratedAt *time.Time `json:"hydratedAt,omitempty"`
 }
 
 // JobProgress is the byte progress of a job's copies, rewritten at least every second while
@@ -52,6 +62,7 @@ type VolumeProgress struct {
 	BytesDone  int64  `json:"bytesDone"`
 	BytesTotal int64  `json:"bytesTotal"`
 	DataBytes  int64  `json:"dataBytes"`
-	// State is waiting (for a clone slot), copying, done or failed.
+	// State is waiting (for a clone slot), copying, done or failed; for an instant
+	// restore's overlay, hydrating, then hydrated.
 	State string `json:"state"`
 }

@@ -21,7 +21,10 @@ type PlanSpec struct {
 	Overrides         map[string]PlanOverride `json:"overrides,omitempty" yaml:"overrides,omitempty"`
 	Concurrency       int                     `json:"concurrency,omitempty" yaml:"concurrency,omitempty"`
 	HaltOnFailure     bool                    `json:"haltOnFailure,omitempty" yaml:"haltOnFailure,omitempty"`
-	WebHook           string                  `json:"webHook,omitempty" yaml:"webHook,omitempty"`
+	// NextTierAfter says when an instant item lets the next tier start: "running" (the
+	// default: as soon as its VM runs from its backup) or "hydrated" (once its data is in).
+	NextTierAfter string `json:"nextTierAfter,omitempty" yaml:"nextTierAfter,omitempty"`
+	WebHook       string `json:"webHook,omitempty" yaml:"webHook,omitempty"`
 }
 
 // PlanSelector picks groups from the backup index instead of listing them.
@@ -49,7 +52,16 @@ type PlanDefaults struct {
 	// BootCheck makes every VM prove it booted ({"mode": "console:<regex>", "timeout": 600});
 	// a tier's failure then holds the later tiers.
 	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
+	// Instant restores every VM instantly: it runs from its backup at once and its data is
+	// pulled in while it runs (docs/instant-restore.md).
+	Instant bool `json:"instant,omitempty" yaml:"instant,omitempty"`
 }
+
+// NextTierAfter values.
+const (
+	NextTierAfterRunning  = "running"
+	NextTierAfterHydrated = "hydrated"
+)
 
 // NetworkMap maps a source L3 network to a recovery-site one.
 type NetworkMap struct {
@@ -84,6 +96,8 @@ type PlanOverride struct {
 	Strategy             string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
 	// BootCheck replaces the default boot check for this group.
 	BootCheck *job.BootCheck `json:"bootCheck,omitempty" yaml:"bootCheck,omitempty"`
+	// Instant, when given, replaces the default for this group.
+	Instant *bool `json:"instant,omitempty" yaml:"instant,omitempty"`
 }
 
 // Plan modes.

@@ -23,8 +23,12 @@ type PlanReport struct {
 	VirtualBytesTotal        int64          `json:"virtualBytesTotal"`
 	ThroughputBytesPerSecond float64        `json:"throughputBytesPerSecond"`
 	EtaSeconds               *float64       `json:"etaSeconds,omitempty"`
-	Tiers                    []TierReport   `json:"tiers"`
-	Items                    []ItemReport   `json:"items,omitempty"`
+	// RunningFromBackups counts the instant items whose VM runs while its data is pulled in
+	// (their job's hydrate stage); they count as running in Counts until hydrated, then as
+	// succeeded.
+	RunningFromBackups int          `json:"runningFromBackups,omitempty"`
+	Tiers              []TierReport `json:"tiers"`
+	Items              []ItemReport `json:"items,omitempty"`
 	// Cleanup is the plan's last cleanup, if it had one.
 	Cleanup *PlanCleanup `json:"cleanup,omitempty"`
 }

@@ -30,7 +30,7 @@ func guestEnv(t *testing.T, edit func(*app.Config)) (*env, *libvirttest.GuestIma
 	return guestEnvWith(t, edit, false)
 }
 
-func guestEnvWith(t *testing.T, edit func(*app.Config), noWorker bool) (*env, *libvirttest.GuestImage) {
+func guestEnvWith(t *testing.T, edit func(*app.Config), noWorker bool, editSite ...func(*catalog.Site)) (*env, *libvirttest.GuestImage) {
 	t.Helper()
 	libvirttest.NeedQEMU(t)
 	img := libvirttest.BuildGuestImage(t)
@@ -55,6 +55,9 @@ func guestEnvWith(t *testing.T, edit func(*app.Config), noWorker bool) (*env, *l
 				if s.L2Networks[i].UUID == demosite.L2ProdUUID {
 					s.L2Networks[i].PhysicalInterface = guestInterface
 				}
+			}
+			for _, edit := range editSite {
+				edit(s)
 			}
 		},
 		config: func(c *app.Config) {

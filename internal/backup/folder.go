@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -301,7 +302,8 @@ func syncDir(dir string) error {
 
 // Delete removes a group's folder from a backup storage: group.json first (from that moment
 // the group is no longer restorable), then its volume files and the folder. A folder a
-// backup create is still writing is refused. Nothing outside vm-backups/<groupUuid> can be
+// backup create is still writing is refused, and so is a group whose files a running
+// instant restore's VM runs from (see MarkBacking). Nothing outside vm-backups/<groupUuid> can be
 // reached (the folder is opened through an os.Root; a group folder that is a symlink is
 // refused).
 func Delete(storageURL, groupUUID string) error {
@@ -329,6 +331,10 @@ func Delete(storageURL, groupUUID string) error {
 	dir := GroupDir(storageURL, groupUUID)
 	if writerActive(dir) {
 		return fmt.Errorf("group %s is being written by a running backup create; stop it first", groupUUID)
+	}
+	if jobs := BackingJobs(storageURL, groupUUID); len(jobs) > 0 {
+		return fmt.Errorf("group %s backs the VM of running instant restore job(s) %s: its files are that VM's disks until the job hydrates them; wait for the job to end (restorectl job show <uuid>), or cancel it",
+			groupUUID, strings.Join(jobs, ", "))
 	}
 	if err := groups.Remove(filepath.Join(groupUUID, GroupFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove group.json: %w", err)

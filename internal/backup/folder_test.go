@@ -189,3 +189,30 @@ func TestVerifyVolume(t *testing.T) {
 		t.Fatalf("a missing file: %+v", r)
 	}
 }
+
+// TestDeleteRefusesAGroupBackingAVM: a group whose files a running instant restore's VM
+// runs from is not deleted (its folder says so, without Redis) until the mark is gone.
+func TestDeleteRefusesAGroupBackingAVM(t *testing.T) {
+	storage := t.TempDir()
+	const u, jobUUID = "0000000000000000000000000000ba5e", "1111111111111111111111111111b0b0"
+	writtenGroup(t, storage, u, []byte("some bytes"))
+	if err := backup.MarkBacking(storage, u, jobUUID); err != nil {
+		t.Fatal(err)
+	}
+	if got := backup.BackingJobs(storage, u); len(got) != 1 || got[0] != jobUUID {
+		t.Fatalf("backing jobs %v", got)
+	}
+	err := backup.Delete(storage, u)
+	if err == nil || !strings.Contains(err.Error(), jobUUID) || !strings.Contains(err.Error(), "instant restore") {
+		t.Fatalf("a group backing a running VM: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(backup.GroupDir(storage, u), backup.GroupFile)); err != nil {
+		t.Fatalf("the refused delete removed group.json: %v", err)
+	}
+	if err := backup.UnmarkBacking(storage, u, jobUUID); err != nil {
+		t.Fatal(err)
+	}
+	if err := backup.Delete(storage, u); err != nil {
+		t.Fatalf("after the VM is hydrated: %v", err)
+	}
+}

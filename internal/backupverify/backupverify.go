@@ -137,6 +137,14 @@ const ClaimTTL = time.Hour
 // verifyOne claims a group on a storage and verifies it, unless another worker has it or
 // has just verified it.
 func (v *Verifier) verifyOne(ctx context.Context, bs *catalog.BackupStorage, group string) error {
+	// A group a running instant restore's VM reads from is verified by that restore, beside
+	// its pull; a second reader would only slow the VM down.
+	if jobs, err := v.Store.BackingJobs(ctx, group); err != nil || len(jobs) > 0 {
+		if len(jobs) > 0 {
+			v.Log.Debug("group left alone: it backs running instant restores", "group", group, "jobs", jobs)
+		}
+		return err
+	}
 	ok, err := v.Store.ClaimVerification(ctx, bs.UUID, group, v.Holder, ClaimTTL)
 	if err != nil || !ok {
 		return err

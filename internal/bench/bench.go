@@ -99,6 +99,7 @@ var steps = []struct {
 	{"plans", plans},
 	{"memory", memory},
 	{"instantiate", instantiateFigure},
+	{"instant", instantFigures},
 }
 
 // Steps names the measurement steps in the order Run takes them.

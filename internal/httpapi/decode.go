@@ -219,6 +219,13 @@ func decodeField(raw json.RawMessage, f reflect.Value, name string) error {
 		}
 		f.Set(reflect.ValueOf(out))
 		return nil
+	case bool:
+		var b bool
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return plain(http.StatusBadRequest, "field[%s] must be true or false, got %s", name, rawKind(raw))
+		}
+		f.SetBool(b)
+		return nil
 	case []json.RawMessage:
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {

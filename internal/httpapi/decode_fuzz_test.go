@@ -24,6 +24,8 @@ func FuzzDecodeCreateVM(f *testing.F) {
 		`{"params":{"name":"a","memorySize":1e30}}`,
 		`{"params":{"name":"a","foo":1}}`,
 		`{"params":{"name":"a"},"x":null}`,
+		`{"instant":true,"params":{"name":"a","cpuNum":1,"memorySize":1,"l3NetworkUuids":["` + decodeL3 + `"]}}`,
+		`{"instant":"yes","params":{"name":"a"}}`,
 		`{"params":{"name":"a","cpuNum":1,"memorySize":1,"hostUuid":"e18cf66eedb3306686a1d4685bbb63af","reservedMemorySize":2}}`,
 	} {
 		f.Add(s)

@@ -268,6 +268,17 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error)
 		t := rec.FinishedAt
 		v.FinishedAt = &t
 	}
+	if in := rec.Instant; in != nil {
+		v.Instant = &apiv1.JobInstant{State: in.State}
+		if !in.RunningAt.IsZero() {
+			t := in.RunningAt
+			v.Instant.RunningAt = &t
+		}
+		if !in.HydratedAt.IsZero() {
+			t := in.HydratedAt
+			v.Instant.HydratedAt = &t
+		}
+	}
 	if p := rec.Progress; p != nil {
 		v.Progress = &apiv1.JobProgress{BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, DataBytes: p.DataBytes,
 			DataBytesTotal: p.DataBytesTotal, BytesPerSecond: p.BytesPerSecond, UpdatedAt: p.UpdatedAt}

@@ -137,18 +137,16 @@ func DomainXML(vm *VM, domainType string) (string, error) {
 		if disk.Format != "qcow2" && disk.Format != "raw" {
 			return "", fmt.Errorf("volume %s has format %q; the hypervisor takes qcow2 or raw", disk.VolumeUUID, disk.Format)
 		}
-		letter := deviceLetters[disk.DeviceID : disk.DeviceID+1]
-		// ZStack puts the root volume on virtio only for paravirtual platforms, and every
-		// data volume on virtio.
-		target := &libvirtxml.DomainDiskTarget{Dev: "vd" + letter, Bus: "virtio"}
-		if disk.Root && !virtio {
-			target = &libvirtxml.DomainDiskTarget{Dev: "hd" + letter, Bus: "ide"}
+		if disk.Instant() && (disk.Format != "qcow2" || disk.BackingFormat != "qcow2" && disk.BackingFormat != "raw") {
+			return "", fmt.Errorf("volume %s runs from a %s overlay over a %q backup; an overlay is qcow2 over a qcow2 or raw backup", disk.VolumeUUID, disk.Format, disk.BackingFormat)
 		}
+		dev, bus := DiskTarget(disk, vm.Platform)
 		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
 			Device: "disk", Snapshot: "external",
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: disk.Format, Cache: "none", Discard: "unmap"},
-			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk.Path}},
-			Target: target,
+			Driver:       &libvirtxml.DomainDiskDriver{Name: "qemu", Type: disk.Format, Cache: "none", Discard: "unmap"},
+			Source:       &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: disk.Path}},
+			BackingStore: backingStore(disk),
+			Target:       &libvirtxml.DomainDiskTarget{Dev: dev, Bus: bus},
 		})
 	}
 	for _, n := range vm.NICs {
@@ -170,6 +168,37 @@ func DomainXML(vm *VM, domainType string) (string, error) {
 		})
 	}
 	return d.Marshal()
+}
+
+// DiskTarget is a disk's device name and bus: vd<letter> on virtio, except the root volume
+// of a platform without virtio drivers, hd<letter> on IDE (as ZStack does: every data volume
+// is on virtio). The letter comes from the deviceId (see deviceLetters).
+func DiskTarget(disk Disk, platform string) (dev, bus string) {
+	letter := deviceLetters[disk.DeviceID : disk.DeviceID+1]
+	if disk.Root && !Paravirtual(platform) {
+		return "hd" + letter, "ide"
+	}
+	return "vd" + letter, "virtio"
+}
+
+// backingStore is the backing chain of an instant restore's overlay, written out rather than
+// left for libvirt to probe: the backup file, which libvirt must never relabel (without
+// relabel='no' it chowns the backup to the qemu user and never gives it back), then the end
+// of the chain. Always generated: a definition libvirt saved after a pull has an empty
+// <backingStore/>, and a guest started from it while the overlay still had a backing file
+// would see zeros where its data is.
+func backingStore(disk Disk) *libvirtxml.DomainDiskBackingStore {
+	if !disk.Instant() {
+		return nil
+	}
+	return &libvirtxml.DomainDiskBackingStore{
+		Format: &libvirtxml.DomainDiskFormat{Type: disk.BackingFormat},
+		Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{
+			File:     disk.BackingPath,
+			SecLabel: []libvirtxml.DomainDeviceSecLabel{{Model: "dac", Relabel: "no"}},
+		}},
+		BackingStore: &libvirtxml.DomainDiskBackingStore{},
+	}
 }
 
 // topology is ZStack's: Windows guests get 1, 2 or cpuNum sockets (client editions count

@@ -41,18 +41,29 @@ func TestDomainXMLGolden(t *testing.T) {
 	cases := []struct {
 		file, platform, domainType string
 		cpus                       int64
+		instant                    bool
 	}{
-		{"linux-kvm.xml", hypervisor.PlatformLinux, hypervisor.DomainKVM, 4},
-		{"linux-qemu.xml", hypervisor.PlatformLinux, hypervisor.DomainQEMU, 1},
-		{"paravirtualization.xml", hypervisor.PlatformParavirtualization, hypervisor.DomainKVM, 2},
-		{"windows.xml", hypervisor.PlatformWindows, hypervisor.DomainKVM, 4},
-		{"windows-odd-cpus.xml", hypervisor.PlatformWindows, hypervisor.DomainKVM, 3},
-		{"windowsvirtio.xml", hypervisor.PlatformWindowsVirtio, hypervisor.DomainKVM, 2},
-		{"other.xml", hypervisor.PlatformOther, hypervisor.DomainKVM, 1},
+		{"linux-kvm.xml", hypervisor.PlatformLinux, hypervisor.DomainKVM, 4, false},
+		{"linux-qemu.xml", hypervisor.PlatformLinux, hypervisor.DomainQEMU, 1, false},
+		{"paravirtualization.xml", hypervisor.PlatformParavirtualization, hypervisor.DomainKVM, 2, false},
+		{"windows.xml", hypervisor.PlatformWindows, hypervisor.DomainKVM, 4, false},
+		{"windows-odd-cpus.xml", hypervisor.PlatformWindows, hypervisor.DomainKVM, 3, false},
+		{"windowsvirtio.xml", hypervisor.PlatformWindowsVirtio, hypervisor.DomainKVM, 2, false},
+		{"other.xml", hypervisor.PlatformOther, hypervisor.DomainKVM, 1, false},
+		// An instant restore: qcow2 overlays whose backups are their backing stores, which
+		// libvirt must not relabel.
+		{"linux-instant.xml", hypervisor.PlatformLinux, hypervisor.DomainKVM, 2, true},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
-			got, err := hypervisor.DomainXML(goldenVM(c.platform, c.cpus), c.domainType)
+			vm := goldenVM(c.platform, c.cpus)
+			if c.instant {
+				for i, d := range vm.Disks {
+					vm.Disks[i].BackingPath, vm.Disks[i].BackingFormat = "/backup/vm-backups/g/"+d.VolumeUUID+"."+d.Format, d.Format
+					vm.Disks[i].Path, vm.Disks[i].Format = strings.TrimSuffix(d.Path, "."+d.Format)+".qcow2", "qcow2"
+				}
+			}
+			got, err := hypervisor.DomainXML(vm, c.domainType)
 			if err != nil {
 				t.Fatal(err)
 			}

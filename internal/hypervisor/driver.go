@@ -77,7 +77,14 @@ type Disk struct {
 	Path       string
 	Format     string // qcow2 or raw, from the backup record (never probed)
 	Root       bool
+	// BackingPath, for an instant restore, is the volume's backup file: Path is then a qcow2
+	// overlay over it (Format is the overlay's, qcow2) and BackingFormat the backup's.
+	BackingPath   string
+	BackingFormat string
 }
+
+// Instant reports whether the disk runs from an overlay over its backup.
+func (d Disk) Instant() bool { return d.BackingPath != "" }
 
 // NIC is a network card on a host bridge.
 type NIC struct {

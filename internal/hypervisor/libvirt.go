@@ -129,8 +129,10 @@ func (l *Libvirt) Instantiate(ctx context.Context, vm *VM, strategy string, chec
 		return nil, fmt.Errorf("%w: %s already has a domain with uuid %s that this restore did not make (its job: %q); choose another resourceUuid",
 			ErrNotBootable, h, vm.UUID, owner)
 	}
-	if !found {
-		if vm.BeforeDefine != nil {
+	// A domain that does not run is (re)defined from the XML built now, never started from
+	// the definition libvirt kept: after a pull that definition has an empty <backingStore/>.
+	if !found || !active(state) {
+		if vm.BeforeDefine != nil && !found {
 			if err := vm.BeforeDefine(ctx); err != nil {
 				return nil, err
 			}
@@ -143,9 +145,11 @@ func (l *Libvirt) Instantiate(ctx context.Context, vm *VM, strategy string, chec
 		if err != nil {
 			return nil, refused("define domain "+vm.UUID, h, err)
 		}
-		state = libvirt.DomainShutoff
-		l.Log.Info("domain defined", "vm", vm.UUID, "host", h.UUID)
-		faultPoint("after-define")
+		if !found {
+			state = libvirt.DomainShutoff
+			l.Log.Info("domain defined", "vm", vm.UUID, "host", h.UUID)
+			faultPoint("after-define")
+		}
 	}
 	if strategy == zstack.StrategyCreateStopped {
 		return l.readBack(ctx, h, dom, nil)
@@ -192,6 +196,15 @@ func (l *Libvirt) Instantiate(ctx context.Context, vm *VM, strategy string, chec
 	}
 	l.Log.Info("domain started", "vm", vm.UUID, "host", h.UUID)
 	return l.readBack(ctx, h, dom, func() (string, error) { return l.bootCheck(ctx, h, dom, check, watch) })
+}
+
+// active reports whether a domain has a running QEMU (running, paused, blocked...).
+func active(s libvirt.DomainState) bool {
+	switch s {
+	case libvirt.DomainShutoff, libvirt.DomainShutdown, libvirt.DomainCrashed, libvirt.DomainNostate:
+		return false
+	}
+	return true
 }
 
 func operationInvalid(err error) bool {

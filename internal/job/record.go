@@ -29,11 +29,14 @@ const (
 	StageNetwork     = "network"
 	StageClone       = "clone"
 	StageInstantiate = "instantiate"
-	StageCommit      = "commit"
+	// StageHydrate pulls an instant restore's backups into the overlays its running VM
+	// uses (nothing to do for other restores).
+	StageHydrate = "hydrate"
+	StageCommit  = "commit"
 )
 
 // Stages lists the stages in order.
-var Stages = []string{StageResolve, StagePlace, StageNetwork, StageClone, StageInstantiate, StageCommit}
+var Stages = []string{StageResolve, StagePlace, StageNetwork, StageClone, StageInstantiate, StageHydrate, StageCommit}
 
 // DefaultTimeout is ZStack's default timeout for CreateVmFromVmBackup (24 hours).
 const DefaultTimeout = 24 * time.Hour
@@ -68,8 +71,10 @@ type Record struct {
 	Progress    *Progress `json:"progress,omitempty"`
 	CancelAsked bool      `json:"cancelAsked,omitempty"`
 	// Plan and PlanItem name the restore plan item the job runs, if any.
-	Plan        string       `json:"plan,omitempty"`
-	PlanItem    int          `json:"planItem,omitempty"`
+	Plan     string `json:"plan,omitempty"`
+	PlanItem int    `json:"planItem,omitempty"`
+	// Instant is the course of an instant restore (nil for others).
+	Instant     *Instant     `json:"instant,omitempty"`
 	Checkpoints *Checkpoints `json:"-"`
 	// StageEnded is when each stage that finished last did (the commit stage ends with the
 	// job, at FinishedAt): the stage timings of run reports.
@@ -109,7 +114,8 @@ type VolumeProgress struct {
 	BytesDone  int64  `json:"bytesDone"`
 	BytesTotal int64  `json:"bytesTotal"`
 	DataBytes  int64  `json:"dataBytes"`
-	// State is waiting (for a clone slot), copying, done or failed.
+	// State is waiting (for a clone slot), copying, done or failed; for an instant restore
+	// overlay, hydrating, then hydrated.
 	State string `json:"state"`
 }
 
@@ -244,6 +250,8 @@ type AllocatedNIC struct {
 type ClonedFile struct {
 	InstallPath string `json:"installPath"`
 	ActualSize  int64  `json:"actualSize"`
+	// Backing is set for an instant restore: InstallPath is a qcow2 overlay over it.
+	Backing *Backing `json:"backing,omitempty"`
 }
 
 // Answer is the body ZStack answers for a finished job, on a poll and to a web hook:

@@ -52,6 +52,10 @@ type Request struct {
 	// BootCheck, from the system tag bootCheck::<mode>::<seconds>, makes the job prove that
 	// the guest booted before it succeeds.
 	BootCheck *BootCheck `json:"bootCheck,omitempty"`
+	// Instant, from "instant": true or the system tag instantRestore::true, runs the VM at
+	// once from qcow2 overlays over its backups and pulls the data in while it runs (the
+	// hydrate stage).
+	Instant bool `json:"instant,omitempty"`
 }
 
 // NIC is what the request asks of one NIC: its L3 network (in l3NetworkUuids order) and
@@ -159,6 +163,10 @@ func FromZStack(groupUUID string, body *zstack.CreateVmFromVmBackupRequest) (*Re
 		return nil, err
 	}
 	if err := checkBootCheck(r); err != nil {
+		return nil, err
+	}
+	r.Instant = r.Instant || body.Instant
+	if err := checkInstant(r); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -367,6 +375,14 @@ func (r *Request) setNICs(p *zstack.CreateVmFromVmBackupParams) (map[string]*NIC
 // custom MACs of the NICs, the hostname, the data volumes' primary storage.
 func (r *Request) applySystemTags(tags []string, byL3 map[string]*NIC) *zstack.ErrorCode {
 	for _, raw := range tags {
+		if strings.HasPrefix(raw, InstantTagPrefix) {
+			instant, err := ParseInstantTag(raw)
+			if err != nil {
+				return argerr("%v", err)
+			}
+			r.Instant = r.Instant || instant
+			continue
+		}
 		if strings.HasPrefix(raw, BootCheckTagPrefix) {
 			b, err := ParseBootCheckTag(raw)
 			if err != nil {

@@ -38,6 +38,11 @@ type Metrics struct {
 	BackupVerifications *prometheus.CounterVec
 	BackupVerifyBytes   *prometheus.CounterVec
 	BootChecks          *prometheus.CounterVec
+	// Instant restores: hydrations by outcome, the bytes they pulled, the VMs running from
+	// their backups now.
+	InstantHydrations  *prometheus.CounterVec
+	InstantPulledBytes prometheus.Counter
+	InstantBackedVMs   prometheus.Gauge
 	// HostsWithoutWorker counts the hosts that need a worker of their own (LocalStorage)
 	// and have none; HostWithoutWorker names them; HostLocalWaiting counts the jobs waiting
 	// for their host's worker.
@@ -128,6 +133,15 @@ func New() *Metrics {
 		BootChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vmrestore_boot_checks_total", Help: "Boot checks of restored VMs, by mode (running, guestAgent, console) and outcome (passed, failed).",
 		}, []string{"mode", "outcome"}),
+		InstantHydrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vmrestore_instant_hydrations_total", Help: "Hydrations of instant restores this worker ended, by outcome (hydrated; failed: the pull failed, the backup changed or failed its checksum while it backed a running VM).",
+		}, []string{"outcome"}),
+		InstantPulledBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vmrestore_instant_pulled_bytes_total", Help: "Bytes of backup data this worker's hydrations pulled into overlays (as libvirt counts them: a raw backup's holes too).",
+		}),
+		InstantBackedVMs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vmrestore_instant_hydrations_running", Help: "Instant restores this worker is hydrating now: VMs running from their backups.",
+		}),
 		HostsWithoutWorker: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vmrestore_hosts_without_worker", Help: "Hosts whose restores must run on a worker of their own (LocalStorage, or VMRESTORE_HOST_LOCAL=all) and that have no live worker.",
 		}),
@@ -154,6 +168,10 @@ func New() *Metrics {
 	r.MustRegister(m.LoginAttempts, m.PasswordHashing)
 	r.MustRegister(m.BackupStorageReadable, m.BackupStorageGroups, m.BackupVerifications, m.BackupVerifyBytes)
 	r.MustRegister(m.SimulatedVMs, m.BootChecks, m.HostsWithoutWorker, m.HostWithoutWorker, m.HostLocalWaiting)
+	r.MustRegister(m.InstantHydrations, m.InstantPulledBytes, m.InstantBackedVMs)
+	for _, o := range []string{"hydrated", "failed"} {
+		m.InstantHydrations.WithLabelValues(o)
+	}
 	for _, o := range []string{"success", "failure", "throttled", "busy"} {
 		m.LoginAttempts.WithLabelValues(o)
 	}

@@ -56,6 +56,7 @@ var neverFiring = map[string]bool{
 	"VmrestoreBackupFailedVerification": true,
 	"VmrestoreHostWithoutWorker":        true,
 	"VmrestoreNoDrillSucceeded":         true,
+	"VmrestoreInstantHydrationFailed":   true,
 }
 
 // syncBuffer collects log lines from several goroutines.

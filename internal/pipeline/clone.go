@@ -124,6 +124,9 @@ func (p *Pipeline) clone(ctx context.Context, ix *catalog.Index, rec *job.Record
 	if justCreate(rec) {
 		return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageClone, "", nil)
 	}
+	if instant(rec) {
+		return p.cloneInstant(ctx, ix, rec)
+	}
 	r, pl := rec.Checkpoints.Resolved, rec.Checkpoints.Placement
 	bs := ix.BackupStorages[r.BackupStorageUUID]
 	if bs == nil {
@@ -657,7 +660,7 @@ func (p *Pipeline) removeVolumes(ctx context.Context, rec *job.Record) error {
 		if ps == nil {
 			continue
 		}
-		path := InstallPath(ps.URL, rec.AccountUUID, v)
+		path := volumePath(rec, ps.URL, v)
 		if err := clone.Remove(path); err != nil {
 			errs = append(errs, err)
 		}

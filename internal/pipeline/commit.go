@@ -71,6 +71,9 @@ func Inventory(ix *catalog.Index, rec *job.Record) *zstack.VmInstanceInventory {
 			vol.PrimaryStorageUUID = pl.VolumeStorage[v.UUID]
 			if f, ok := rec.Checkpoints.Volumes[v.UUID]; ok {
 				vol.InstallPath, vol.ActualSize, vol.Status = f.InstallPath, f.ActualSize, zstack.VolumeReady
+				if f.Backing != nil {
+					vol.Format = "qcow2" // the overlay, hydrated
+				}
 			}
 		}
 		if v.Type != backup.VolumeRoot {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
@@ -37,6 +38,13 @@ func (p *Pipeline) instantiate(ctx context.Context, ix *catalog.Index, rec *job.
 		p.Metrics.BootChecks.WithLabelValues(c.Mode, "passed").Inc()
 		p.Log.Info("boot check passed", "vm", vm.UUID, "host", vm.Host.UUID, "check", c.Spec(), "how", out.BootCheck)
 	}
+	if instant(rec) && rec.Instant == nil {
+		rec.Instant = &job.Instant{State: job.InstantRunning, RunningAt: time.Now()}
+		if err := p.Store.SetInstant(ctx, rec.UUID, *rec.Instant); err != nil {
+			return err
+		}
+		p.Log.Info("the VM runs from its backups; the hydrate stage pulls the data in", "vm", vm.UUID, "since_request", time.Since(rec.CreatedAt).Round(time.Millisecond).String())
+	}
 	inst := &job.Instance{HostUUID: vm.Host.UUID, State: out.State, BootCheck: out.BootCheck, Driver: p.Hypervisor.Name()}
 	rec.Checkpoints.Instance = inst
 	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageInstantiate, store.CheckpointInstance, inst)
@@ -67,8 +75,12 @@ func (p *Pipeline) domainSpec(ix *catalog.Index, rec *job.Record) (*hypervisor.V
 		if !ok {
 			return nil, fmt.Errorf("volume %s has no restored file recorded; the clone stage did not finish", v.UUID)
 		}
-		vm.Disks = append(vm.Disks, hypervisor.Disk{VolumeUUID: v.UUID, DeviceID: v.DeviceID, Path: f.InstallPath,
-			Format: v.Format, Root: v.Type == backup.VolumeRoot})
+		disk := hypervisor.Disk{VolumeUUID: v.UUID, DeviceID: v.DeviceID, Path: f.InstallPath,
+			Format: v.Format, Root: v.Type == backup.VolumeRoot}
+		if b := f.Backing; b != nil {
+			disk.Format, disk.BackingPath, disk.BackingFormat = "qcow2", b.Path, b.Format
+		}
+		vm.Disks = append(vm.Disks, disk)
 	}
 	for _, n := range rec.Checkpoints.NICs {
 		nic := hypervisor.NIC{DeviceID: n.DeviceID, MAC: n.Mac, Model: n.DriverType,

@@ -304,6 +304,8 @@ func (p *Pipeline) stage(ctx context.Context, ix *catalog.Index, rec *job.Record
 		return p.clone(ctx, ix, rec)
 	case job.StageInstantiate:
 		return p.instantiate(ctx, ix, rec)
+	case job.StageHydrate:
+		return p.hydrate(ctx, ix, rec)
 	case job.StageCommit:
 		return p.commit(ctx, ix, rec)
 	}
@@ -371,6 +373,13 @@ func (p *Pipeline) release(ctx context.Context, fresh *job.Record) error {
 			errs = append(errs, err)
 		}
 		if err := p.releaseNetwork(ctx, fresh); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if instant(fresh) {
+		if ix, err := p.Catalog.Current(ctx); err != nil {
+			errs = append(errs, err)
+		} else if err := p.unmarkBacking(ctx, ix, fresh); err != nil {
 			errs = append(errs, err)
 		}
 	}

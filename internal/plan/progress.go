@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/apiv1"
+	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/store"
 )
 
@@ -103,6 +104,9 @@ func Progress(ctx context.Context, st *store.Store, uuid string, items bool, fil
 			dataDone, dataTotal = s.BytesDone, it.BytesTotal
 		}
 		t.Counts[s.State]++
+		if s.State == store.ItemRunning && s.Stage == job.StageHydrate {
+			r.RunningFromBackups++
+		}
 		t.BytesDone += dataDone
 		t.BytesTotal += dataTotal
 		t.VirtualBytesDone += s.BytesDone

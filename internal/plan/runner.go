@@ -168,7 +168,8 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 	if err != nil {
 		return err
 	}
-	var still []int
+	var still, gating []int // running items; those that hold later tiers back
+	afterRunning := nextTierAfterRunning(meta)
 	failedNow := 0
 	now := time.Now().UnixMilli()
 	for i, idx := range running {
@@ -197,6 +198,9 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 			cur.BytesDone = max(min(jp.BytesDone, items[idx].BytesTotal), old.BytesDone)
 			cur.DataDone = max(min(jp.DataBytes, items[idx].DataTotal), old.DataDone)
 			still = append(still, idx)
+			if !(afterRunning && jp.VMRunning) {
+				gating = append(gating, idx)
+			}
 		}
 		if cur.State == store.ItemFailed {
 			failedNow++
@@ -218,7 +222,7 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 			return err
 		}
 	case state == store.PlanRunning:
-		held, err := r.start(ctx, plan, meta, items, still, st.Counts[store.ItemFailed]+failedNow, change)
+		held, err := r.start(ctx, plan, meta, items, still, gating, st.Counts[store.ItemFailed]+failedNow, change)
 		if err != nil {
 			return err
 		}
@@ -235,17 +239,18 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 	return r.finishIfDone(ctx, plan, meta, state)
 }
 
-// start launches pending items: at most concurrency running, and never an item of a later
-// tier while an earlier tier still has running items. In a plan whose VMs must pass a boot
+// start launches pending items: at most concurrency running (still), and never an item of a
+// later tier while an earlier tier still has gating items (running ones, except instant
+// items whose VM runs when the plan's nextTierAfter is running). In a plan whose VMs must pass a boot
 // check, a tier does not start while an earlier item failed: held says why, and the plan
 // pauses until the failed items are retried.
-func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, items []store.PlanItem, still []int, failed int, change *store.PlanChange) (held string, err error) {
+func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, items []store.PlanItem, still, gating []int, failed int, change *store.PlanChange) (held string, err error) {
 	slots := meta.Concurrency - len(still)
 	if slots <= 0 {
 		return "", nil
 	}
 	minTier := 0
-	for _, idx := range still {
+	for _, idx := range gating {
 		if minTier == 0 || items[idx].Tier < minTier {
 			minTier = items[idx].Tier
 		}
@@ -295,6 +300,13 @@ func (r *Runner) start(ctx context.Context, plan string, meta *store.PlanMeta, i
 	}
 	change.Popped(len(take))
 	return "", nil
+}
+
+// nextTierAfterRunning reports whether the plan's instant items let the next tier start as
+// soon as their VMs run (nextTierAfter: running, the default).
+func nextTierAfterRunning(meta *store.PlanMeta) bool {
+	var spec apiv1.PlanSpec
+	return json.Unmarshal(meta.Spec, &spec) == nil && spec.NextTierAfter != apiv1.NextTierAfterHydrated
 }
 
 // bootChecked reports whether the plan's VMs must pass a boot check (its spec says so).

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/queue"
@@ -107,5 +108,60 @@ func TestPlanProgressCountsData(t *testing.T) {
 	want := float64(n<<30-512<<20) / rate
 	if rep.EtaSeconds == nil || math.Abs(*rep.EtaSeconds-want) > want/10 {
 		t.Fatalf("ETA %v s, want about %.0f s (the data left at the data rate)", rep.EtaSeconds, want)
+	}
+}
+
+// An instant item lets the next tier start once its VM runs (nextTierAfter: running, the
+// default), or only once it has ended (hydrated); the report counts the VMs running from
+// their backups.
+func TestNextTierAfterInstantRunning(t *testing.T) {
+	for _, after := range []string{"", apiv1.NextTierAfterHydrated} {
+		t.Run("nextTierAfter="+after, func(t *testing.T) {
+			f, r := newRunnerFixture(t, 2, 1<<30)
+			ctx := context.Background()
+			spec := f.spec("instant")
+			spec.Tiers = []apiv1.TierRule{{Tier: 1, SourceVMName: "vm-00000"}}
+			spec.Defaults.Instant, spec.NextTierAfter = true, after
+			res, err := f.svc.Submit(ctx, spec, "admin", true, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Tick(ctx, res.UUID); err != nil {
+				t.Fatal(err)
+			}
+			running, _ := f.st.PlanRunningItems(ctx, res.UUID)
+			if len(running) != 1 {
+				t.Fatalf("tier 1 alone should run first: %v", running)
+			}
+			// The tier-1 item's VM runs from its backup; its job hydrates.
+			job0 := plan.JobUUID(res.UUID, 0, 1)
+			if err := f.st.SaveCheckpoint(ctx, job0, job.StageInstantiate, "", nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.st.SetInstant(ctx, job0, job.Instant{State: job.InstantRunning, RunningAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Tick(ctx, res.UUID); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Tick(ctx, res.UUID); err != nil {
+				t.Fatal(err)
+			}
+			running, _ = f.st.PlanRunningItems(ctx, res.UUID)
+			want := 2
+			if after == apiv1.NextTierAfterHydrated {
+				want = 1
+			}
+			if len(running) != want {
+				t.Fatalf("%d items running, want %d", len(running), want)
+			}
+			rep, err := plan.Progress(ctx, f.st, res.UUID, false, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.RunningFromBackups != 1 {
+				t.Fatalf("runningFromBackups %d, want 1", rep.RunningFromBackups)
+			}
+		})
 	}
 }

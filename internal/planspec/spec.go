@@ -199,6 +199,9 @@ func checkSpec(spec *apiv1.PlanSpec, ix *catalog.Index, hooks *webhook.Policy) *
 		return zstack.InvalidArgument("concurrency %d must be between 1 and %d", spec.Concurrency, MaxConcurrency)
 	case spec.Defaults.KeepSourceSize && spec.Defaults.InstanceOfferingUUID != "":
 		return zstack.InvalidArgument("defaults: give instanceOfferingUuid or keepSourceSize, not both")
+	case spec.NextTierAfter != "" && spec.NextTierAfter != apiv1.NextTierAfterRunning && spec.NextTierAfter != apiv1.NextTierAfterHydrated:
+		return zstack.InvalidArgument("nextTierAfter %q must be %s (an instant item lets the next tier start once its VM runs) or %s (once its data is in)",
+			spec.NextTierAfter, apiv1.NextTierAfterRunning, apiv1.NextTierAfterHydrated)
 	case spec.Mode != "" && spec.Mode != apiv1.ModeRecovery && spec.Mode != apiv1.ModeDrill:
 		return zstack.InvalidArgument("mode %q must be recovery or drill", spec.Mode)
 	}
@@ -522,6 +525,13 @@ func request(spec *apiv1.PlanSpec, g store.IndexedGroup, ov apiv1.PlanOverride, 
 	}
 	if check != nil {
 		body.SystemTags = append(body.SystemTags, fmt.Sprintf("%s%s::%d", job.BootCheckTagPrefix, check.Spec(), int(check.Timeout/time.Second)))
+	}
+	instant := d.Instant
+	if ov.Instant != nil {
+		instant = *ov.Instant
+	}
+	if instant {
+		body.SystemTags = append(body.SystemTags, job.InstantTagPrefix+"true")
 	}
 	body.Params = p
 	return body, ""

@@ -94,6 +94,7 @@ func TestBuildRefusesAnInvalidSpec(t *testing.T) {
 		{"concurrency too high", func(s *apiv1.PlanSpec) { s.Concurrency = MaxConcurrency + 1 }, "concurrency 2001"},
 		{"offering and keepSourceSize", func(s *apiv1.PlanSpec) { s.Defaults.InstanceOfferingUUID = offering }, "instanceOfferingUuid or keepSourceSize, not both"},
 		{"group not a uuid", func(s *apiv1.PlanSpec) { s.Groups = []string{"web01"} }, `groups: "web01" is not a valid uuid`},
+		{"nextTierAfter", func(s *apiv1.PlanSpec) { s.NextTierAfter = "booted" }, `nextTierAfter "booted" must be running`},
 		{"group twice", func(s *apiv1.PlanSpec) { s.Groups = append(s.Groups, g.GroupUUID) }, "lists group " + g.GroupUUID + " twice"},
 		{"override key not a uuid", func(s *apiv1.PlanSpec) { s.Overrides = map[string]apiv1.PlanOverride{"web01": {}} }, `overrides: key "web01"`},
 		{"tier zero", func(s *apiv1.PlanSpec) { s.Tiers = []apiv1.TierRule{{Tier: 0, SourceVMName: "db*"}} }, "tiers[0].tier 0 must be between 1 and 1000"},
@@ -338,5 +339,26 @@ func TestBuildItems(t *testing.T) {
 	if _, ec = build(t, spec, Input{Groups: []store.IndexedGroup{a}, Account: tenant}); ec == nil || !strings.Contains(ec.Details, "item 0 (group "+a.GroupUUID) ||
 		!strings.Contains(ec.Details, strings.Repeat("e", 32)) {
 		t.Errorf("an unknown offering: %v", ec)
+	}
+}
+
+// TestInstantItems: defaults.instant makes every item an instant restore, an override turns
+// it off for one group.
+func TestInstantItems(t *testing.T) {
+	a, b := group(1, "db01", day), group(2, "web01", day)
+	spec := baseSpec(a, b)
+	spec.Defaults.Instant = true
+	off := false
+	spec.Overrides = map[string]apiv1.PlanOverride{b.GroupUUID: {Instant: &off}}
+	items, ec := build(t, spec, Input{Groups: []store.IndexedGroup{a, b}, Account: tenant})
+	if ec != nil {
+		t.Fatal(ec)
+	}
+	got := map[string]bool{}
+	for _, it := range items {
+		got[it.GroupUUID] = it.Request.Instant
+	}
+	if !got[a.GroupUUID] || got[b.GroupUUID] {
+		t.Fatalf("instant by group: %v", got)
 	}
 }

@@ -42,6 +42,7 @@ const (
 	jfPlan       = "plan"
 	jfPlanItem   = "planItem"
 	jfOp         = "op"
+	jfInstant    = "instant"
 	jfResolved   = "cp:resolved"
 	jfPlacement  = "cp:placement"
 	jfNICs       = "cp:nics"
@@ -261,6 +262,9 @@ func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
 	if err := unmarshalIf(m[jfProgress], &r.Progress); err != nil {
 		return nil, fmt.Errorf("job %s progress: %w", uuid, err)
 	}
+	if err := unmarshalIf(m[jfInstant], &r.Instant); err != nil {
+		return nil, fmt.Errorf("job %s instant: %w", uuid, err)
+	}
 	cp := r.Checkpoints
 	if err := unmarshalIf(m[jfResolved], &cp.Resolved); err != nil {
 		return nil, fmt.Errorf("job %s resolved checkpoint: %w", uuid, err)
@@ -466,6 +470,12 @@ func (s *Store) HandBack(ctx context.Context, uuid string) error {
 func (s *Store) SetProgress(ctx context.Context, uuid string, p job.Progress) error {
 	b, _ := json.Marshal(p)
 	return s.rdb.HSet(ctx, keyJob(uuid), jfProgress, b).Err()
+}
+
+// SetInstant records the course of an instant restore.
+func (s *Store) SetInstant(ctx context.Context, uuid string, in job.Instant) error {
+	b, _ := json.Marshal(in)
+	return s.rdb.HSet(ctx, keyJob(uuid), jfInstant, b).Err()
 }
 
 // Checkpoint kinds for SaveCheckpoint.

@@ -48,7 +48,7 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 		t.Fatalf("second attempt: prev %q, record %+v, err %v", prev, again, err)
 	}
 	// Every stage but the commit done: the commit runs.
-	for _, s := range []string{job.StageNetwork, job.StageClone, job.StageInstantiate} {
+	for _, s := range []string{job.StageNetwork, job.StageClone, job.StageInstantiate, job.StageHydrate} {
 		if err := st.SaveCheckpoint(ctx, id, s, "", nil); err != nil {
 			t.Fatal(err)
 		}

@@ -598,6 +598,8 @@ type JobProgress struct {
 	BytesDone int64 // virtual
 	DataBytes int64
 	Error     string
+	// VMRunning: an instant restore whose VM runs from its backups (hydrating or hydrated).
+	VMRunning bool
 }
 
 // JobsProgress reads state, stage, VM, bytes done and error of several jobs in one round trip.
@@ -605,7 +607,7 @@ func (s *Store) JobsProgress(ctx context.Context, jobs []string) ([]JobProgress,
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(jobs))
 	for i, j := range jobs {
-		cmds[i] = pipe.HMGet(ctx, keyJob(j), jfState, jfStage, jfVM, jfProgress, jfError)
+		cmds[i] = pipe.HMGet(ctx, keyJob(j), jfState, jfStage, jfVM, jfProgress, jfError, jfInstant)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
@@ -615,6 +617,10 @@ func (s *Store) JobsProgress(ctx context.Context, jobs []string) ([]JobProgress,
 		v := c.Val()
 		str := func(k int) string { s, _ := v[k].(string); return s }
 		out[i] = JobProgress{State: job.State(str(0)), Stage: str(1), VM: str(2), Error: str(4)}
+		if in := str(5); in != "" {
+			var ji job.Instant
+			out[i].VMRunning = json.Unmarshal([]byte(in), &ji) == nil && !ji.RunningAt.IsZero() && ji.State != job.InstantFailed
+		}
 		if p := str(3); p != "" {
 			var pr job.Progress
 			if json.Unmarshal([]byte(p), &pr) == nil {

@@ -21,6 +21,9 @@ type CreateVmFromVmBackupRequest struct {
 	// GroupUUID is the group of the native POST /api/v1/restores; a ZStack client may also
 	// repeat the path's group here.
 	GroupUUID string `json:"groupUuid"`
+	// Instant asks for an instant restore (vmrestore's addition, the same as the system tag
+	// instantRestore::true): the VM runs from its backup at once and the data follows.
+	Instant bool `json:"instant"`
 	// Unknown lists the body's keys that this call does not define ("params." before the
 	// keys of params). ZStack ignores them; validation refuses only near-misses of real
 	// parameter names (see UnknownKeyProblem).

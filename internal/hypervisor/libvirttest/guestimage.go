@@ -412,13 +412,29 @@ func build(dir, kernelPkg, imageID string) error {
 // Linux guest with one NIC on l3.
 func WriteGroup(t testing.TB, backupStorage, name, image, l3 string) string {
 	t.Helper()
+	return writeGroup(t, backupStorage, name, image, "qcow2", l3)
+}
+
+// WriteRawGroup is WriteGroup with the image converted to a raw volume backup (whose every
+// byte, holes too, a block pull reads: a pull long enough to interrupt).
+func WriteRawGroup(t testing.TB, backupStorage, name, image, l3 string) string {
+	t.Helper()
+	raw := filepath.Join(t.TempDir(), "image.raw")
+	if out, err := run("", "qemu-img", "convert", "-O", "raw", image, raw); err != nil {
+		t.Fatalf("qemu-img convert: %v: %s", err, out)
+	}
+	return writeGroup(t, backupStorage, name, raw, "raw", l3)
+}
+
+func writeGroup(t testing.TB, backupStorage, name, image, format, l3 string) string {
+	t.Helper()
 	group := newUUID()
 	dir := filepath.Join(backupStorage, "vm-backups", group)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	volume := newUUID()
-	file := volume + ".qcow2"
+	file := volume + "." + format
 	data, err := os.ReadFile(image)
 	if err != nil {
 		t.Fatal(err)
@@ -441,7 +457,7 @@ func WriteGroup(t testing.TB, backupStorage, name, image, l3 string) string {
 		GroupUUID: group, Name: name, CreateDate: time.Now().UTC().Truncate(time.Second),
 		VM: backup.SourceVM{UUID: newUUID(), Name: name, Platform: "Linux", GuestOsType: "Debian 12", Architecture: "x86_64",
 			CPUNum: 1, MemorySize: 96 << 20, Nics: []backup.SourceNic{{L3NetworkUUID: l3, DeviceID: 0, DriverType: "virtio"}}},
-		Volumes: []backup.Volume{{UUID: volume, VolumeUUID: newUUID(), Type: backup.VolumeRoot, DeviceID: 0, Format: "qcow2",
+		Volumes: []backup.Volume{{UUID: volume, VolumeUUID: newUUID(), Type: backup.VolumeRoot, DeviceID: 0, Format: format,
 			Size: qi.VirtualSize, ActualSize: int64(len(data)), File: file, SHA256: hex.EncodeToString(sum[:])}},
 	}
 	b, _ := json.MarshalIndent(g, "", "  ")
