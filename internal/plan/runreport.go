@@ -144,6 +144,9 @@ func stageTimings(rec *job.Record) []apiv1.RunReportStage {
 	var out []apiv1.RunReportStage
 	from := rec.StartedAt
 	for _, stage := range job.Stages {
+		if stage == job.StageHydrate && (rec.Request == nil || !rec.Request.Instant) {
+			continue // only an instant restore hydrates; the others pass the stage at once
+		}
 		end, ok := rec.StageEnded[stage]
 		if stage == job.StageCommit && rec.State == job.Succeeded {
 			end, ok = rec.FinishedAt, true

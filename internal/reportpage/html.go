@@ -58,9 +58,9 @@ const (
 
 // stageColours are the pipeline stages' colours in the chart and its legend.
 var stageColours = map[string]string{"queued": "#cbd5e1", "resolve": "#a78bfa", "place": "#60a5fa", "network": "#22d3ee",
-	"clone": "#34d399", "instantiate": "#fbbf24", "commit": "#f472b6"}
+	"clone": "#34d399", "instantiate": "#fbbf24", "hydrate": "#94a3b8", "commit": "#f472b6"}
 
-var legendOrder = []string{"queued", "resolve", "place", "network", "clone", "instantiate", "commit"}
+var legendOrder = []string{"queued", "resolve", "place", "network", "clone", "instantiate", "hydrate", "commit"}
 
 type page struct {
 	R           *apiv1.RunReport
