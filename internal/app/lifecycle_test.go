@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/probe"
 )
 
 // vmOp sends a life-cycle call as ZStack's SDK does (the action's parameters under its key,
@@ -169,8 +170,9 @@ func (e *env) siteUse() siteUse {
 	for _, ps := range ix.PrimaryStorages {
 		root := ps.URL
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			// Files, and each volume's folder; the account's folder stays (its other VMs share it).
-			if err == nil && (!d.IsDir() || strings.HasPrefix(d.Name(), "vol-")) {
+			// Files, and each volume's folder; the account's folder stays (its other VMs share it),
+			// and a worker's storage probe comes and goes.
+			if err == nil && !strings.HasPrefix(d.Name(), probe.FilePrefix) && (!d.IsDir() || strings.HasPrefix(d.Name(), "vol-")) {
 				u.files = append(u.files, p)
 			}
 			return nil

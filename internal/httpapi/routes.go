@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -32,18 +33,9 @@ func (s *Server) routes(e *echo.Echo) {
 	z.GET("/l3-networks/ip/free", s.freeIPs(false), auth)
 	z.GET("/l3-networks/:uuid/ip/free", s.freeIPs(false), auth)
 	z.GET("/l3-networks/ip-ranges/:uuid/ip/free", s.freeIPs(true), auth)
-	for path, h := range map[string]echo.HandlerFunc{
-		"/vm-instances":       s.listVMs(),
-		"/volume-backups":     s.listVolumeBackups(),
-		"/images":             s.listImages(),
-		"/zones":              s.listZones(),
-		"/clusters":           s.listClusters(),
-		"/hosts":              s.listHosts(),
-		"/primary-storage":    s.listPrimaryStorages(),
-		"/backup-storage":     s.listBackupStorages(),
-		"/l3-networks":        s.listL3Networks(),
-		"/instance-offerings": s.listInstanceOfferings(),
-	} {
+	s.queryPaths = map[string]bool{}
+	for path, h := range queryRoutes(s) {
+		s.queryPaths[path] = true
 		z.GET(path, h, auth)
 		z.GET(path+"/:uuid", h, auth)
 	}
@@ -94,4 +86,33 @@ func (s *Server) OpsHandler() *echo.Echo {
 	e.GET("/readyz", s.readyz())
 	e.GET("/metrics", s.metrics())
 	return e
+}
+
+// queryRoutes are ZStack's query APIs: GET of a resource's list and of one by uuid.
+func queryRoutes(s *Server) map[string]echo.HandlerFunc {
+	return map[string]echo.HandlerFunc{
+		"/vm-instances":       s.listVMs(),
+		"/volume-backups":     s.listVolumeBackups(),
+		"/images":             s.listImages(),
+		"/zones":              s.listZones(),
+		"/clusters":           s.listClusters(),
+		"/hosts":              s.listHosts(),
+		"/primary-storage":    s.listPrimaryStorages(),
+		"/backup-storage":     s.listBackupStorages(),
+		"/l3-networks":        s.listL3Networks(),
+		"/instance-offerings": s.listInstanceOfferings(),
+	}
+}
+
+// isQueryPath says whether a GET of path would be a query of a resource: ZStack reads any
+// GET under a query resource as a query, so one that no query route serves (a GET on
+// /vm-instances/from/vm-backups/{uuid}, the create route) is an unknown path (404), not a
+// known path with another method (405).
+func (s *Server) isQueryPath(method, path string) bool {
+	rest, ok := strings.CutPrefix(path, "/zstack/v1/")
+	if method != http.MethodGet || !ok {
+		return false
+	}
+	first, _, _ := strings.Cut(rest, "/")
+	return s.queryPaths["/"+first]
 }

@@ -90,6 +90,8 @@ type Server struct {
 	Config   Config
 	// Ready reports whether the process can serve (Redis reachable, catalog loaded).
 	Ready func() error
+
+	queryPaths map[string]bool // the ZStack query resources, set by routes
 }
 
 // Handler builds the echo instance with every route.
@@ -167,10 +169,12 @@ func (s *Server) handleError(err error, c echo.Context) {
 		_ = writeJSON(c, status, zstack.ErrorAnswer{Error: ec})
 	case errors.As(err, &he):
 		path := c.Request().URL.Path
-		switch he.Code {
-		case http.StatusNotFound:
+		switch {
+		case he.Code == http.StatusNotFound:
 			_ = c.String(http.StatusNotFound, "no api mapping to "+path)
-		case http.StatusMethodNotAllowed:
+		case he.Code == http.StatusMethodNotAllowed && s.isQueryPath(c.Request().Method, path):
+			_ = c.String(http.StatusNotFound, "no api mapping to "+path)
+		case he.Code == http.StatusMethodNotAllowed:
 			_ = c.String(http.StatusMethodNotAllowed, fmt.Sprintf("The method[%s] is not allowed for the path[%s]", c.Request().Method, path))
 		default:
 			_ = c.String(he.Code, fmt.Sprint(he.Message))

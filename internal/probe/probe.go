@@ -16,6 +16,9 @@ import (
 	"github.com/vmrestore/vmrestore/internal/store"
 )
 
+// FilePrefix starts the name of the short-lived file a probe writes into a storage folder.
+const FilePrefix = ".vmrestore-probe-"
+
 // Storage checks one directory: it must be a directory in which a file can be created,
 // written, synced and removed.
 func Storage(dir string) error {
@@ -26,7 +29,7 @@ func Storage(dir string) error {
 	if !st.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
-	f, err := os.CreateTemp(dir, ".vmrestore-probe-*")
+	f, err := os.CreateTemp(dir, FilePrefix+"*")
 	if err != nil {
 		return fmt.Errorf("directory %s is not writable: %v", dir, err)
 	}
