@@ -269,7 +269,8 @@ func indexSyntheticGroups(tb testing.TB, e *env, n int) {
 			Volumes: []backup.Volume{{UUID: fmt.Sprintf("%032x", 1<<40+i), Type: "Root", Format: "raw", Size: 1 << 30, File: "r.raw"}}},
 			BackupStorageUUIDs: []string{demosite.BackupUUID}}
 	}
-	mustf(tb, e.store.ReplaceBackupIndex(context.Background(), groups) == nil, "index")
+	err := e.store.ReplaceBackupIndex(context.Background(), groups)
+	mustf(tb, err == nil, "index %d synthetic groups: %v", n, err)
 }
 
 // Finding: a dry run kept a core busy for 52 s after its client gave up. Plan validation and
