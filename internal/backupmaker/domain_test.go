@@ -31,7 +31,7 @@ const (
 )
 
 // testDomain is a libvirt domain defined for one test: the test guest's image as its root
-// disk, a raw data disk holding random data at 16 MiB, a NIC on a bridge.
+// disk, a 16 MiB raw data disk holding random data in three places, a NIC on a bridge.
 type testDomain struct {
 	Name, UUID, Dir, Root, Data string
 	Mac                         string
@@ -64,7 +64,7 @@ func defineDomain(t *testing.T, devices func(d *testDomain) string) *testDomain 
 		Mac: "52:54:00:" + randomHex(1) + ":" + randomHex(1) + ":" + randomHex(1)}
 	d.Root, d.Data = filepath.Join(d.Dir, "root.qcow2"), filepath.Join(d.Dir, "data.raw")
 	libvirttest.CopyFile(t, img.Good, d.Root)
-	writeScattered(t, d.Data, 64<<20, 6<<20)
+	writeScattered(t, d.Data, 16<<20, 6<<20)
 	d.RootCopy, d.DataCopy = filepath.Join(t.TempDir(), "root.qcow2"), filepath.Join(t.TempDir(), "data.raw")
 	libvirttest.CopyFile(t, d.Root, d.RootCopy)
 	libvirttest.CopyFile(t, d.Data, d.DataCopy)
