@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/backupmaker"
 	"github.com/vmrestore/vmrestore/internal/clone"
@@ -339,37 +341,61 @@ func TestBackupDomainWithAnotherJob(t *testing.T) {
 	}
 }
 
-// A backup killed while libvirt's backup job runs leaves that job (writing to the backup's
-// scratch files) on the domain. Here it is left by hand, as the killed run would have begun
-// it, and paused (QEMU's block-job-pause) so that it is still running: the next backup
-// aborts it, removes its files, and succeeds; the domain is left as it was.
-func TestBackupAfterKillDuringJob(t *testing.T) {
-	d := defineDomain(t, func(d *testDomain) string {
-		writeScattered(t, d.Data, 256<<20, 192<<20) // a job that lasts long enough to be paused
-		libvirttest.CopyFile(t, d.Data, d.DataCopy)
-		return defaultDevices(d)
-	})
-	before := virsh(t, "dumpxml", "--inactive", d.Name)
-	virsh(t, "start", d.Name)
-	job := filepath.Join(t.TempDir(), "job.xml")
-	os.WriteFile(job, []byte(fmt.Sprintf(`<domainbackup mode='push'><disks>
-  <disk name='vda' backup='yes' type='file'><target file='%s.vmrestore-backup.qcow2'/><driver type='qcow2'/></disk>
-  <disk name='vdb' backup='yes' type='file'><target file='%s.vmrestore-backup.raw'/><driver type='raw'/></disk>
-</disks></domainbackup>`, d.Root, d.Data)), 0o644)
-	virsh(t, "backup-begin", d.Name, job)
+// beginAndPause begins a backup job on the domain and pauses its QEMU block jobs, over one
+// libvirt connection: the copy lasts a few seconds, and a virsh process per step takes a
+// second or more on a loaded machine, by which time the job may have ended.
+func beginAndPause(t *testing.T, domain, jobXML string) {
+	t.Helper()
+	l := libvirt.NewWithDialer(dialers.NewLocal())
+	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Disconnect()
+	dom, err := l.DomainLookupByName(domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainBackupBegin(dom, jobXML, nil, 0); err != nil {
+		t.Fatalf("begin the backup job: %v", err)
+	}
+	out, err := l.QEMUDomainMonitorCommand(dom, `{"execute":"query-block-jobs"}`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var jobs struct {
 		Return []struct {
 			Device string `json:"device"`
 			Status string `json:"status"`
 		} `json:"return"`
 	}
-	if err := json.Unmarshal([]byte(virsh(t, "qemu-monitor-command", d.Name, `{"execute":"query-block-jobs"}`)), &jobs); err != nil {
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("QEMU's block jobs: %+v", jobs.Return)
 	for _, j := range jobs.Return {
-		virsh(t, "qemu-monitor-command", d.Name, fmt.Sprintf(`{"execute":"block-job-pause","arguments":{"device":%q}}`, j.Device))
+		if _, err := l.QEMUDomainMonitorCommand(dom, fmt.Sprintf(`{"execute":"block-job-pause","arguments":{"device":%q}}`, j.Device), 0); err != nil {
+			t.Logf("pause %s: %v", j.Device, err)
+		}
 	}
+	t.Logf("QEMU's block jobs when paused: %+v", jobs.Return)
+}
+
+// A backup killed while libvirt's backup job runs leaves that job (writing to the backup's
+// scratch files) on the domain. Here it is left by hand, as the killed run would have begun
+// it, and paused (QEMU's block-job-pause) so that it is still running: the next backup
+// aborts it, removes its files, and succeeds; the domain is left as it was.
+func TestBackupAfterKillDuringJob(t *testing.T) {
+	d := defineDomain(t, func(d *testDomain) string {
+		writeScattered(t, d.Data, 128<<20, 96<<20) // a job that lasts long enough to be paused (a second or two)
+		libvirttest.CopyFile(t, d.Data, d.DataCopy)
+		return defaultDevices(d)
+	})
+	before := virsh(t, "dumpxml", "--inactive", d.Name)
+	virsh(t, "start", d.Name)
+	jobXML := fmt.Sprintf(`<domainbackup mode='push'><disks>
+  <disk name='vda' backup='yes' type='file'><target file='%s.vmrestore-backup.qcow2'/><driver type='qcow2'/></disk>
+  <disk name='vdb' backup='yes' type='file'><target file='%s.vmrestore-backup.raw'/><driver type='raw'/></disk>
+</disks></domainbackup>`, d.Root, d.Data)
+	beginAndPause(t, d.Name, jobXML)
 	if info := virsh(t, "domjobinfo", d.Name); !strings.Contains(info, "Backup") {
 		completed, _ := libvirttest.Virsh(t, system, "domjobinfo", "--completed", d.Name)
 		t.Fatalf("the left job ended before it could be paused:\n%s\n%s", info, completed)
