@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,12 @@ func guestEnvWith(t *testing.T, edit func(*app.Config), noWorker bool) (*env, *l
 			}
 		},
 	})
+	// A guest's tap device is vnic<internalId>.<n>, and every test's site counts internal ids
+	// from 1: two test processes starting guests at once on this machine's libvirtd would
+	// both ask for vnic1.0 ("interface already exists"). Each env counts from a random start.
+	if err := e.redis.Client().Set(context.Background(), "vmr:seq:vm", 1000+rand.N(9_000_000), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	return e, img
 }
 
