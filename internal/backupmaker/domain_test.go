@@ -342,10 +342,12 @@ func TestBackupDomainWithAnotherJob(t *testing.T) {
 }
 
 // beginAndPause begins a backup job on the domain and pauses its QEMU block jobs, over one
-// libvirt connection: the copy lasts a few seconds, and a virsh process per step takes a
-// second or more on a loaded machine, by which time the job may have ended.
+// libvirt connection. Meanwhile QEMU's emulator threads (its main loop, where the block jobs
+// copy) get 2% of a CPU: unthrottled, the copy may end within a second, before the pause.
 func beginAndPause(t *testing.T, domain, jobXML string) {
 	t.Helper()
+	virsh(t, "schedinfo", domain, "--live", "--set", "emulator_quota=2000")
+	defer virsh(t, "schedinfo", domain, "--live", "--set", "emulator_quota=-1")
 	l := libvirt.NewWithDialer(dialers.NewLocal())
 	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
 		t.Fatal(err)
@@ -385,7 +387,7 @@ func beginAndPause(t *testing.T, domain, jobXML string) {
 // aborts it, removes its files, and succeeds; the domain is left as it was.
 func TestBackupAfterKillDuringJob(t *testing.T) {
 	d := defineDomain(t, func(d *testDomain) string {
-		writeScattered(t, d.Data, 128<<20, 96<<20) // a job that lasts long enough to be paused (a second or two)
+		writeScattered(t, d.Data, 64<<20, 48<<20) // a job that lasts long enough to be paused, throttled
 		libvirttest.CopyFile(t, d.Data, d.DataCopy)
 		return defaultDevices(d)
 	})
