@@ -346,8 +346,11 @@ func TestBackupDomainWithAnotherJob(t *testing.T) {
 // copy) get 2% of a CPU: unthrottled, the copy may end within a second, before the pause.
 func beginAndPause(t *testing.T, domain, jobXML string) {
 	t.Helper()
-	virsh(t, "schedinfo", domain, "--live", "--set", "emulator_quota=2000")
-	defer virsh(t, "schedinfo", domain, "--live", "--set", "emulator_quota=-1")
+	if _, err := libvirttest.Virsh(t, system, "schedinfo", domain, "--live", "--set", "emulator_quota=2000"); err != nil {
+		t.Logf("QEMU's emulator threads cannot be throttled here (no cgroup cpu controller?), the job may end before its pause: %v", err)
+	} else {
+		defer virsh(t, "schedinfo", domain, "--live", "--set", "emulator_quota=-1")
+	}
 	l := libvirt.NewWithDialer(dialers.NewLocal())
 	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
 		t.Fatal(err)
