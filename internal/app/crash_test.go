@@ -26,32 +26,50 @@ import (
 	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
+// builds are the commands built for this test binary, by name, each once.
+var builds sync.Map // name → *build
 
-// binary builds a command of the module once per test binary and returns its path.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// binary builds a command of the module once per test binary, the first time a test asks
+// for it, and returns its path. Commands are built with -tags faultinject, so that the fault
+// tests need no build of their own (a race build links for a minute on a loaded machine):
+// the tag adds only the fault points that VMRESTORE_FAULT_EXIT_AT turns on
+// (internal/hypervisor/faultpoint_inject.go); without it the binaries run as release builds.
 func binary(tb testing.TB, name string) string {
 	tb.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "vmrestore-test-bin-")
-		if buildErr != nil {
+	v, _ := builds.LoadOrStore(name, &build{})
+	b := v.(*build)
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "vmrestore-test-bin-")
+		if err != nil {
+			b.err = err
 			return
 		}
-		for _, cmd := range []string{"api", "worker"} {
-			out, err := exec.Command("go", "build", "-race", "-o", filepath.Join(binDir, cmd), "github.com/vmrestore/vmrestore/cmd/"+cmd).CombinedOutput()
-			if err != nil {
-				buildErr = fmt.Errorf("go build %s: %v: %s", cmd, err, out)
-				return
-			}
+		b.path = filepath.Join(dir, name)
+		out, err := exec.Command("go", "build", "-race", "-tags", "faultinject", "-o", b.path, "github.com/vmrestore/vmrestore/cmd/"+name).CombinedOutput()
+		if err != nil {
+			b.err = fmt.Errorf("go build -race -tags faultinject ./cmd/%s: %v: %s", name, err, out)
 		}
 	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
+	if b.err != nil {
+		tb.Fatal(b.err)
 	}
-	return filepath.Join(binDir, name)
+	return b.path
+}
+
+// removeBinaries removes what binary built.
+func removeBinaries() {
+	builds.Range(func(_, v any) bool {
+		if b := v.(*build); b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
+		}
+		return true
+	})
 }
 
 // process is a vmrestore binary started by a test.

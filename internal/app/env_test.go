@@ -52,6 +52,7 @@ func TestMain(m *testing.M) {
 	if backupsDir != "" {
 		os.RemoveAll(backupsDir)
 	}
+	removeBinaries()
 	os.Exit(code)
 }
 

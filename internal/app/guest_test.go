@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,12 @@ func guestEnvWith(t *testing.T, edit func(*app.Config), noWorker bool, editSite 
 			}
 		},
 	})
+	// A guest's tap device is vnic<internalId>.<n>, and every test's site counts internal ids
+	// from 1: two test processes starting guests at once on this machine's libvirtd would
+	// both ask for vnic1.0 ("interface already exists"). Each env counts from a random start.
+	if err := e.redis.Client().Set(context.Background(), "vmr:seq:vm", 1000+rand.N(9_000_000), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	return e, img
 }
 
@@ -80,18 +87,29 @@ func guestParams(name string) map[string]any {
 // restoreWithTags posts a restore with system tags and polls it to its end.
 func (e *env) restoreWithTags(group string, params map[string]any, tags []string, within time.Duration) (response, string) {
 	e.t.Helper()
+	return e.submitWithTags(group, params, tags)(within)
+}
+
+// submitWithTags posts a restore with system tags and returns what polls it to its end, so
+// that a test can let several restores run at once.
+func (e *env) submitWithTags(group string, params map[string]any, tags []string) (wait func(within time.Duration) (response, string)) {
+	e.t.Helper()
 	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session,
 		map[string]any{"params": params, "systemTags": tags}, map[string]string{"Prefer": "respond-async"})
 	if r.status != 202 {
 		e.t.Fatalf("restore: %d %s", r.status, r.body)
 	}
 	loc := str(r.json(), "location")
-	return e.poll(loc, within), loc[strings.LastIndex(loc, "/")+1:]
+	return func(within time.Duration) (response, string) {
+		e.t.Helper()
+		return e.poll(loc, within), loc[strings.LastIndex(loc, "/")+1:]
+	}
 }
 
 // TestRestoreBootsARealGuest restores a backup group whose disk boots, starts it as a real
 // domain and proves by the console boot check that the restored disk is what booted; then
-// restores a broken disk, whose check fails and leaves nothing behind.
+// restores a broken disk, whose check fails and leaves nothing behind. The two restores run
+// at once: they share nothing but the site, and each waits on an emulated boot.
 func TestRestoreBootsARealGuest(t *testing.T) {
 	e, img := guestEnv(t, nil)
 	ctx := context.Background()
@@ -100,7 +118,11 @@ func TestRestoreBootsARealGuest(t *testing.T) {
 	broken := libvirttest.WriteGroup(t, backups, "testguest-broken", img.Broken, demosite.L3ProdUUID)
 
 	start := time.Now()
-	r, jobUUID := e.restoreWithTags(good, guestParams("guest-ok"), []string{guestReadyTag}, 4*time.Minute)
+	waitGood := e.submitWithTags(good, guestParams("guest-ok"), []string{guestReadyTag})
+	// The broken guest panics and reboots until its check times out; 60 s, not 30, as it shares
+	// the CPU with the good one, and it ends within the good one's boot anyway.
+	waitBroken := e.submitWithTags(broken, guestParams("guest-broken"), []string{"bootCheck::console:" + libvirttest.GuestReady + "::60"})
+	r, jobUUID := waitGood(4 * time.Minute)
 	if r.status != 200 {
 		t.Fatalf("restore of a bootable group: %d %s", r.status, r.body)
 	}
@@ -126,7 +148,7 @@ func TestRestoreBootsARealGuest(t *testing.T) {
 
 	// A disk that does not boot: the check fails with the console's last lines, and the job
 	// is compensated — no domain, no volume file, no address left.
-	r, jobUUID = e.restoreWithTags(broken, guestParams("guest-broken"), []string{"bootCheck::console:" + libvirttest.GuestReady + "::30"}, 3*time.Minute)
+	r, jobUUID = waitBroken(3 * time.Minute)
 	ec := r.errorCode()
 	details := errorDetails(ec)
 	mustf(t, str(ec, "code") == "SYS.1006" && strings.Contains(details, "boot check") && strings.Contains(details, "Kernel panic"),

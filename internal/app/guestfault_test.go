@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,36 +92,6 @@ func TestLibvirtdKilledMidStart(t *testing.T) {
 	e.checkInvariants()
 }
 
-var faultBinOnce = struct {
-	dir string
-	err error
-}{}
-
-// faultWorker builds the worker with fault injection (-tags faultinject).
-func faultWorker(t *testing.T) string {
-	t.Helper()
-	if faultBinOnce.dir == "" && faultBinOnce.err == nil {
-		dir, err := os.MkdirTemp("", "vmrestore-test-faultbin-")
-		if err == nil {
-			out, berr := exec.Command("go", "build", "-race", "-tags", "faultinject", "-o", filepath.Join(dir, "worker"),
-				"github.com/vmrestore/vmrestore/cmd/worker").CombinedOutput()
-			if berr != nil {
-				err = &buildError{string(out)}
-			}
-		}
-		faultBinOnce.dir, faultBinOnce.err = dir, err
-		t.Cleanup(func() { os.RemoveAll(dir) })
-	}
-	if faultBinOnce.err != nil {
-		t.Fatal(faultBinOnce.err)
-	}
-	return filepath.Join(faultBinOnce.dir, "worker")
-}
-
-type buildError struct{ out string }
-
-func (b *buildError) Error() string { return "go build -tags faultinject: " + b.out }
-
 // TestWorkerKilledBetweenDefineAndStart: a worker dies right after libvirt defined the
 // domain, before it started it. The next worker finds the defined domain by its uuid,
 // starts it (no second domain), passes the boot check, and the job ends Running.
@@ -134,7 +103,7 @@ func TestWorkerKilledBetweenDefineAndStart(t *testing.T) {
 	env := []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=info",
 		"VMRESTORE_HYPERVISOR=libvirt", "VMRESTORE_LIBVIRT_URI=" + hypervisor.LocalURI, "VMRESTORE_LIBVIRT_DOMAIN_TYPE=qemu"}
 
-	crashing := startProcess(t, faultWorker(t), append(env, "VMRESTORE_FAULT_EXIT_AT=after-define"))
+	crashing := startProcess(t, binary(t, "worker"), append(env, "VMRESTORE_FAULT_EXIT_AT=after-define"))
 	p := guestParams("guest-worker-kill")
 	p["resourceUuid"] = vmUUID
 	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session,

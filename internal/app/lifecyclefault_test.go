@@ -84,7 +84,11 @@ func TestCleanupSurvivesRedisRestart(t *testing.T) {
 }
 
 // TestCleanupSurvivesAWorkerKilled: the worker that runs a plan's cleanup is killed (SIGKILL)
-// half-way; another worker takes the cleanup over and finishes it, each VM freed once.
+// half-way; another worker takes the cleanup over and finishes it, each VM freed once. It
+// takes about a minute, all of it asynq's: a dead worker's task is recovered once its lease
+// (30 s) has been expired for 30 s more, by a recoverer that looks every minute, and asynq
+// v0.26 sets none of these from its Config. The second worker starts at once, so that its
+// first timed look (a minute after its start) is the earliest that can recover the task.
 func TestCleanupSurvivesAWorkerKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the queue's recovery of a killed worker's task")

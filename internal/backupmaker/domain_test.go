@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/backupmaker"
 	"github.com/vmrestore/vmrestore/internal/clone"
@@ -31,7 +33,7 @@ const (
 )
 
 // testDomain is a libvirt domain defined for one test: the test guest's image as its root
-// disk, a raw data disk holding random data at 16 MiB, a NIC on a bridge.
+// disk, a 16 MiB raw data disk holding random data in three places, a NIC on a bridge.
 type testDomain struct {
 	Name, UUID, Dir, Root, Data string
 	Mac                         string
@@ -64,7 +66,7 @@ func defineDomain(t *testing.T, devices func(d *testDomain) string) *testDomain 
 		Mac: "52:54:00:" + randomHex(1) + ":" + randomHex(1) + ":" + randomHex(1)}
 	d.Root, d.Data = filepath.Join(d.Dir, "root.qcow2"), filepath.Join(d.Dir, "data.raw")
 	libvirttest.CopyFile(t, img.Good, d.Root)
-	writeScattered(t, d.Data, 64<<20, 6<<20)
+	writeScattered(t, d.Data, 16<<20, 6<<20)
 	d.RootCopy, d.DataCopy = filepath.Join(t.TempDir(), "root.qcow2"), filepath.Join(t.TempDir(), "data.raw")
 	libvirttest.CopyFile(t, d.Root, d.RootCopy)
 	libvirttest.CopyFile(t, d.Data, d.DataCopy)
@@ -339,37 +341,66 @@ func TestBackupDomainWithAnotherJob(t *testing.T) {
 	}
 }
 
-// A backup killed while libvirt's backup job runs leaves that job (writing to the backup's
-// scratch files) on the domain. Here it is left by hand, as the killed run would have begun
-// it, and paused (QEMU's block-job-pause) so that it is still running: the next backup
-// aborts it, removes its files, and succeeds; the domain is left as it was.
-func TestBackupAfterKillDuringJob(t *testing.T) {
-	d := defineDomain(t, func(d *testDomain) string {
-		writeScattered(t, d.Data, 256<<20, 192<<20) // a job that lasts long enough to be paused
-		libvirttest.CopyFile(t, d.Data, d.DataCopy)
-		return defaultDevices(d)
-	})
-	before := virsh(t, "dumpxml", "--inactive", d.Name)
-	virsh(t, "start", d.Name)
-	job := filepath.Join(t.TempDir(), "job.xml")
-	os.WriteFile(job, []byte(fmt.Sprintf(`<domainbackup mode='push'><disks>
-  <disk name='vda' backup='yes' type='file'><target file='%s.vmrestore-backup.qcow2'/><driver type='qcow2'/></disk>
-  <disk name='vdb' backup='yes' type='file'><target file='%s.vmrestore-backup.raw'/><driver type='raw'/></disk>
-</disks></domainbackup>`, d.Root, d.Data)), 0o644)
-	virsh(t, "backup-begin", d.Name, job)
+// beginAndPause begins a backup job on the domain and pauses its QEMU block jobs, over one
+// libvirt connection. Meanwhile QEMU's emulator threads (its main loop, where the block jobs
+// copy) get 2% of a CPU: unthrottled, the copy may end within a second, before the pause.
+func beginAndPause(t *testing.T, domain, jobXML string) {
+	t.Helper()
+	if _, err := libvirttest.Virsh(t, system, "schedinfo", domain, "--live", "--set", "emulator_quota=2000"); err != nil {
+		t.Logf("QEMU's emulator threads cannot be throttled here (no cgroup cpu controller?), the job may end before its pause: %v", err)
+	} else {
+		defer virsh(t, "schedinfo", domain, "--live", "--set", "emulator_quota=-1")
+	}
+	l := libvirt.NewWithDialer(dialers.NewLocal())
+	if err := l.ConnectToURI(libvirt.QEMUSystem); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Disconnect()
+	dom, err := l.DomainLookupByName(domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.DomainBackupBegin(dom, jobXML, nil, 0); err != nil {
+		t.Fatalf("begin the backup job: %v", err)
+	}
+	out, err := l.QEMUDomainMonitorCommand(dom, `{"execute":"query-block-jobs"}`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var jobs struct {
 		Return []struct {
 			Device string `json:"device"`
 			Status string `json:"status"`
 		} `json:"return"`
 	}
-	if err := json.Unmarshal([]byte(virsh(t, "qemu-monitor-command", d.Name, `{"execute":"query-block-jobs"}`)), &jobs); err != nil {
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("QEMU's block jobs: %+v", jobs.Return)
 	for _, j := range jobs.Return {
-		virsh(t, "qemu-monitor-command", d.Name, fmt.Sprintf(`{"execute":"block-job-pause","arguments":{"device":%q}}`, j.Device))
+		if _, err := l.QEMUDomainMonitorCommand(dom, fmt.Sprintf(`{"execute":"block-job-pause","arguments":{"device":%q}}`, j.Device), 0); err != nil {
+			t.Logf("pause %s: %v", j.Device, err)
+		}
 	}
+	t.Logf("QEMU's block jobs when paused: %+v", jobs.Return)
+}
+
+// A backup killed while libvirt's backup job runs leaves that job (writing to the backup's
+// scratch files) on the domain. Here it is left by hand, as the killed run would have begun
+// it, and paused (QEMU's block-job-pause) so that it is still running: the next backup
+// aborts it, removes its files, and succeeds; the domain is left as it was.
+func TestBackupAfterKillDuringJob(t *testing.T) {
+	d := defineDomain(t, func(d *testDomain) string {
+		writeScattered(t, d.Data, 64<<20, 48<<20) // a job that lasts long enough to be paused, throttled
+		libvirttest.CopyFile(t, d.Data, d.DataCopy)
+		return defaultDevices(d)
+	})
+	before := virsh(t, "dumpxml", "--inactive", d.Name)
+	virsh(t, "start", d.Name)
+	jobXML := fmt.Sprintf(`<domainbackup mode='push'><disks>
+  <disk name='vda' backup='yes' type='file'><target file='%s.vmrestore-backup.qcow2'/><driver type='qcow2'/></disk>
+  <disk name='vdb' backup='yes' type='file'><target file='%s.vmrestore-backup.raw'/><driver type='raw'/></disk>
+</disks></domainbackup>`, d.Root, d.Data)
+	beginAndPause(t, d.Name, jobXML)
 	if info := virsh(t, "domjobinfo", d.Name); !strings.Contains(info, "Backup") {
 		completed, _ := libvirttest.Virsh(t, system, "domjobinfo", "--completed", d.Name)
 		t.Fatalf("the left job ended before it could be paused:\n%s\n%s", info, completed)
