@@ -84,7 +84,12 @@ func TestConcurrentWrongLoginsAreCountedBeforeTheirHash(t *testing.T) {
 	wg.Wait()
 	after := e.loginOutcomes()
 	got := evaluated(after) - evaluated(before)
-	mustf(t, got == auth.PairFreeFailures, "30 concurrent wrong logins for admin from one address: %d passwords evaluated, want %d (outcomes %v)", got, auth.PairFreeFailures, after)
+	// A try refused as busy (every hash slot taken: a loaded machine) is refused before it
+	// is counted, so it leaves its free try to another; never are more than the free tries
+	// evaluated, and on a machine that keeps up, exactly those.
+	busy := after[auth.OutcomeBusy] - before[auth.OutcomeBusy]
+	mustf(t, got == auth.PairFreeFailures || (busy > 0 && got > 0 && got < auth.PairFreeFailures),
+		"30 concurrent wrong logins for admin from one address: %d passwords evaluated, want %d (outcomes %v)", got, auth.PairFreeFailures, after)
 	mustf(t, after[auth.OutcomeThrottled]-before[auth.OutcomeThrottled]+after[auth.OutcomeBusy]-before[auth.OutcomeBusy] == 30-got, "the rest are refused unevaluated: %v", after)
 	r := e.loginFrom(attacker, "admin", adminPassword)
 	mustf(t, r.status == 503 && str(r.errorCode(), "code") == "ID.1000" && r.header.Get("Retry-After") != "", "the guessing address waits, right password or not: %d %s", r.status, r.body)
