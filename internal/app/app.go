@@ -33,7 +33,7 @@ func NewLogger(c Config, w io.Writer) *slog.Logger {
 	if c.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	log := slog.New(dedupe(h))
+	log := slog.New(deferAttrs(dedupe(h)))
 	redis.SetLogger(redisLog{log})
 	return log
 }

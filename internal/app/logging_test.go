@@ -35,3 +35,21 @@ func TestLoggerWritesEachKeyOnce(t *testing.T) {
 		t.Errorf("grouped line: %s", lines[2])
 	}
 }
+
+// A logger made With attributes builds nothing until it writes a line: the per-job logger of
+// a job that logs nothing at the enabled level costs no handler of its own.
+func TestLoggerWithBuildsOnFirstLine(t *testing.T) {
+	var buf bytes.Buffer
+	log := NewLogger(Config{LogFormat: "json", LogLevel: "warn"}, &buf)
+	job := log.With("job", "0123456789abcdef0123456789abcdef").With("stage", "clone")
+	job.Info("below the level")
+	if d := job.Handler().(*deferredAttrs); d.built != nil {
+		t.Fatalf("a logger that wrote nothing built its handler")
+	}
+	job.Warn("written", "job", "0123456789abcdef0123456789abcdef")
+	var m map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &m); err != nil || m["job"] != "0123456789abcdef0123456789abcdef" || m["stage"] != "clone" ||
+		strings.Count(buf.String(), `"job":`) != 1 {
+		t.Fatalf("line %s: %v", buf.String(), err)
+	}
+}

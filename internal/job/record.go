@@ -84,6 +84,9 @@ type Record struct {
 	// NewAttempt is set on the record StartAttempt returns when the run counted a new
 	// attempt (not the continuation of a handed-back one).
 	NewAttempt bool `json:"-"`
+	// CatalogVersion is the version of the site catalog as StartAttempt found it, read in the
+	// same round trip as the record (0 when no catalog was saved).
+	CatalogVersion int64 `json:"-"`
 	// Op is the life-cycle operation a VM operation job runs (nil for a restore).
 	Op *VMOp `json:"op,omitempty"`
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/vmrestore/vmrestore/internal/backup"
@@ -14,11 +13,7 @@ import (
 
 // commit stores the VM inventory and ends the job with it.
 func (p *Pipeline) commit(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
-	vm := Inventory(ix, rec)
-	if err := p.Store.PutVM(ctx, rec.AccountUUID, rec.UUID, vm); err != nil {
-		return err
-	}
-	b, err := json.Marshal(vm)
+	b, err := p.Store.PutVM(ctx, rec.AccountUUID, rec.UUID, Inventory(ix, rec))
 	if err != nil {
 		return err
 	}

@@ -258,7 +258,7 @@ func (p *Pipeline) keepLock(ctx context.Context, stop context.CancelCauseFunc, j
 
 // run executes the stages that have not finished yet.
 func (p *Pipeline) run(ctx context.Context, rec *job.Record) error {
-	ix, err := p.Catalog.Current(ctx)
+	ix, err := p.Catalog.AtLeast(ctx, rec.CatalogVersion) // read with the record
 	if errors.Is(err, store.ErrNotFound) {
 		return zstack.Errorf(zstack.CodeInternal, "no site catalog is loaded; start the api with a site file (VMRESTORE_SITE)")
 	}

@@ -37,3 +37,21 @@ func (c *CatalogCache) Current(ctx context.Context) (*catalog.Index, error) {
 	c.ix = ix
 	return ix, nil
 }
+
+// AtLeast returns the cached catalog when it is of version v or newer, where v is a version
+// the caller read from Redis (as StartAttempt does, in the round trip of the job record),
+// and reloads it otherwise: the catalog as current as a Current call at the time v was read,
+// without a round trip of its own. ErrNotFound means no catalog was ever saved.
+func (c *CatalogCache) AtLeast(ctx context.Context, v int64) (*catalog.Index, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ix != nil && c.ix.Version >= v {
+		return c.ix, nil
+	}
+	ix, err := c.store.LoadCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.ix = ix
+	return ix, nil
+}

@@ -431,7 +431,22 @@ func (s *Store) StartAttempt(ctx context.Context, uuid, queue string) (job.State
 	for _, st := range job.Stages {
 		args = append(args, st)
 	}
-	v, err := startAttemptScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, args...).Slice()
+	// The catalog's version comes in the same round trip: the attempt's stages then read the
+	// catalog from the cache (CatalogCache.AtLeast) without one of their own.
+	var start *redis.Cmd
+	var version *redis.StringCmd
+	err := s.pipelineScripts(ctx, []*redis.Script{startAttemptScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		start = startAttemptScript.EvalSha(ctx, pipe, []string{keyJob(uuid)}, args...)
+		version = pipe.Get(ctx, keyCatalogVersion())
+		return []*redis.Cmd{start}
+	})
+	if err == nil {
+		err = start.Err()
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("start job %s: %w", uuid, err)
+	}
+	v, err := start.Slice()
 	if err != nil {
 		return "", nil, fmt.Errorf("start job %s: %w", uuid, err)
 	}
@@ -449,6 +464,7 @@ func (s *Store) StartAttempt(ctx context.Context, uuid, queue string) (job.State
 		n, _ := v[2].(int64)
 		rec.NewAttempt = n == 1
 	}
+	rec.CatalogVersion, _ = version.Int64() // 0 when no catalog was saved
 	return job.State(prev), rec, nil
 }
 

@@ -242,3 +242,51 @@ func TestJobLockOnAFreshRedis(t *testing.T) {
 		t.Fatalf("after the unlock: %v %v", ok, err)
 	}
 }
+
+// An attempt reads the catalog's version with its record, and the stages take the catalog
+// from the cache at that version: a catalog saved before the attempt started is the one they
+// see, with no round trip of their own. A Redis that lost its scripts still starts attempts.
+func TestStartAttemptReadsTheCatalogVersion(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	st := store.New(srv.Client())
+	const id = "5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d5d"
+	rec := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
+		Request: &job.Request{GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}}
+	if err := st.CreateJob(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := st.StartAttempt(ctx, id, "")
+	if err != nil || got.CatalogVersion != 0 {
+		t.Fatalf("no catalog saved: version %d, err %v", got.CatalogVersion, err)
+	}
+	cache := st.NewCatalogCache()
+	if _, err := cache.AtLeast(ctx, got.CatalogVersion); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("no catalog saved: want ErrNotFound, got %v", err)
+	}
+	site := &catalog.Site{Zones: []catalog.Zone{{UUID: "20ae0000000000000000000000000000", Name: "z1"}}}
+	v1, err := st.SaveCatalog(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix, err := cache.AtLeast(ctx, v1); err != nil || ix.Version != v1 {
+		t.Fatalf("first catalog: %+v %v", ix, err)
+	}
+	site.Zones[0].Name = "z2"
+	v2, err := st.SaveCatalog(ctx, site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Client().ScriptFlush(ctx)
+	_, got, err = st.StartAttempt(ctx, id, "")
+	if err != nil || got.CatalogVersion != v2 {
+		t.Fatalf("after a catalog change: version %d, want %d, err %v", got.CatalogVersion, v2, err)
+	}
+	ix, err := cache.AtLeast(ctx, got.CatalogVersion)
+	if err != nil || ix.Version != v2 || ix.Site.Zones[0].Name != "z2" {
+		t.Fatalf("the attempt's catalog: %+v %v, want version %d with zone z2", ix, err, v2)
+	}
+	if again, err := cache.AtLeast(ctx, v1); err != nil || again != ix {
+		t.Fatalf("an older version read: want the cached newer catalog, got %+v %v", again, err)
+	}
+}

@@ -157,15 +157,16 @@ func TestVMRecordsBelongToTheirJob(t *testing.T) {
 	st := store.New(redistest.Start(t).Client())
 	vm := &zstack.VmInstanceInventory{UUID: "1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e", Name: "a's", CreateDate: zstack.Now()}
 	jobA, jobB := "10b00000000000000000000000000001", "10b00000000000000000000000000002"
-	if err := st.PutVM(ctx, acctA, jobA, vm); err != nil {
+	if _, err := st.PutVM(ctx, acctA, jobA, vm); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.PutVM(ctx, acctA, jobA, vm); err != nil {
+	if _, err := st.PutVM(ctx, acctA, jobA, vm); err != nil {
 		t.Fatalf("the same job writing its VM again: %v", err)
 	}
 	theirs := *vm
 	theirs.Name = "b's"
-	wantTaken(t, st.PutVM(ctx, acctB, jobB, &theirs), "another job overwriting the VM")
+	_, err := st.PutVM(ctx, acctB, jobB, &theirs)
+	wantTaken(t, err, "another job overwriting the VM")
 	if err := st.DeleteVM(ctx, jobB, vm.UUID); err != nil {
 		t.Fatal(err)
 	}

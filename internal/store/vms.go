@@ -19,30 +19,31 @@ redis.call('HSET', KEYS[1], 'inventory', ARGV[1], 'account', ARGV[2], 'job', ARG
 return 1
 `)
 
-// PutVM stores the VM inventory a job built and lists it (globally and under its account).
+// PutVM stores the VM inventory a job built and lists it (globally and under its account),
+// and returns the inventory's JSON as stored (the job's result repeats it, encoded once).
 // The same job writing it again replaces it, so a re-run commit is harmless; a record that
 // another job wrote (or that predates the job field) is never overwritten: that is another
 // account's VM, and the job fails with SYS.1007 instead.
-func (s *Store) PutVM(ctx context.Context, account, jobUUID string, vm *zstack.VmInstanceInventory) error {
+func (s *Store) PutVM(ctx context.Context, account, jobUUID string, vm *zstack.VmInstanceInventory) (json.RawMessage, error) {
 	b, err := json.Marshal(vm)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n, err := putVMScript.Run(ctx, s.rdb, []string{keyVM(vm.UUID)}, b, account, jobUUID).Int()
 	if err != nil {
-		return fmt.Errorf("store vm %s: %w", vm.UUID, err)
+		return nil, fmt.Errorf("store vm %s: %w", vm.UUID, err)
 	}
 	if n == 0 {
-		return ResourceTaken(vm.UUID)
+		return nil, ResourceTaken(vm.UUID)
 	}
 	score := float64(vm.CreateDate.UnixMilli())
 	pipe := s.rdb.Pipeline()
 	pipe.ZAdd(ctx, keyVMIndex(), redis.Z{Score: score, Member: vm.UUID})
 	pipe.ZAdd(ctx, keyVMAccount(account), redis.Z{Score: score, Member: vm.UUID})
 	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("list vm %s: %w", vm.UUID, err)
+		return nil, fmt.Errorf("list vm %s: %w", vm.UUID, err)
 	}
-	return nil
+	return b, nil
 }
 
 // deleteVMScript deletes a VM record a job wrote and returns its account, or false when the
