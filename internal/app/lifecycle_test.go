@@ -275,6 +275,12 @@ func TestPlanRestoreAndCleanupThreeTimes(t *testing.T) {
 		// A second cleanup of the same plan finds nothing left and frees nothing.
 		again := e.cleanUpPlan(plan, time.Minute)
 		mustf(t, again.State == "succeeded" && again.Freed.VMs == 0, "round %d: the second cleanup freed %+v", round, again.Freed)
+
+		// A cleaned-up plan is not run again: VMs it made now would be left behind.
+		for _, op := range []string{"retry", "resume"} {
+			r = e.do("POST", "/api/v1/plans/"+plan+"/"+op, e.session, nil, nil)
+			mustf(t, r.status >= 400 && strings.Contains(string(r.body), "has been cleaned up"), "round %d: %s of a cleaned-up plan: %d %s", round, op, r.status, r.body)
+		}
 	}
 }
 

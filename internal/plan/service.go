@@ -108,6 +108,9 @@ func (s *Service) Pause(ctx context.Context, uuid string) error {
 
 // Resume restarts a paused plan.
 func (s *Service) Resume(ctx context.Context, uuid string) error {
+	if err := s.refuseCleanedUp(ctx, uuid, "resumed"); err != nil {
+		return err
+	}
 	return s.transition(ctx, uuid, store.PlanRunning, "", store.PlanPaused)
 }
 
@@ -141,6 +144,9 @@ func (s *Service) Retry(ctx context.Context, uuid string) (int, error) {
 	}
 	if st.State == store.PlanCancelling {
 		return 0, zstack.Errorf(zstack.CodeOperation, "plan %s is being cancelled; retry once it has ended", uuid)
+	}
+	if err := s.refuseCleanedUp(ctx, uuid, "retried"); err != nil {
+		return 0, err
 	}
 	token := zstack.NewUUID()
 	deadline := time.Now().Add(10 * time.Second)
@@ -208,4 +214,15 @@ func sortByTier(items []store.PlanItem) {
 
 func sortByIndex(items []apiv1.DryRunItem) {
 	sort.Slice(items, func(a, b int) bool { return items[a].Index < items[b].Index })
+}
+
+// refuseCleanedUp refuses to run a plan again once a cleanup of it has started: the cleanup
+// lists the plan's VMs once, and VMs made after that would be left behind.
+func (s *Service) refuseCleanedUp(ctx context.Context, uuid, what string) error {
+	var c apiv1.PlanCleanup
+	found, err := s.Store.GetPlanCleanup(ctx, uuid, &c)
+	if err != nil || !found {
+		return err
+	}
+	return zstack.Errorf(zstack.CodeOperation, "plan %s has been cleaned up (cleanup %s); it cannot be %s: submit the plan again instead", uuid, c.State, what)
 }
