@@ -95,7 +95,14 @@ func DecodeVMAction(uuid string, data []byte) (*job.VMOp, error) {
 				return nil, refusal(jsonError(err))
 			}
 		}
-		return &job.VMOp{Name: name, VMUUID: uuid, StopType: p.Type, HostUUID: p.HostUUID}, nil
+		op := &job.VMOp{Name: name, VMUUID: uuid}
+		switch name { // each action keeps only the parameters it takes
+		case job.OpStart:
+			op.HostUUID = p.HostUUID
+		case job.OpStop:
+			op.StopType = p.Type
+		}
+		return op, nil
 	}
 	return nil, plain(http.StatusBadRequest, "the body doesn't contain action mapping to the URL[/v1/vm-instances/%s/actions]", uuid)
 }

@@ -11,7 +11,8 @@ func FuzzDecodeVMAction(f *testing.F) {
 	for _, s := range []string{
 		``, `null`, `{}`, `[]`, `"x"`, `{"stopVmInstance":{}}`, `{"stopVmInstance":{"type":"cold"}}`,
 		`{"stopVmInstance":{"type":1}}`, `{"stopVmInstance":"now"}`, `{"startVmInstance":{"hostUuid":"e18cf66eedb3306686a1d4685bbb63af"}}`,
-		`{"rebootVmInstance":null,"systemTags":[]}`, `{"expungeVmInstance":{},"recoverVmInstance":{}}`, `{"renameVm":{}}`,
+		`{"rebootVmInstance":null,"systemTags":[]}`, `{"rebootVmInstance":{"hostUuid":"e18cf66eedb3306686a1d4685bbb63af"}}`,
+		`{"expungeVmInstance":{"type":"cold"}}`, `{"expungeVmInstance":{},"recoverVmInstance":{}}`, `{"renameVm":{}}`,
 	} {
 		f.Add(s)
 	}
@@ -31,6 +32,11 @@ func FuzzDecodeVMAction(f *testing.F) {
 		case job.OpExpunge, job.OpRecover, job.OpStop, job.OpStart, job.OpReboot:
 		default:
 			t.Fatalf("decoded an unknown operation %q", op.Name)
+		}
+		// Each action keeps only its own parameters (a reboot with a hostUuid once stopped
+		// the VM before refusing the host).
+		if (op.HostUUID != "" && op.Name != job.OpStart) || (op.StopType != "" && op.Name != job.OpStop) {
+			t.Fatalf("%s kept another action's parameter: %+v", op.Name, op)
 		}
 		if ec := op.Validate(); ec != nil {
 			mustInvalidArgument(t, ec)
