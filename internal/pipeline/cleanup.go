@@ -60,7 +60,7 @@ func (p *Pipeline) HandlePlanCleanup(ctx context.Context, t *asynq.Task) error {
 	if err := p.cleanUp(work, &c); err != nil {
 		if store.Unavailable(err) || ctx.Err() != nil || errors.Is(context.Cause(work), errLockLost) {
 			err, _ = p.outage(ctx, log, err)
-			return fmt.Errorf("cleanup of plan %s interrupted; it resumes where it stood: %w", planUUID, err)
+			return fmt.Errorf("cleanup of plan %s interrupted; it resumes where it stood: %w: %w", planUUID, err, queue.ErrBusy)
 		}
 		if queue.RetriesLeft(ctx) {
 			log.Warn("plan cleanup failed; it will be retried", "err", err)
