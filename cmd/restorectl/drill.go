@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -105,6 +106,7 @@ func (a *cli) drill(o drillOptions) error {
 	restoreErr := a.drillWatch(c, rep.UUID, o.wo)
 	var code *exitCode
 	if restoreErr != nil && !errors.As(restoreErr, &code) {
+		fmt.Fprintf(a.stderr, "drill stopped while watching the restore; its VMs may be up: restorectl plan cleanup %s\n", rep.UUID)
 		return restoreErr
 	}
 	if err := a.drillHold(rep.UUID, o); err != nil {
@@ -122,11 +124,36 @@ func (a *cli) drill(o drillOptions) error {
 }
 
 // drillWatch follows the restore with the usual progress, its summary on stderr.
+// A plan that pauses (a tier with boot checks failed) ends the drill's restore: it waits
+// for nobody during a rehearsal, and the cleanup cancels it.
 func (a *cli) drillWatch(c *client.Client, plan string, wo watchOptions) error {
-	saved, out := a.output, a.stdout
+	saved, out, parent := a.output, a.stdout, a.ctx
 	a.output, a.stdout = "table", a.stderr // stdout is kept for the report's figures
-	defer func() { a.output, a.stdout = saved, out }()
-	return a.watch(c, plan, wo)
+	ctx, stop := context.WithCancel(parent)
+	a.ctx = ctx
+	defer func() { a.output, a.stdout, a.ctx = saved, out, parent; stop() }()
+	paused := make(chan struct{})
+	go func() {
+		for ctx.Err() == nil {
+			if rep, err := c.GetPlan(ctx, plan, "none"); err == nil && rep.State == "paused" {
+				close(paused)
+				stop()
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}()
+	err := a.watch(c, plan, wo)
+	select {
+	case <-paused:
+		fmt.Fprintf(a.stderr, "drill: plan %s paused (a tier's boot checks failed); the drill goes on to the cleanup\n", plan)
+		return &exitCode{code: exitPlanFailed}
+	default:
+		return err
+	}
 }
 
 // drillHold keeps the VMs for the hold asked, showing the time left every minute.
