@@ -29,6 +29,10 @@ const commandTimeout = time.Minute
 var ErrNoQemuImg = errors.New("qemu-img is not installed: instant restores make qcow2 overlays with it " +
 	"(Debian/Ubuntu: apt-get install qemu-utils; RHEL/Rocky/Fedora: dnf install qemu-img)")
 
+// TempSuffix names the file an overlay is written to before it is renamed into place; a
+// crash between the two leaves it, for the volume's removal to take.
+const TempSuffix = ".overlay-tmp"
+
 // Create makes path a qcow2 overlay over backing (an absolute path, of format raw or
 // qcow2), atomically: it is written beside path and renamed into place, so a crash leaves
 // either no overlay or a whole one. An existing file at path is replaced.
@@ -42,7 +46,7 @@ func Create(ctx context.Context, path, backing, backingFormat string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".overlay-tmp"
+	tmp := path + TempSuffix
 	_ = os.Remove(tmp)
 	if _, err := run(ctx, "create", "-q", "-f", "qcow2", "-F", backingFormat, "-b", backing, "--", tmp); err != nil {
 		return err

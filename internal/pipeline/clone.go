@@ -18,6 +18,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/overlay"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -661,6 +662,9 @@ func (p *Pipeline) removeVolumes(ctx context.Context, rec *job.Record) error {
 			continue
 		}
 		path := volumePath(rec, ps.URL, v)
+		if err := os.Remove(path + overlay.TempSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err) // an instant restore's overlay, cut short by a crash
+		}
 		if err := clone.Remove(path); err != nil {
 			errs = append(errs, err)
 		}

@@ -355,7 +355,7 @@ func (p *Pipeline) compensate(ctx context.Context, rec *job.Record) error {
 func (p *Pipeline) release(ctx context.Context, fresh *job.Record) error {
 	cp := fresh.Checkpoints
 	var errs []error
-	mine := false
+	mine, domainLeft := false, false
 	if r := cp.Resolved; r != nil {
 		holder, err := p.Store.ResourceHolder(ctx, r.VMUUID)
 		switch {
@@ -365,6 +365,7 @@ func (p *Pipeline) release(ctx context.Context, fresh *job.Record) error {
 			mine = true
 			if err := p.destroyDomain(ctx, fresh); err != nil {
 				errs = append(errs, err)
+				domainLeft = true
 			}
 		default:
 			p.Log.Warn("release leaves the VM alone: this job does not hold its uuid", "job", fresh.UUID, "vm", r.VMUUID, "holder", holder)
@@ -376,7 +377,9 @@ func (p *Pipeline) release(ctx context.Context, fresh *job.Record) error {
 			errs = append(errs, err)
 		}
 	}
-	if instant(fresh) {
+	// An instant restore's VM may still run from its backups while its domain could not be
+	// stopped: their marks stay until a re-run of the release stops it.
+	if instant(fresh) && !domainLeft {
 		if ix, err := p.Catalog.Current(ctx); err != nil {
 			errs = append(errs, err)
 		} else if err := p.unmarkBacking(ctx, ix, fresh); err != nil {
