@@ -390,7 +390,7 @@ func beginAndPause(t *testing.T, domain, jobXML string) {
 // aborts it, removes its files, and succeeds; the domain is left as it was.
 func TestBackupAfterKillDuringJob(t *testing.T) {
 	d := defineDomain(t, func(d *testDomain) string {
-		writeScattered(t, d.Data, 64<<20, 48<<20) // a job that lasts long enough to be paused, throttled
+		writeScattered(t, d.Data, 256<<20, 192<<20) // a job that lasts long enough to be paused
 		libvirttest.CopyFile(t, d.Data, d.DataCopy)
 		return defaultDevices(d)
 	})
@@ -409,7 +409,7 @@ func TestBackupAfterKillDuringJob(t *testing.T) {
 			break
 		}
 		completed, _ := libvirttest.Virsh(t, system, "domjobinfo", "--completed", d.Name)
-		if try == 3 {
+		if try == 5 {
 			t.Fatalf("the left job ended before it could be paused, %d times:\n%s\n%s", try, info, completed)
 		}
 		t.Logf("try %d: the left job ended before it could be paused; again", try)
