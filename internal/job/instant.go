@@ -16,7 +16,7 @@ const InstantTagPrefix = "instantRestore::"
 func ParseInstantTag(tag string) (bool, error) {
 	v, ok := strings.CutPrefix(tag, InstantTagPrefix)
 	if !ok {
-		return false, fmt.Errorf("system tag[%.64q] is not an %s<true|false> tag", tag, InstantTagPrefix)
+		return false, fmt.Errorf("system tag[%q] is not an %s<true|false> tag", shortTag(tag), InstantTagPrefix)
 	}
 	switch v {
 	case "true":
@@ -24,7 +24,16 @@ func ParseInstantTag(tag string) (bool, error) {
 	case "false":
 		return false, nil
 	}
-	return false, fmt.Errorf("system tag[%.64q] must be instantRestore::true or instantRestore::false", tag)
+	return false, fmt.Errorf("system tag[%q] must be instantRestore::true or instantRestore::false", shortTag(tag))
+}
+
+// shortTag is at most the first 32 bytes of a tag, for an error: quoted, a byte can take 4
+// characters, and an error stays short whatever the tag.
+func shortTag(tag string) string {
+	if len(tag) > 32 {
+		return tag[:32] + "…"
+	}
+	return tag
 }
 
 // checkInstant: an instant restore runs its VM, so it is an InstantStart restore.
