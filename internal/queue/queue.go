@@ -71,30 +71,25 @@ func NewClient(rdb redis.UniversalClient, maxRetry int) *Client {
 // fails the job with SYS.1001 at that moment; asynq's deadline is set a little later so that it
 // only ever fires for a handler that stopped answering.
 func (c *Client) EnqueueRestore(ctx context.Context, jobUUID string, deadline time.Time) error {
-	t := asynq.NewTask(TypeRestore, []byte(jobUUID))
-	_, err := c.c.EnqueueContext(ctx, t,
-		asynq.TaskID(jobUUID), asynq.Queue(QueueRestore), asynq.MaxRetry(c.maxRetry),
-		asynq.Deadline(deadline.Add(2*time.Minute)))
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return ErrDuplicate
-	}
-	if err != nil {
-		return fmt.Errorf("enqueue restore %s: %w", jobUUID, err)
-	}
-	return nil
+	return c.enqueueJob(ctx, TypeRestore, "restore", jobUUID, deadline)
 }
 
 // EnqueueVMOperation queues a VM operation job, under the job's uuid like a restore.
 func (c *Client) EnqueueVMOperation(ctx context.Context, jobUUID string, deadline time.Time) error {
-	t := asynq.NewTask(TypeVMOperation, []byte(jobUUID))
-	_, err := c.c.EnqueueContext(ctx, t,
+	return c.enqueueJob(ctx, TypeVMOperation, "vm operation", jobUUID, deadline)
+}
+
+// enqueueJob queues a job's task under the job's uuid (a second one is ErrDuplicate) on the
+// restore queue, with asynq's deadline 2 minutes past the job's own.
+func (c *Client) enqueueJob(ctx context.Context, taskType, what, jobUUID string, deadline time.Time) error {
+	_, err := c.c.EnqueueContext(ctx, asynq.NewTask(taskType, []byte(jobUUID)),
 		asynq.TaskID(jobUUID), asynq.Queue(QueueRestore), asynq.MaxRetry(c.maxRetry),
 		asynq.Deadline(deadline.Add(2*time.Minute)))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		return ErrDuplicate
 	}
 	if err != nil {
-		return fmt.Errorf("enqueue vm operation %s: %w", jobUUID, err)
+		return fmt.Errorf("enqueue %s %s: %w", what, jobUUID, err)
 	}
 	return nil
 }
