@@ -105,9 +105,9 @@ func cleanupTable(w io.Writer, run *apiv1.PlanCleanup) error {
 // vmOpCommands are restorectl vm destroy|expunge|recover|stop|start|reboot.
 func (a *cli) vmOpCommands() []*cobra.Command {
 	ops := []struct{ op, short, flag, flagHelp, def string }{
-		{"destroy", "Destroy a VM: its domain is stopped, the VM kept as Destroyed (recover or expunge it)", "delete-mode", "Permissive or Enforcing (destroy even when the host cannot stop the domain)", "Permissive"},
-		{"expunge", "Expunge a destroyed VM: release its capacity, storage, addresses, MACs, files and domain, and remove it", "", "", ""},
-		{"recover", "Recover a destroyed VM: it is Stopped again", "", "", ""},
+		{"destroy", "Destroy a VM: its domain is stopped, its host capacity and addresses given back, the VM kept as Destroyed (recover or expunge it)", "delete-mode", "Permissive or Enforcing (destroy even when the host cannot stop the domain)", "Permissive"},
+		{"expunge", "Expunge a destroyed VM: release its storage, MACs, files and domain, and remove it", "", "", ""},
+		{"recover", "Recover a destroyed VM: it takes its host capacity and addresses again and is Stopped", "", "", ""},
 		{"stop", "Stop a VM", "type", "grace (the guest shuts down, forced after a bound) or cold", "grace"},
 		{"start", "Start a stopped VM on its host", "host", "the host uuid (only the VM's own host is possible)", ""},
 		{"reboot", "Reboot a running VM (a graceful stop, then a start)", "", "", ""},

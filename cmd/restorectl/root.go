@@ -94,7 +94,11 @@ func (a *cli) rootCommand() *cobra.Command {
   restorectl plan apply -f plan.yaml      submit a bulk restore plan (--dry-run: simulate it; --watch: follow it)
   restorectl plan watch <uuid>            live progress until the plan ends (exit 3 if it failed or was cancelled)
   restorectl plan list|get|cancel|pause|resume|retry
+  restorectl plan drill -f plan.yaml      rehearse: dry run, restore onto test networks, boot checks, hold, cleanup, report
+  restorectl plan cleanup|report <uuid>   destroy and expunge what a plan restored; its run report (html, csv, json)
+  restorectl report list                  the kept run reports of ended plans and drills
   restorectl vm list [--q name=web01]     restored VMs
+  restorectl vm destroy|recover|expunge|stop|start|reboot <uuid>
   restorectl job get|cancel <uuid>        one restore job
   restorectl backup create --storage bs-main --root disk.qcow2 --name web01 --cpu 2 --memory 4G
                                           take a backup group from disk images

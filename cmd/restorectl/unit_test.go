@@ -173,3 +173,18 @@ func TestBarsDrawAndFinish(t *testing.T) {
 }
 
 func writeFile(p, text string) error { return os.WriteFile(p, []byte(text), 0o600) }
+
+// A succeeded instant restore says Hydrated beside its state, with when its VM ran and how
+// long it ran from its backups.
+func TestJobTableInstant(t *testing.T) {
+	created := time.Date(2026, 12, 7, 14, 6, 0, 0, time.UTC)
+	running, hydrated := created.Add(1500*time.Millisecond), created.Add(90*time.Second)
+	var b bytes.Buffer
+	err := jobTable(&b, &apiv1.Job{UUID: "j", State: "succeeded", Outcome: apiv1.OutcomeHydrated, CreatedAt: created,
+		Instant: &apiv1.JobInstant{State: "Hydrated", RunningAt: &running, HydratedAt: &hydrated}})
+	out := b.String()
+	if err != nil || !strings.Contains(out, "State:\tsucceeded: Hydrated\n") || !strings.Contains(out, "Instant:\tHydrated; the VM ran 1.5s after the request") ||
+		!strings.Contains(out, "from its backups for 1m29s until hydrated") {
+		t.Fatalf("job table of an instant restore:\n%s", out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -110,7 +111,11 @@ func (a *cli) jobCommand() *cobra.Command {
 
 func jobTable(w io.Writer, j *apiv1.Job) error {
 	fmt.Fprintf(w, "Job:\t%s\n", j.UUID)
-	fmt.Fprintf(w, "State:\t%s\n", j.State)
+	if j.Outcome != "" {
+		fmt.Fprintf(w, "State:\t%s: %s\n", j.State, j.Outcome)
+	} else {
+		fmt.Fprintf(w, "State:\t%s\n", j.State)
+	}
 	fmt.Fprintf(w, "Stage:\t%s\n", dash(j.Stage))
 	fmt.Fprintf(w, "Name:\t%s\n", j.Name)
 	fmt.Fprintf(w, "Group:\t%s\n", j.GroupUUID)
@@ -126,6 +131,9 @@ func jobTable(w io.Writer, j *apiv1.Job) error {
 	fmt.Fprintf(w, "Created:\t%s\n", timeText(&j.CreatedAt))
 	fmt.Fprintf(w, "Started:\t%s\n", timeText(j.StartedAt))
 	fmt.Fprintf(w, "Finished:\t%s\n", timeText(j.FinishedAt))
+	if in := j.Instant; in != nil {
+		fmt.Fprintf(w, "Instant:\t%s\n", instantText(j.CreatedAt, in))
+	}
 	if j.Progress != nil {
 		fmt.Fprintf(w, "Data:\t%s/%s of backup data (the backup files' length: %s/%s)\n", bytesText(j.Progress.DataBytes), bytesText(j.Progress.DataBytesTotal),
 			bytesText(j.Progress.BytesDone), bytesText(j.Progress.BytesTotal))
@@ -140,4 +148,17 @@ func jobTable(w io.Writer, j *apiv1.Job) error {
 		}
 	}
 	return nil
+}
+
+// instantText tells an instant restore's course: when its VM ran, and how long it ran from
+// its backups before it was hydrated.
+func instantText(created time.Time, in *apiv1.JobInstant) string {
+	text := in.State
+	if in.RunningAt != nil {
+		text += fmt.Sprintf("; the VM ran %s after the request (%s)", in.RunningAt.Sub(created).Round(10*time.Millisecond), timeText(in.RunningAt))
+		if in.HydratedAt != nil {
+			text += fmt.Sprintf(", from its backups for %s until hydrated (%s)", durationText(in.HydratedAt.Sub(*in.RunningAt)), timeText(in.HydratedAt))
+		}
+	}
+	return text
 }

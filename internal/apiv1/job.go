@@ -30,7 +30,14 @@ type Job struct {
 	Error      *zstack.ErrorCode `json:"error,omitempty"`
 	// Instant is an instant restore's course: when its VM ran, when it was hydrated.
 	Instant *JobInstant `json:"instant,omitempty"`
+	// Outcome is how a succeeded job ended when State alone does not say it all: Hydrated
+	// for an instant restore (its VM ran from its backups and now stands alone). State stays
+	// succeeded, as ZStack and every client that waits for the end expect.
+	Outcome string `json:"outcome,omitempty"`
 }
+
+// OutcomeHydrated is the outcome of a succeeded instant restore.
+const OutcomeHydrated = "Hydrated"
 
 // JobInstant is the course of an instant restore: Running (the VM runs from its backups,
 // the data is being pulled in) since RunningAt, then Hydrated at HydratedAt, or Failed.

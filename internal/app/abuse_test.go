@@ -91,6 +91,11 @@ func TestConcurrentWrongLoginsAreCountedBeforeTheirHash(t *testing.T) {
 	mustf(t, got == auth.PairFreeFailures || (busy > 0 && got > 0 && got < auth.PairFreeFailures),
 		"30 concurrent wrong logins for admin from one address: %d passwords evaluated, want %d (outcomes %v)", got, auth.PairFreeFailures, after)
 	mustf(t, after[auth.OutcomeThrottled]-before[auth.OutcomeThrottled]+after[auth.OutcomeBusy]-before[auth.OutcomeBusy] == 30-got, "the rest are refused unevaluated: %v", after)
+	// Tries refused as busy left their free tries unused: the address spends them, one at a
+	// time, before it must wait.
+	for i := got; i < auth.PairFreeFailures; i++ {
+		e.loginFrom(attacker, "admin", "guess")
+	}
 	r := e.loginFrom(attacker, "admin", adminPassword)
 	mustf(t, r.status == 503 && str(r.errorCode(), "code") == "ID.1000" && r.header.Get("Retry-After") != "", "the guessing address waits, right password or not: %d %s", r.status, r.body)
 }

@@ -34,6 +34,7 @@ func TestCancelAPendingJobItNeverStarts(t *testing.T) {
 }
 
 func TestCancelARunningJobStopsAndCompensates(t *testing.T) {
+	t.Parallel()
 	const group = "c0ffee11c0ffee11c0ffee11c0ffee11"
 	e := newEnv(t, envOptions{site: func(s *catalog.Site) { s.BackupStorages[0].BandwidthBytesPerSecond = 4 << 20 }})
 	writeBigGroup(t, e.paths.Backup, group, 64<<20)
@@ -64,6 +65,7 @@ func removeGroup(e *env, group string) {
 }
 
 func TestAPITimeoutFailsTheJobWithSYS1001(t *testing.T) {
+	t.Parallel()
 	const group = "c0ffee22c0ffee22c0ffee22c0ffee22"
 	e := newEnv(t, envOptions{site: func(s *catalog.Site) { s.BackupStorages[0].BandwidthBytesPerSecond = 4 << 20 }})
 	writeBigGroup(t, e.paths.Backup, group, 64<<20) // 16 s of copying at 4 MiB/s

@@ -19,6 +19,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 const (
@@ -99,6 +100,7 @@ func TestConcurrentRestoresNeverOvercommit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("500 restores through two worker processes")
 	}
+	t.Parallel()
 	worker := binary(t, "worker")
 	e := newEnv(t, envOptions{noWorker: true, site: raceSite})
 	writeTinyGroup(t, e.paths.Backup)
@@ -157,10 +159,7 @@ func TestConcurrentRestoresNeverOvercommit(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	deadline := time.Now().Add(5 * time.Minute)
-	for pending(ctx, e) > 0 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
+	testrig.Within(5*time.Minute, func() bool { return pending(ctx, e) == 0 })
 	close(stop)
 	<-done
 	mustf(t, len(sampleProblems) == 0, "over-commit seen while running:\n%s", strings.Join(sampleProblems, "\n"))

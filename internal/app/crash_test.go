@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -42,6 +43,14 @@ type build struct {
 // (internal/hypervisor/faultpoint_inject.go); without it the binaries run as release builds.
 func binary(tb testing.TB, name string) string {
 	tb.Helper()
+	path, err := buildBinary(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func buildBinary(name string) (string, error) {
 	v, _ := builds.LoadOrStore(name, &build{})
 	b := v.(*build)
 	b.once.Do(func() {
@@ -56,10 +65,23 @@ func binary(tb testing.TB, name string) string {
 			b.err = fmt.Errorf("go build -race -tags faultinject ./cmd/%s: %v: %s", name, err, out)
 		}
 	})
-	if b.err != nil {
-		tb.Fatal(b.err)
+	return b.path, b.err
+}
+
+// prebuild builds the worker binary in the background when the whole package runs (no -run,
+// no -short): the tests that start it run in parallel once the serial tests have ended, and
+// find it built instead of each waiting for the build in the middle of their own timing
+// (two of them while holding one of the guest slots). It returns what waits for the build.
+func prebuild() (wait func()) {
+	if testing.Short() || flag.Lookup("test.run").Value.String() != "" {
+		return func() {}
 	}
-	return b.path
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = buildBinary("worker") // a failure is reported to the first test that asks
+	}()
+	return func() { <-done }
 }
 
 // removeBinaries removes what binary built.
@@ -197,15 +219,11 @@ func TestWorkerKilledMidCloneFinishesOnce(t *testing.T) {
 	parts2, _ := filepath.Glob(filepath.Join(e.paths.Local, "*", "*", "*", "*.part"))
 	mustf(t, len(parts)+len(parts2) > 0, "the kill should leave a partial file behind for the re-run to resume")
 
-	var resumedAfter time.Duration
-	for resumedAfter == 0 {
+	testrig.Eventually(t, 90*time.Second, func() bool {
 		rec, err := e.store.GetJob(ctx, jobUUID)
-		if err == nil && (rec.Attempts > before.Attempts || rec.State.Terminal()) {
-			resumedAfter = time.Since(killedAt)
-		}
-		mustf(t, time.Since(killedAt) < 90*time.Second, "the job never ran again after the kill")
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && (rec.Attempts > before.Attempts || rec.State.Terminal())
+	}, "the job never ran again after the kill")
+	resumedAfter := time.Since(killedAt)
 	done := e.poll(loc, 2*time.Minute)
 	mustf(t, done.status == 200, "after the kill the job ends with %d: %s", done.status, done.body)
 	inv := done.json()["inventory"].(map[string]any)

@@ -21,6 +21,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/openapitest"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testenv"
 	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
@@ -48,7 +49,12 @@ func sharedBackups(tb testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
+	// The parallel tests here wait on worker processes, the queue, emulated guests and Redis
+	// restarts far more than they compute.
+	testenv.WaitingTests(8)
+	built := prebuild()
 	code := m.Run()
+	built()
 	if backupsDir != "" {
 		os.RemoveAll(backupsDir)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/app"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/testrig"
@@ -21,6 +22,7 @@ import (
 )
 
 func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	g := demosite.GroupWeb01UUID
 	cases := []struct {
@@ -91,6 +93,7 @@ func TestValidationFailuresAnswerSYS1007WithDetails(t *testing.T) {
 // What ZStack's RestServer refuses before queuing a call is answered on the POST, as plain
 // text, and leaves no job: malformed JSON, values of the wrong type, bad headers.
 func TestRequestRefusedBeforeQueuingIsAnsweredOnThePost(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{noWorker: true})
 	path := "/zstack/v1/vm-instances/from/vm-backups/" + demosite.GroupWeb01UUID
 	cases := []struct {
@@ -134,6 +137,7 @@ func TestRequestRefusedBeforeQueuingIsAnsweredOnThePost(t *testing.T) {
 // A call that breaks the API's rules is a job that failed before any task was queued: its
 // poll answers 503 with the error, a web hook hears of it, and "Prefer: wait" answers it at once.
 func TestInvalidCallIsAFailedJobWithoutATask(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{noWorker: true})
 	bad := map[string]any{"name": "x", "l3NetworkUuids": []string{demosite.L3ProdUUID}} // no offering, no cpuNum/memorySize
 	id := zstack.NewUUID()
@@ -183,6 +187,7 @@ func checkNothingAllocated(tb testing.TB, e *env) {
 }
 
 func TestNoCapacityFailsWithHostAllocationAndLeaksNothing(t *testing.T) {
+	t.Parallel()
 	// Shrink every host to 4 cores and 8 GiB: the large offering (8 cores × ratio 1, 16 GiB) fits nowhere.
 	e := newEnv(t, envOptions{site: func(s *catalog.Site) {
 		for i := range s.Clusters {
@@ -205,6 +210,7 @@ func TestNoCapacityFailsWithHostAllocationAndLeaksNothing(t *testing.T) {
 }
 
 func TestFailureAfterAllocationCompensates(t *testing.T) {
+	t.Parallel()
 	// A volume file that does not match its checksum fails the clone stage after the
 	// placement and the addresses were taken: all of it must be given back.
 	e := newEnv(t)
@@ -283,6 +289,7 @@ func copyGroup(tb testing.TB, e *env, from, to string, edit func(dir string)) st
 }
 
 func TestSessionsAreCheckedOnEveryZStackRoute(t *testing.T) {
+	t.Parallel()
 	clock := &testrig.Clock{}
 	e := newEnv(t, envOptions{clock: clock, config: func(c *app.Config) { c.SessionTTL = time.Minute }})
 	path := "/zstack/v1/vm-instances"
@@ -311,6 +318,7 @@ func TestSessionsAreCheckedOnEveryZStackRoute(t *testing.T) {
 }
 
 func TestJobUUIDHeader(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	id := "0123456789abcdef0123456789abcdef"
 	r := e.restore(demosite.GroupWeb01UUID, webParams("first"), map[string]string{"X-Job-UUID": id, "Prefer": "respond-async"})
@@ -322,7 +330,63 @@ func TestJobUUIDHeader(t *testing.T) {
 	mustf(t, e.poll("/zstack/v1/api-jobs/"+id, 30*time.Second).status == 200, "the first job still completes")
 }
 
+// TestRetryOfASubmissionBeingWithdrawn: a client retries, with the same X-Job-UUID, a
+// submission answered 503 whose job was created but whose task could not be queued (Redis
+// went away between the two), before the api's undo has withdrawn that job. The retry is
+// answered 503 again, not "Duplicate job uuid" (the client would believe in a job about to
+// be removed), and the job's resourceUuid stays bound to it; once the undo is done, the
+// retry creates the job, which runs; a true duplicate is still refused.
+func TestRetryOfASubmissionBeingWithdrawn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	sess, err := e.store.GetSession(ctx, e.session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, resource := zstack.NewUUID(), zstack.NewUUID() // a fixed one may name a group another test puts in the shared backup storage
+	p := webParams("withdrawn")
+	p["resourceUuid"] = resource
+	req, ec := job.FromZStack(demosite.GroupWeb01UUID, &zstack.CreateVmFromVmBackupRequest{Params: zstack.CreateVmFromVmBackupParams{
+		Name: "withdrawn", ResourceUUID: resource, InstanceOfferingUUID: demosite.OfferingSmall, L3NetworkUUIDs: []string{demosite.L3ProdUUID}}})
+	mustf(t, ec == nil, "request: %v", ec)
+	// The first try, as far as it got: the resourceUuid claimed, the job created, no task.
+	binding := store.ResourceBinding{JobUUID: id, GroupUUID: demosite.GroupWeb01UUID, AccountUUID: sess.AccountUUID}
+	if _, err := e.store.ClaimResource(ctx, resource, binding); err != nil {
+		t.Fatal(err)
+	}
+	first := &job.Record{UUID: id, AccountUUID: sess.AccountUUID, Request: req, CreatedAt: time.Now(), Timeout: job.DefaultTimeout}
+	if err := e.store.CreateJob(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+
+	retry := func() response {
+		return e.restore(demosite.GroupWeb01UUID, p, map[string]string{"X-Job-UUID": id, "Prefer": "respond-async"})
+	}
+	r := retry()
+	mustf(t, r.status == 503 && strings.Contains(str(r.errorCode(), "details"), "is being withdrawn"), "retry before the undo: %d %s", r.status, r.body)
+	other := e.restore(demosite.GroupWeb01UUID, p, map[string]string{"Prefer": "respond-async"})
+	mustf(t, other.status == 202 && strings.HasSuffix(str(other.json(), "location"), "/"+id),
+		"the resourceUuid must stay bound to the job being withdrawn (a new job uuid is answered with it): %d %s", other.status, other.body)
+
+	if err := e.store.AbandonJob(ctx, id, first.Submission, resource, binding); err != nil { // the api's undo, once Redis answers
+		t.Fatal(err)
+	}
+	r = retry()
+	mustf(t, r.status == 202 && strings.HasSuffix(str(r.json(), "location"), "/"+id), "retry after the undo: %d %s", r.status, r.body)
+	done := e.poll("/zstack/v1/api-jobs/"+id, 30*time.Second)
+	mustf(t, done.status == 200 && str(done.json()["inventory"].(map[string]any), "uuid") == resource, "the retried job: %d %s", done.status, done.body)
+	if err := e.store.AbandonJob(ctx, id, first.Submission, resource, binding); err != nil { // a late repeat of the undo
+		t.Fatal(err)
+	}
+	r = retry()
+	mustf(t, r.status == 400 && string(r.body) == "Duplicate job uuid["+id+"]", "a true duplicate: %d %q", r.status, r.body)
+	again := e.restore(demosite.GroupWeb01UUID, p, nil)
+	mustf(t, again.status == 200 && str(again.json()["inventory"].(map[string]any), "uuid") == resource, "the resourceUuid after the duplicate: %d %s", again.status, again.body)
+}
+
 func TestUnknownPathAndMethod(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{noWorker: true})
 	r := e.do("GET", "/zstack/v1/no-such-thing", e.session, nil, nil)
 	mustf(t, r.status == 404 && string(r.body) == "no api mapping to /zstack/v1/no-such-thing", "unknown path: %d %q", r.status, r.body)
@@ -338,6 +402,7 @@ func TestUnknownPathAndMethod(t *testing.T) {
 }
 
 func TestResourceUUIDIsIdempotent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	p := webParams("once")
 	p["resourceUuid"] = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e"
@@ -365,6 +430,7 @@ func TestResourceUUIDIsIdempotent(t *testing.T) {
 }
 
 func TestExplicitlyNamedDisabledHostIsRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{site: func(s *catalog.Site) {
 		s.Hosts[0].State = catalog.StateDisabled
 		s.Hosts[1].Status = catalog.StatusDisconnected

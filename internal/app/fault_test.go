@@ -30,6 +30,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/redistest"
 	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
@@ -90,19 +91,32 @@ func startWorkerBinary(tb testing.TB, e *env, extra ...string) (*process, string
 	env := append([]string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=warn", "VMRESTORE_HYPERVISOR=simulator"}, extra...)
 	p := startProcess(tb, binary(tb, "worker"), env)
 	const mark = "metrics on http://"
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var addr string
+	started := testrig.Within(30*time.Second, func() bool {
 		out := p.output()
 		if i := strings.Index(out, mark); i >= 0 {
 			if j := strings.Index(out[i+len(mark):], "/metrics"); j > 0 {
-				return p, out[i+len(mark) : i+len(mark)+j]
+				addr = out[i+len(mark) : i+len(mark)+j]
 			}
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("the worker did not start within 30 s:\n%s", out)
+		return addr != ""
+	})
+	mustf(tb, started, "the worker did not start within 30 s:\n%s", p.output())
+	return p, addr
+}
+
+// waitAllCopying waits until every job copies its volumes (some bytes done in the clone stage).
+func waitAllCopying(t *testing.T, e *env, jobs []string) {
+	t.Helper()
+	testrig.Eventually(t, 30*time.Second, func() bool {
+		for _, j := range jobs {
+			rec, err := e.store.GetJob(context.Background(), j)
+			if err != nil || rec.Stage != job.StageClone || rec.Progress == nil || rec.Progress.BytesDone == 0 {
+				return false
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true
+	}, "the copies never started")
 }
 
 // checkProcessLogs fails the test if a binary reported a data race or a panic.
@@ -233,12 +247,12 @@ type kill struct {
 	killedAt  time.Time
 	restarted time.Duration // kill → the replacement worker process running
 
-	leases    map[string]float64 // active tasks at the kill → lease expiry
-	heartbeat map[string]bool    // the tasks the worker listed at its last heartbeat
-	attempts  map[string]int     // their jobs' attempts at the kill (jobs not ended)
-	decided   bool               // orphans is known
-	orphans   map[string]bool    // the jobs the kill interrupted
-	resumed   map[string]time.Time
+	leases    map[string]float64   // active tasks at the kill → lease expiry
+	heartbeat map[string]bool      // the tasks the worker listed at its last heartbeat
+	attempts  map[string]int       // their jobs' attempts at the kill (jobs not ended)
+	decided   bool                 // orphans is known
+	orphans   map[string]bool      // the jobs the kill interrupted
+	resumed   map[string]time.Time // the jobs in attempts that ran again → when
 }
 
 // orphanDelay is how long after a kill its orphans are told apart: a live task's lease moves
@@ -280,6 +294,28 @@ type faultRun struct {
 	// slowRead is what the killed workers read from the limited storage, scraped just before
 	// each kill (vmrestore_clone_bytes_total).
 	slowRead float64
+	// redisStop and redisBack bound the Redis restart: no worker renews a lease meanwhile.
+	redisStop, redisBack time.Time
+}
+
+// orphansKnownAt is when a kill's orphans can be told apart: orphanDelay of Redis being up
+// after the kill. Live workers renew no lease while Redis is down, so a restart within the
+// delay starts it again when Redis answers (else their tasks pass for the dead worker's).
+func (f *faultRun) orphansKnownAt(k *kill) (time.Time, bool) {
+	f.mu.Lock()
+	stop, back := f.redisStop, f.redisBack
+	f.mu.Unlock()
+	known := k.killedAt.Add(orphanDelay)
+	if stop.IsZero() || stop.After(known) {
+		return known, true
+	}
+	if back.Before(stop) {
+		return time.Time{}, false // Redis is down
+	}
+	if back.Before(k.killedAt) {
+		return known, true
+	}
+	return back.Add(orphanDelay), true
 }
 
 // faultCheckpoint is the copies' checkpoint interval in a fault run: a copy interrupted by a
@@ -420,7 +456,8 @@ func copyingNow(e *env, jobUUID string) bool {
 }
 
 // cloningJob finds a slow job copying right now (stage clone, bytes moving, progress fresh)
-// on a live worker, by that worker's asynq heartbeat.
+// on a live worker, by that worker's asynq heartbeat. A run of a job is known by its task's
+// payload, the job's uuid: a take-over's task has an id of its own.
 func (f *faultRun) cloningJob() (jobUUID string, slot int, ok bool) {
 	servers, err := f.insp.Servers()
 	if err != nil {
@@ -432,21 +469,25 @@ func (f *faultRun) cloningJob() (jobUUID string, slot int, ok bool) {
 			continue
 		}
 		for _, w := range s.ActiveWorkers {
-			j := f.byUUID[w.TaskID]
+			if w.TaskType != queue.TypeRestore {
+				continue
+			}
+			jobUUID := string(w.TaskPayload)
+			j := f.byUUID[jobUUID]
 			if j == nil || !j.slow {
 				continue
 			}
-			if copyingNow(f.e, w.TaskID) {
-				return w.TaskID, slot, true
+			if copyingNow(f.e, jobUUID) {
+				return jobUUID, slot, true
 			}
 		}
 	}
 	return "", 0, false
 }
 
-// watchResumes finds each kill's orphans orphanDelay after it, then records when each runs
-// again: its attempt count grows (StartAttempt on the worker that took it over). It runs until
-// stop is closed.
+// watchResumes records when each job a kill may have interrupted runs again (its attempt count
+// grows: StartAttempt on the worker that took it over) and finds each kill's orphans once
+// orphansKnownAt allows. It runs until stop is closed.
 func (f *faultRun) watchResumes(stop <-chan struct{}) {
 	ctx := context.Background()
 	claimed := map[string]bool{} // orphans of earlier kills, still unrecovered at later ones
@@ -459,49 +500,54 @@ func (f *faultRun) watchResumes(stop <-chan struct{}) {
 		f.mu.Lock()
 		kills := slices.Clone(f.kills)
 		f.mu.Unlock()
-		for n, k := range kills {
-			f.mu.Lock()
-			decided := k.decided
-			f.mu.Unlock()
-			if !decided {
-				if time.Since(k.killedAt) < orphanDelay {
-					break // decided in order: later kills wait for this one
-				}
-				now, err := f.leases(ctx)
-				if err != nil {
-					break // Redis restarting: next round
-				}
-				later := map[string]bool{}
-				for _, m := range kills[n+1:] {
-					for id := range m.heartbeat {
-						later[id] = true
-					}
-				}
-				orphans := map[string]bool{}
-				for id := range k.attempts {
-					if at, ok := now[id]; ok && at == k.leases[id] && !claimed[id] && !later[id] {
-						orphans[id], claimed[id] = true, true
-					}
-				}
-				f.mu.Lock()
-				k.orphans, k.decided = orphans, true
-				f.mu.Unlock()
-				f.event("kill of pid %d interrupted %d restores (leases no longer renewed)", k.pid, len(orphans))
-			}
-			for j := range k.orphans {
+		// A job a kill may have interrupted runs again when its attempt count grows; that time
+		// is taken whether or not the kill's orphans are known yet (Redis being restarted can
+		// put that off).
+		for _, k := range kills {
+			for j, attempts := range k.attempts {
 				f.mu.Lock()
 				_, done := k.resumed[j]
 				f.mu.Unlock()
 				if done {
 					continue
 				}
-				rec, err := f.e.store.GetJob(ctx, j)
-				if err == nil && rec.Attempts > k.attempts[j] {
+				if rec, err := f.e.store.GetJob(ctx, j); err == nil && rec.Attempts > attempts {
 					f.mu.Lock()
 					k.resumed[j] = time.Now()
 					f.mu.Unlock()
 				}
 			}
+		}
+		for n, k := range kills {
+			f.mu.Lock()
+			decided := k.decided
+			f.mu.Unlock()
+			if decided {
+				continue
+			}
+			if at, ok := f.orphansKnownAt(k); !ok || time.Now().Before(at) {
+				break // decided in order: later kills wait for this one
+			}
+			now, err := f.leases(ctx)
+			if err != nil {
+				break // Redis restarting: next round
+			}
+			later := map[string]bool{}
+			for _, m := range kills[n+1:] {
+				for id := range m.heartbeat {
+					later[id] = true
+				}
+			}
+			orphans := map[string]bool{}
+			for id := range k.attempts {
+				if at, ok := now[id]; ok && at == k.leases[id] && !claimed[id] && !later[id] {
+					orphans[id], claimed[id] = true, true
+				}
+			}
+			f.mu.Lock()
+			k.orphans, k.decided = orphans, true
+			f.mu.Unlock()
+			f.event("kill of pid %d interrupted %d restores (leases no longer renewed)", k.pid, len(orphans))
 		}
 	}
 }
@@ -522,7 +568,9 @@ func TestFaultInjection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills workers and restarts Redis under load (about a minute)")
 	}
-	t.Parallel()
+	// Serial (alone in the process): its schedule of kills and the Redis restart must find
+	// copies under way, and the package's parallel tests beside it delayed the schedule
+	// past the slow copies, or a take-over past the resume bookkeeping.
 	runFaultInjection(t, faultSizeFromEnv(t))
 }
 
@@ -534,7 +582,9 @@ func TestFaultInjectionFewerSlotsThanVolumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills workers and restarts Redis under load (about a minute)")
 	}
-	t.Parallel()
+	// Serial (alone in the process): its schedule of kills and the Redis restart must find
+	// copies under way, and the package's parallel tests beside it delayed the schedule
+	// past the slow copies, or a take-over past the resume bookkeeping.
 	size := faultSizeFromEnv(t)
 	size.tiny, size.slow, size.corrupt, size.kills, size.slowSlots = size.tiny/2, size.slow*2/3, size.corrupt/2, max(size.kills-2, 3), 1
 	runFaultInjection(t, size)
@@ -588,8 +638,10 @@ func runFaultInjection(t *testing.T, size faultSize) {
 		}
 	}
 
-	// The fault schedule: kill moments spread over the window at least 2 s apart, one of the
-	// first kills waits for a copy under way; one graceful Redis restart away from the kills.
+	// The fault schedule: kill moments spread over the window at least 2 s apart, the first
+	// waits for a copy under way (a later one could come after the slow copies, which take
+	// about their data over the storage's bandwidth, had all ended); one graceful Redis
+	// restart away from the kills.
 	var schedule []time.Duration
 	for len(schedule) < size.kills {
 		d := 3*time.Second + time.Duration(f.rng.Int64N(int64(size.window-3*time.Second)))
@@ -598,7 +650,7 @@ func runFaultInjection(t *testing.T, size faultSize) {
 		}
 	}
 	slices.Sort(schedule)
-	midCloneKill := f.rng.IntN(min(size.kills, 3))
+	const midCloneKill = 0
 	var redisAt time.Duration
 	for redisAt == 0 || slices.ContainsFunc(schedule, func(o time.Duration) bool { return (redisAt - o).Abs() < 2*time.Second }) {
 		redisAt = 5*time.Second + time.Duration(f.rng.Int64N(int64(size.window-7*time.Second)))
@@ -648,15 +700,15 @@ func runFaultInjection(t *testing.T, size faultSize) {
 		// The restart waits (up to 20 s) for a copy under way: the bandwidth limiter and the
 		// clone slots live in Redis.
 		copying := ""
-		for wait := time.Now().Add(20 * time.Second); copying == "" && time.Now().Before(wait); {
+		testrig.Within(20*time.Second, func() bool {
 			for _, j := range f.jobs {
 				if j.slow && copyingNow(e, j.uuid) {
 					copying = j.uuid
-					break
+					return true
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return false
+		})
 		var acked []*faultJob
 		for _, j := range f.jobs {
 			if !j.ackedAt().IsZero() {
@@ -665,26 +717,31 @@ func runFaultInjection(t *testing.T, size faultSize) {
 		}
 		f.event("graceful Redis stop (SIGTERM, AOF) with %d jobs acknowledged, while job %q copies", len(acked), copying)
 		stopped := time.Now()
+		f.mu.Lock()
+		f.redisStop = stopped
+		f.mu.Unlock()
 		e.redis.StopGracefully()
 		time.Sleep(3*time.Second + time.Duration(f.rng.Int64N(int64(2*time.Second))))
 		e.redis.StartAgain()
 		redisDown = time.Since(stopped)
 		redisEnd = time.Now()
+		f.mu.Lock()
+		f.redisBack = redisEnd
+		f.mu.Unlock()
 		f.event("Redis answers again after %v", redisDown.Round(time.Millisecond))
 		// Everything acknowledged before the restart is still there. (go-redis clients retry
 		// their dial once a second after failures: errors other than "not found" pass.)
 		ctx := context.Background()
 		for _, j := range acked {
-			for wait := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				_, err := e.store.GetJobStatus(ctx, j.uuid)
-				if errors.Is(err, store.ErrNotFound) {
-					t.Errorf("job %s was acknowledged (202) before the Redis restart and is gone after it", j.uuid)
-				} else if err != nil && time.Now().Before(wait) {
-					continue
-				} else if err != nil {
-					t.Errorf("job %s: %v", j.uuid, err)
-				}
-				break
+			var err error
+			testrig.Within(10*time.Second, func() bool {
+				_, err = e.store.GetJobStatus(ctx, j.uuid)
+				return err == nil || errors.Is(err, store.ErrNotFound)
+			})
+			if errors.Is(err, store.ErrNotFound) {
+				t.Errorf("job %s was acknowledged (202) before the Redis restart and is gone after it", j.uuid)
+			} else if err != nil {
+				t.Errorf("job %s: %v", j.uuid, err)
 			}
 		}
 		redisDone = true
@@ -742,30 +799,28 @@ func runFaultInjection(t *testing.T, size faultSize) {
 		}
 		time.Sleep(time.Until(at(schedule[i])))
 		if !midCloneDone && pendingMid == nil && i >= midCloneKill {
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				if jobUUID, slot, ok := f.cloningJob(); ok {
+			if !testrig.Within(30*time.Second, func() bool {
+				jobUUID, slot, ok := f.cloningJob()
+				if ok {
 					pendingMid = f.killWorker(slot, jobUUID)
 					caughtUp(schedule[i])
-					break
 				}
-				if time.Now().After(deadline) {
-					var states []string
-					for _, j := range f.jobs {
-						if rec, err := e.store.GetJob(context.Background(), j.uuid); err == nil && j.slow {
-							st := fmt.Sprintf("%s/%s attempts %d hand-backs %d", rec.State, rec.Stage, rec.Attempts, rec.HandBacks)
-							if rec.Progress != nil {
-								for _, v := range rec.Progress.Volumes {
-									st += fmt.Sprintf(" [%s %d/%d]", v.State, v.BytesDone, v.BytesTotal)
-								}
-								st += " updated " + time.Since(rec.Progress.UpdatedAt).Round(time.Millisecond).String() + " ago"
+				return ok
+			}) {
+				var states []string
+				for _, j := range f.jobs {
+					if rec, err := e.store.GetJob(context.Background(), j.uuid); err == nil && j.slow {
+						st := fmt.Sprintf("%s/%s attempts %d hand-backs %d", rec.State, rec.Stage, rec.Attempts, rec.HandBacks)
+						if rec.Progress != nil {
+							for _, v := range rec.Progress.Volumes {
+								st += fmt.Sprintf(" [%s %d/%d]", v.State, v.BytesDone, v.BytesTotal)
 							}
-							states = append(states, st)
+							st += " updated " + time.Since(rec.Progress.UpdatedAt).Round(time.Millisecond).String() + " ago"
 						}
+						states = append(states, st)
 					}
-					t.Fatalf("no copy under way to kill mid-clone within 30 s; the slow jobs:\n  %s", strings.Join(states, "\n  "))
 				}
-				time.Sleep(100 * time.Millisecond)
+				t.Fatalf("no copy under way to kill mid-clone within 30 s; the slow jobs:\n  %s", strings.Join(states, "\n  "))
 			}
 			continue
 		}
@@ -800,29 +855,37 @@ func runFaultInjection(t *testing.T, size faultSize) {
 	// taking its lock waits for asynq's recovery (30 s lease, 30 s cutoff, 60 s round).
 	const bound = 150 * time.Second
 	ctx := context.Background()
-	deadline := time.Now().Add(bound)
-	for {
-		left := 0
+	left := 0
+	if !testrig.Within(bound, func() bool {
+		left = 0
 		for _, j := range f.jobs {
 			st, err := e.store.GetJobStatus(ctx, j.uuid)
 			if err != nil || !st.State.Terminal() {
 				left++
 			}
 		}
-		if left == 0 {
-			break
+		return left == 0
+	}) {
+		close(stopWatch)
+		watch.Wait()
+		for _, l := range f.log {
+			t.Log(l)
 		}
-		if time.Now().After(deadline) {
-			close(stopWatch)
-			watch.Wait()
-			for _, l := range f.log {
-				t.Log(l)
-			}
-			t.Fatalf("%d jobs had not ended %v after the last fault (%v into the run)", left, bound, lastFault.Round(time.Second))
-		}
-		time.Sleep(500 * time.Millisecond)
+		t.Fatalf("%d jobs had not ended %v after the last fault (%v into the run)", left, bound, lastFault.Round(time.Second))
 	}
 	ended := time.Since(f.start)
+	// A kill near the end can come less than orphanDelay before every job has ended (CI saw
+	// one 0.4 s before): its orphans are still told apart, after the end.
+	testrig.Within(2*orphanDelay, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, k := range f.kills {
+			if !k.decided {
+				return false
+			}
+		}
+		return true
+	})
 	close(stopWatch)
 	watch.Wait()
 	for _, j := range withResource[min(6, len(withResource)):min(8, len(withResource))] {
@@ -926,8 +989,10 @@ func runFaultInjection(t *testing.T, size faultSize) {
 			t.Errorf("kill %d: its orphans were never told apart", n+1)
 		}
 		var d []time.Duration
-		for _, at := range k.resumed {
-			d = append(d, at.Sub(k.killedAt))
+		for j, at := range k.resumed {
+			if k.orphans[j] {
+				d = append(d, at.Sub(k.killedAt))
+			}
 		}
 		all = append(all, d...)
 		lo, med, hi := quantiles(d)
@@ -1026,21 +1091,7 @@ func TestGracefulShutdown(t *testing.T) {
 		jobs = append(jobs, loc[strings.LastIndex(loc, "/")+1:])
 	}
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		copying := 0
-		for _, j := range jobs {
-			rec, err := e.store.GetJob(ctx, j)
-			if err == nil && rec.Stage == job.StageClone && rec.Progress != nil && rec.Progress.BytesDone > 0 {
-				copying++
-			}
-		}
-		if copying == n {
-			break
-		}
-		mustf(t, time.Now().Before(deadline), "the copies never started")
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitAllCopying(t, e, jobs)
 	attempts := map[string]int{}
 	for _, j := range jobs {
 		rec, _ := e.store.GetJob(ctx, j)
@@ -1072,8 +1123,7 @@ func TestGracefulShutdown(t *testing.T) {
 	// expired lease a minute later): the stopped worker released their locks, so a lock
 	// held now is the other worker's run. A hand-back is no new attempt.
 	resumed := map[string]time.Duration{}
-	deadline = time.Now().Add(90 * time.Second)
-	for len(resumed) < n {
+	testrig.Eventually(t, 90*time.Second, func() bool {
 		for _, j := range jobs {
 			if _, ok := resumed[j]; ok {
 				continue
@@ -1085,9 +1135,8 @@ func TestGracefulShutdown(t *testing.T) {
 					j, rec.Attempts, attempts[j], rec.HandBacks)
 			}
 		}
-		mustf(t, time.Now().Before(deadline), "jobs not taken over 90 s after the shutdown: %v", resumed)
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(resumed) == n
+	}, "jobs not taken over after the shutdown: %v", resumed)
 	var d []time.Duration
 	for _, v := range resumed {
 		d = append(d, v)
@@ -1177,7 +1226,12 @@ func TestRedisDownAnswers503Fast(t *testing.T) {
 	}
 	login := map[string]any{"logInByAccount": map[string]string{"accountName": "admin", "password": auth.SHA512Hex(adminPassword)}}
 	create := map[string]any{"params": map[string]any{"name": "during", "cpuNum": 1, "memorySize": 1 << 30, "l3NetworkUuids": []string{demosite.L3ProdUUID}}}
-	for round := 0; round < 2; round++ { // the second round meets no stale pooled connection
+	// Each call is made twice (the second round meets no stale pooled connection), and the
+	// faster of the two must be under a second: a client that waits on its dial's retries
+	// and back-off is slow in both, while a one-off pause of a loaded CI machine (one
+	// answer took 1.3 s there) is not.
+	fastest := map[string]time.Duration{}
+	for round := 0; round < 2; round++ {
 		for _, c := range []struct {
 			what, method, path string
 			body               any
@@ -1191,17 +1245,22 @@ func TestRedisDownAnswers503Fast(t *testing.T) {
 			ec := resp.errorCode() // fails unless 503 with a ZStack error object
 			mustf(t, str(ec, "code") != "" && str(ec, "description") != "", "%s: not a ZStack error: %s", c.what, resp.body)
 			t.Logf("redis down: %-6s → %d %s in %v", c.what, resp.status, str(ec, "code"), took.Round(time.Millisecond))
-			if took >= time.Second {
-				t.Errorf("%s answered after %v with Redis down, want less than 1 s", c.what, took.Round(time.Millisecond))
+			if f, ok := fastest[c.what]; !ok || took < f {
+				fastest[c.what] = took
+			}
+		}
+		for _, u := range []string{e.base + "/readyz", "http://" + workerAddr + "/readyz"} {
+			resp, took := get("GET", u, nil)
+			mustf(t, resp.status == 503 && str(resp.json(), "reason") != "", "%s with Redis down: %d %s", u, resp.status, resp.body)
+			t.Logf("redis down: %s → 503 in %v, reason %q", u, took.Round(time.Millisecond), str(resp.json(), "reason"))
+			if f, ok := fastest[u]; !ok || took < f {
+				fastest[u] = took
 			}
 		}
 	}
-	for _, u := range []string{e.base + "/readyz", "http://" + workerAddr + "/readyz"} {
-		resp, took := get("GET", u, nil)
-		mustf(t, resp.status == 503 && str(resp.json(), "reason") != "", "%s with Redis down: %d %s", u, resp.status, resp.body)
-		t.Logf("redis down: %s → 503 in %v, reason %q", u, took.Round(time.Millisecond), str(resp.json(), "reason"))
+	for what, took := range fastest {
 		if took >= time.Second {
-			t.Errorf("%s answered after %v with Redis down, want less than 1 s", u, took.Round(time.Millisecond))
+			t.Errorf("%s answered after %v at best with Redis down, want less than 1 s", what, took.Round(time.Millisecond))
 		}
 	}
 
@@ -1209,16 +1268,13 @@ func TestRedisDownAnswers503Fast(t *testing.T) {
 	back := time.Now()
 	t.Logf("redis was down %v", back.Sub(downAt).Round(time.Millisecond))
 	for _, u := range []string{e.base + "/readyz", "http://" + workerAddr + "/readyz"} {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			resp, _ := get("GET", u, nil)
-			if resp.status == 200 {
-				t.Logf("%s ready again %v after Redis came back", u, time.Since(back).Round(time.Millisecond))
-				break
-			}
-			mustf(t, time.Now().Before(deadline), "%s not ready 30 s after Redis came back: %d %s", u, resp.status, resp.body)
-			time.Sleep(50 * time.Millisecond)
-		}
+		var resp response
+		ready := testrig.Within(30*time.Second, func() bool {
+			resp, _ = get("GET", u, nil)
+			return resp.status == 200
+		})
+		mustf(t, ready, "%s not ready 30 s after Redis came back: %d %s", u, resp.status, resp.body)
+		t.Logf("%s ready again %v after Redis came back", u, time.Since(back).Round(time.Millisecond))
 	}
 	for _, l := range locs {
 		j := l[strings.LastIndex(l, "/")+1:]
@@ -1295,22 +1351,7 @@ func TestRedisRestartMidClone(t *testing.T) {
 		loc := str(r.json(), "location")
 		jobs = append(jobs, loc[strings.LastIndex(loc, "/")+1:])
 	}
-	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		copying := 0
-		for _, j := range jobs {
-			rec, err := e.store.GetJob(ctx, j)
-			if err == nil && rec.Stage == job.StageClone && rec.Progress != nil && rec.Progress.BytesDone > 0 {
-				copying++
-			}
-		}
-		if copying == n {
-			break
-		}
-		mustf(t, time.Now().Before(deadline), "the copies never started")
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitAllCopying(t, e, jobs)
 	e.redis.StopGracefully()
 	time.Sleep(3 * time.Second)
 	e.redis.StartAgain()

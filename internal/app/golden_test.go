@@ -70,6 +70,7 @@ func normalize(tb testing.TB, v any, key string, names map[string]string) any {
 // static IP, custom MAC) and compares the whole inventory, field by field, with
 // testdata/web01.inventory.json (go test -run Golden -update rewrites it).
 func TestInventoryMatchesGolden(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+demosite.GroupWeb01UUID, e.session, map[string]any{
 		"params": map[string]any{

@@ -16,6 +16,7 @@ import (
 // and expunges it: the domain, its volume files and folders are gone, and the site is as
 // it was before the restore.
 func TestLifeCycleOfARealGuest(t *testing.T) {
+	t.Parallel()
 	e, img := guestEnv(t, func(c *app.Config) { c.GraceStop = 3 * time.Second })
 	good := libvirttest.WriteGroup(t, sharedBackups(t), "testguest", img.Good, demosite.L3ProdUUID)
 	waitGroupIndexed(t, e, good)

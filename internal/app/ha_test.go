@@ -23,6 +23,7 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
+	t.Parallel()
 	cl := redistest.StartCluster(t, 3)
 	e := newEnv(t, envOptions{redis: func(c *app.Config) { c.RedisAddr, c.RedisCluster = cl.Addrs(), true }})
 	for i := 0; i < 6; i++ {

@@ -47,6 +47,7 @@ func workerMetric(t *testing.T, w *app.Worker, name string) string {
 // not on the host, waits on the host's own queue (visible in /metrics), and is finished by a
 // worker bound to the host; a shared-storage job is not held up.
 func TestHostLocalJobsRunOnTheirHostsWorker(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{config: func(c *app.Config) { c.HostLocal = app.HostLocalStorage; c.HostWait = time.Minute }})
 
 	r := e.restore(demosite.GroupWeb01UUID, localParams("local-1"), map[string]string{"Prefer": "respond-async"})
@@ -90,6 +91,7 @@ func TestHostLocalJobsRunOnTheirHostsWorker(t *testing.T) {
 // TestHostLocalJobFailsWithoutAWorker: with no worker for the host, the job fails after the
 // bounded wait with an error that names the host, and releases everything.
 func TestHostLocalJobFailsWithoutAWorker(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOptions{config: func(c *app.Config) { c.HostLocal = app.HostLocalStorage; c.HostWait = 2 * time.Second }})
 	r := e.restore(demosite.GroupWeb01UUID, localParams("local-orphan"), map[string]string{"Prefer": "respond-async"})
 	mustf(t, r.status == 202, "restore: %d %s", r.status, r.body)

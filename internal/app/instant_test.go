@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,18 +12,20 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
+	"github.com/vmrestore/vmrestore/internal/clone"
 	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/hypervisor/libvirttest"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/overlay"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 const instantTag = "instantRestore::true"
 
 // instantEnv is guestEnv whose backup storage the qemu user can read (an instant restore's
-// VM reads its backups) and whose bandwidth is limited to bytesPerSecond (a raw 40 MiB test
-// disk then takes 40 MiB / bytesPerSecond to hydrate).
+// VM reads its backups) and whose bandwidth is limited to bytesPerSecond (the raw 40 MiB test
+// disk holds 14 MiB of data, which its copy moves in about 14 MiB / bytesPerSecond).
 func instantEnv(t *testing.T, bytesPerSecond int, noWorker bool) (*env, *libvirttest.GuestImage, string) {
 	t.Helper()
 	backups := sharedBackups(t)
@@ -39,7 +42,7 @@ func instantEnv(t *testing.T, bytesPerSecond int, noWorker bool) (*env, *libvirt
 	return e, img, backups
 }
 
-// instantJob is a job and its only volume file (the overlay, with its backing).
+// instantJob is a job and its only volume file (with its backing).
 func (e *env) instantJob(jobUUID string) (*job.Record, job.ClonedFile) {
 	e.t.Helper()
 	rec, err := e.store.GetJob(context.Background(), jobUUID)
@@ -52,7 +55,7 @@ func (e *env) instantJob(jobUUID string) (*job.Record, job.ClonedFile) {
 	return rec, job.ClonedFile{}
 }
 
-// waitHydrating waits until the job pulls its backup, and returns its record then.
+// waitHydrating waits until the job copies its backup, and returns its record then.
 func (e *env) waitHydrating(jobUUID string, within time.Duration) *job.Record {
 	e.t.Helper()
 	deadline := time.Now().Add(within)
@@ -70,6 +73,23 @@ func (e *env) waitHydrating(jobUUID string, within time.Duration) *job.Record {
 	return nil
 }
 
+// checkHydratedFile checks that the volume's file stands alone with a copied volume's mode,
+// that its overlay is gone, and that the VM's domain (live and saved) runs from the file.
+func (e *env) checkHydratedFile(vmUUID string, f job.ClonedFile) {
+	e.t.Helper()
+	b, err := overlay.Backing(context.Background(), f.InstallPath)
+	mustf(e.t, err == nil && b == "", "the volume's file %s names a backing file %q (%v)", f.InstallPath, b, err)
+	_, err = os.Stat(overlay.PathOf(f.InstallPath))
+	mustf(e.t, os.IsNotExist(err), "the overlay of the hydrated volume was left: %v", err)
+	st, err := os.Stat(f.InstallPath)
+	mustf(e.t, err == nil && st.Mode().Perm() == clone.FileMode, "the hydrated volume's file has the mode %v (%v), not a copied volume's %v", st.Mode().Perm(), err, clone.FileMode)
+	for _, args := range [][]string{{"dumpxml", vmUUID}, {"dumpxml", "--inactive", vmUUID}} {
+		xml, err := libvirttest.Virsh(e.t, hypervisor.LocalURI, args...)
+		mustf(e.t, err == nil && strings.Contains(xml, "'"+f.InstallPath+"'") && !strings.Contains(xml, overlay.Suffix+"'") && !strings.Contains(xml, f.Backing.Path),
+			"virsh %v does not run the VM from its volume's file %s alone: %v\n%s", args, f.InstallPath, err, xml)
+	}
+}
+
 func postRestore(e *env, group string, params map[string]any, tags []string) string {
 	e.t.Helper()
 	r := e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, e.session,
@@ -80,14 +100,17 @@ func postRestore(e *env, group string, params map[string]any, tags []string) str
 
 func jobOf(location string) string { return location[strings.LastIndex(location, "/")+1:] }
 
-// TestInstantRestoreHydrates: an instant restore boots its guest from the backup (the console
-// check passes) long before the data is in, pulls it at the storage's bandwidth, and ends
-// with both times recorded, the overlay standing alone and, after the guest is shut down,
-// equal to the backup byte for byte; the backup was never taken over by libvirt, and the
-// group is no longer marked as backing a VM.
+// TestInstantRestoreHydrates: an instant restore of a VM with a root and a data volume boots
+// its guest from the backups (the console check passes) long before the data is in, copies
+// each into its volume's file at the storage's bandwidth, and ends with both times recorded,
+// the VM running from the volumes' files, which stand alone and, after the guest is shut
+// down, equal their backups byte for byte; the overlays are gone, the backups were never
+// taken over by libvirt, and the group is no longer marked as backing a VM.
 func TestInstantRestoreHydrates(t *testing.T) {
-	e, img, backups := instantEnv(t, 4<<20, false)
+	t.Parallel()
+	e, img, backups := instantEnv(t, 2<<20, false)
 	group := libvirttest.WriteRawGroup(t, backups, "testguest-instant", img.Good, demosite.L3ProdUUID)
+	libvirttest.AddDataVolume(t, backups, group, 4<<20)
 	ctx := context.Background()
 
 	loc := postRestore(e, group, guestParams("guest-instant"), []string{instantTag, guestReadyTag})
@@ -104,24 +127,34 @@ func TestInstantRestoreHydrates(t *testing.T) {
 	mustf(t, r.status == 200, "instant restore: %d %s", r.status, r.body)
 	vmUUID := str(r.json()["inventory"].(map[string]any), "uuid")
 	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, vmUUID) })
-	rec, f := e.instantJob(jobUUID)
+	view = e.do("GET", "/api/v1/jobs/"+jobUUID, e.session, nil, nil)
+	mustf(t, view.status == 200 && str(view.json(), "state") == "succeeded" && str(view.json(), "outcome") == "Hydrated",
+		"the job view of a hydrated instant restore does not say so: %s", view.body)
+	rec, err := e.store.GetJob(ctx, jobUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := rec.Instant
 	mustf(t, in != nil && in.State == job.InstantHydrated && in.HydratedAt.After(in.RunningAt), "the job's instant course: %+v", in)
 	t.Logf("running %s after the request, hydrated %s after it", in.RunningAt.Sub(rec.CreatedAt).Round(time.Millisecond), in.HydratedAt.Sub(rec.CreatedAt).Round(time.Millisecond))
-	mustf(t, in.HydratedAt.Sub(in.RunningAt) > 5*time.Second, "a 40 MiB pull at 4 MiB/s took %s: the bandwidth was not applied", in.HydratedAt.Sub(in.RunningAt))
-	mustf(t, f.Backing != nil, "no backing recorded")
-	b, err := overlay.Backing(ctx, f.InstallPath)
-	mustf(t, err == nil && b == "", "the overlay still names a backing file %q (%v)", b, err)
+	mustf(t, in.HydratedAt.Sub(in.RunningAt) > 6*time.Second, "a copy of 18 MiB of data at 2 MiB/s took %s: the bandwidth was not applied", in.HydratedAt.Sub(in.RunningAt))
+	mustf(t, len(rec.Checkpoints.Volumes) == 2, "the job restored %d volumes, not the root and the data volume", len(rec.Checkpoints.Volumes))
+	for _, f := range rec.Checkpoints.Volumes {
+		mustf(t, f.Backing != nil && f.Hydrated, "no backing recorded, or not hydrated: %+v", f)
+		e.checkHydratedFile(vmUUID, f)
+		st, err := os.Stat(f.Backing.Path)
+		mustf(t, err == nil && st.Sys().(*syscall.Stat_t).Uid == 0, "libvirt took the backup over: %v %v", err, st)
+	}
 	marked, _ = e.store.BackingJobs(ctx, group)
 	mustf(t, len(marked) == 0, "the group is still marked as backing %v", marked)
-	st, err := os.Stat(f.Backing.Path)
-	mustf(t, err == nil && st.Sys().(*syscall.Stat_t).Uid == 0, "libvirt took the backup over: %v %v", err, st)
 
 	if _, err := libvirttest.Virsh(t, hypervisor.LocalURI, "destroy", vmUUID); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "raw", f.InstallPath, f.Backing.Path).CombinedOutput(); err != nil {
-		t.Fatalf("the hydrated volume differs from its backup: %v: %s", err, out)
+	for _, f := range rec.Checkpoints.Volumes {
+		if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "raw", f.InstallPath, f.Backing.Path).CombinedOutput(); err != nil {
+			t.Fatalf("the hydrated volume %s differs from its backup: %v: %s", f.InstallPath, err, out)
+		}
 	}
 	e.checkInvariants()
 }
@@ -130,6 +163,7 @@ func TestInstantRestoreHydrates(t *testing.T) {
 // (its pull would "complete" with zeros) fails the job loudly, never "Hydrated", and the job
 // is compensated.
 func TestInstantRestoreTruncatedBackupFails(t *testing.T) {
+	t.Parallel()
 	e, img, backups := instantEnv(t, 4<<20, false)
 	group := libvirttest.WriteRawGroup(t, backups, "testguest-truncated", img.Good, demosite.L3ProdUUID)
 	loc := postRestore(e, group, guestParams("guest-truncated"), []string{instantTag})
@@ -147,17 +181,22 @@ func TestInstantRestoreTruncatedBackupFails(t *testing.T) {
 	rec, _ := e.instantJob(jobUUID)
 	mustf(t, rec.State == job.Failed && rec.Instant != nil && rec.Instant.State == job.InstantFailed, "state %s, instant %+v", rec.State, rec.Instant)
 	mustf(t, libvirttest.CountDomains(t, hypervisor.LocalURI, rec.VMUUID) == 0, "the failed restore's domain was left")
-	_, err := os.Stat(f.InstallPath)
-	mustf(t, os.IsNotExist(err), "the failed restore's overlay was left: %v", err)
+	for _, path := range []string{f.InstallPath, overlay.PathOf(f.InstallPath)} {
+		_, err := os.Stat(path)
+		mustf(t, os.IsNotExist(err), "the failed restore's file %s was left: %v", path, err)
+	}
 	marked, _ := e.store.BackingJobs(context.Background(), group)
 	mustf(t, len(marked) == 0, "the group is still marked as backing %v", marked)
 	e.checkInvariants()
 }
 
-// TestInstantWorkerKilledMidHydration: the worker dies while the backup is being pulled; the
-// pull goes on in QEMU, and the next worker follows it (it does not start another: nothing
-// is copied twice) to Hydrated.
+// TestInstantWorkerKilledMidHydration: the worker dies while the backup is being copied; the
+// copy goes on in QEMU, and the next worker follows it (it does not start another: nothing
+// is copied twice) to its pivot, and dies right after it, before it recorded the volume
+// hydrated or removed its overlay; the third finds the VM on the volume's file, records it
+// and only cleans up, to Hydrated.
 func TestInstantWorkerKilledMidHydration(t *testing.T) {
+	t.Parallel()
 	e, img, backups := instantEnv(t, 2<<20, true)
 	group := libvirttest.WriteRawGroup(t, backups, "testguest-instant-kill", img.Good, demosite.L3ProdUUID)
 	env := []string{"REDIS_ADDR=" + e.redis.Addr, "VMRESTORE_METRICS_ADDR=127.0.0.1:0", "VMRESTORE_LOG_LEVEL=info",
@@ -171,16 +210,26 @@ func TestInstantWorkerKilledMidHydration(t *testing.T) {
 	}
 	_ = first.cmd.Wait()
 
-	second := startProcess(t, binary(t, "worker"), env)
+	second := startProcess(t, binary(t, "worker"), append(env, "VMRESTORE_FAULT_EXIT_AT=after-pivot"))
+	testrig.Eventually(t, 4*time.Minute, func() bool { return strings.Contains(second.output(), "exiting at after-pivot") },
+		"the second worker did not stop after the pivot:\n%s", second.output())
+	_ = second.cmd.Wait()
+	mustf(t, strings.Contains(second.output(), "already under way"), "the second worker did not follow the first one's copy:\n%s", second.output())
+	_, f := e.instantJob(jobUUID)
+	mustf(t, !f.Hydrated, "the volume was recorded hydrated before the worker died")
+	_, err := os.Stat(overlay.PathOf(f.InstallPath))
+	mustf(t, err == nil, "the overlay is gone before the job recorded its volume hydrated: %v", err)
+
+	third := startProcess(t, binary(t, "worker"), env)
 	r := e.poll(loc, 4*time.Minute)
-	mustf(t, r.status == 200, "the job did not resume after the worker died: %d %s", r.status, r.body)
+	mustf(t, r.status == 200, "the job did not resume after the workers died: %d %s", r.status, r.body)
 	vmUUID := str(r.json()["inventory"].(map[string]any), "uuid")
 	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, vmUUID) })
-	mustf(t, strings.Contains(second.output(), "already under way"), "the second worker did not follow the first one's pull:\n%s", second.output())
+	mustf(t, strings.Contains(third.output(), "already runs from the volume's file") && !strings.Contains(third.output(), "copy started"),
+		"the third worker did not find the VM on the volume's file, or copied again:\n%s", third.output())
 	rec, f := e.instantJob(jobUUID)
-	mustf(t, rec.Instant != nil && rec.Instant.State == job.InstantHydrated, "instant course %+v", rec.Instant)
-	b, err := overlay.Backing(context.Background(), f.InstallPath)
-	mustf(t, err == nil && b == "", "the overlay still names a backing file %q (%v)", b, err)
+	mustf(t, rec.Instant != nil && rec.Instant.State == job.InstantHydrated && f.Hydrated, "instant course %+v, file %+v", rec.Instant, f)
+	e.checkHydratedFile(vmUUID, f)
 	mustf(t, libvirttest.CountDomains(t, hypervisor.LocalURI, vmUUID) == 1, "duplicate or missing domain")
 	e.checkInvariants()
 }
@@ -189,6 +238,7 @@ func TestInstantWorkerKilledMidHydration(t *testing.T) {
 // refused by name, through the native API's "instant": true, and leaves nothing behind; a
 // malformed tag is refused before anything is queued.
 func TestInstantRestoreNeedsLibvirt(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	body := map[string]any{"groupUuid": demosite.GroupWeb01UUID, "instant": true, "params": webParams("instant-sim")}
 	r := e.do("POST", "/api/v1/restores", e.session, body, nil)
@@ -202,5 +252,49 @@ func TestInstantRestoreNeedsLibvirt(t *testing.T) {
 	r = e.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+demosite.GroupWeb01UUID, e.session,
 		map[string]any{"params": webParams("instant-bad-tag"), "systemTags": []string{"instantRestore::yes"}}, map[string]string{"Prefer": "wait=60"})
 	mustf(t, strings.Contains(string(r.body), "instantRestore::true or instantRestore::false"), "a malformed tag: %d %s", r.status, r.body)
+	e.checkInvariants()
+}
+
+// TestInstantSlotLostMidHydrationHandsBack: a job whose clone slot is taken from it while it
+// follows its pull gives its worker slot back, as the clone stage does (a hand-back, not an
+// attempt spent); the copy goes on in QEMU, and once a slot is free again the job follows it
+// to Hydrated.
+func TestInstantSlotLostMidHydrationHandsBack(t *testing.T) {
+	t.Parallel()
+	e, img, backups := instantEnv(t, 2<<20, false)
+	group := libvirttest.WriteRawGroup(t, backups, "testguest-instant-slot", img.Good, demosite.L3ProdUUID)
+	ctx := context.Background()
+	loc := postRestore(e, group, guestParams("guest-instant-slot"), []string{instantTag})
+	jobUUID := jobOf(loc)
+	rec := e.waitHydrating(jobUUID, 3*time.Minute)
+	bs := rec.Checkpoints.Resolved.BackupStorageUUID
+
+	// Every slot of the storage goes to others, the job's own with them.
+	const hogs = 64
+	if err := e.store.ReleaseCloneSlot(ctx, bs, jobUUID+"/hydrate/0"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range hogs {
+		ok, err := e.store.AcquireCloneSlot(ctx, bs, fmt.Sprintf("hog/%d", i), hogs, 10*time.Minute, 0)
+		mustf(t, err == nil && ok, "hog %d: %v %v", i, ok, err)
+	}
+	testrig.Eventually(t, 2*time.Minute, func() bool {
+		rec, _ := e.instantJob(jobUUID)
+		return rec.HandBacks > 0
+	}, "the job that lost its slot gave no worker slot back")
+	for i := range hogs {
+		if err := e.store.ReleaseCloneSlot(ctx, bs, fmt.Sprintf("hog/%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r := e.poll(loc, 4*time.Minute)
+	mustf(t, r.status == 200, "the job did not come back to its pull: %d %s", r.status, r.body)
+	vmUUID := str(r.json()["inventory"].(map[string]any), "uuid")
+	t.Cleanup(func() { libvirttest.RemoveDomain(t, hypervisor.LocalURI, vmUUID) })
+	rec, f := e.instantJob(jobUUID)
+	mustf(t, rec.Attempts == 1 && rec.HandBacks >= 1, "a lost slot spent an attempt: attempts %d, hand-backs %d", rec.Attempts, rec.HandBacks)
+	mustf(t, rec.Instant != nil && rec.Instant.State == job.InstantHydrated, "instant course %+v", rec.Instant)
+	e.checkHydratedFile(vmUUID, f)
 	e.checkInvariants()
 }

@@ -59,6 +59,7 @@ func wantError(t *testing.T, r response, code, causeCode, detail string) {
 // the wire: every call answers 202 with a poll location, results and refusals come through
 // the poll, states follow VmInstanceBase's, and the expunge leaves the site as it was.
 func TestVMLifeCycleOverTheZStackRoutes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	before := e.siteUse()
 	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-life"), nil)
@@ -104,6 +105,7 @@ func TestVMLifeCycleOverTheZStackRoutes(t *testing.T) {
 // TestVMLifeCycleRefusals: what RestServer refuses before queuing is answered on the call;
 // everything else comes through the poll, and another account's VM is unknown.
 func TestVMLifeCycleRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-refuse"), nil)
 	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
@@ -243,6 +245,7 @@ func (e *env) waitCleanup(plan string, within time.Duration, done func(cleanup) 
 // times on the same site: each cleanup expunges every VM, highest tier first, says what it
 // freed, and leaves capacity, addresses, MACs and files exactly as they were before.
 func TestPlanRestoreAndCleanupThreeTimes(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	groups := writePlanGroups(t, dir, 2, 2, 2)
 	e := newEnv(t, envOptions{site: withPlanStorage(dir)})
@@ -287,6 +290,7 @@ func TestPlanRestoreAndCleanupThreeTimes(t *testing.T) {
 // TestVMOperationCancelled: a VM operation cancelled before a worker runs it ends cancelled
 // (SYS.1017 through the poll) and leaves the VM as it was.
 func TestVMOperationCancelled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-cancel"), nil)
 	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
@@ -300,4 +304,133 @@ func TestVMOperationCancelled(t *testing.T) {
 	e.startWorker()
 	wantError(t, e.poll(loc, time.Minute), "SYS.1017", "", "StopVmInstance[vm:"+vm+"] was cancelled")
 	mustf(t, e.vmState(vm) == "Running", "a cancelled stop changed the VM to %s", e.vmState(vm))
+}
+
+// hostA3 is the smallest host of the demo site: 63 GiB of memory for VMs.
+const hostA3 = "3b4c5d6e7f8049102b3c4d5e6f708192"
+
+func largeOn(name, host string) map[string]any {
+	return map[string]any{"name": name, "instanceOfferingUuid": demosite.OfferingLarge, "l3NetworkUuids": []string{demosite.L3ProdUUID}, "hostUuid": host}
+}
+
+// nicIPs lists the addresses of a VM's NICs as the inventory shows them ("" for none).
+func nicIPs(inv map[string]any) []string {
+	var ips []string
+	for _, n := range inv["vmNics"].([]any) {
+		ips = append(ips, str(n.(map[string]any), "ip"))
+	}
+	return ips
+}
+
+func (e *env) vmInventory(vm string) map[string]any {
+	e.t.Helper()
+	r := e.do("GET", "/zstack/v1/vm-instances/"+vm, e.session, nil, nil)
+	invs := r.json()["inventories"].([]any)
+	mustf(e.t, len(invs) == 1, "VM %s: %s", vm, r.body)
+	return invs[0].(map[string]any)
+}
+
+// TestDestroyGivesBackHostAndAddressesAsZStack: under ZStack's default deletion policy
+// (Delay) a destroyed VM gives its host's CPU and memory and its NICs' addresses back
+// (VmReturnHostFlow, VmReturnReleaseNicFlow) and keeps its volumes, their bytes and its
+// MACs until the expunge. A recover takes host capacity and addresses again, and fails as
+// ZStack's host allocation does (HOST_ALLOCATION.1000) when other VMs took the host meanwhile,
+// taking nothing; once there is room again it succeeds.
+func TestDestroyGivesBackHostAndAddressesAsZStack(t *testing.T) {
+	e := newEnv(t)
+	before := e.siteUse()
+	r := e.restore(demosite.GroupWeb01UUID, largeOn("life-a3", hostA3), nil)
+	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	inv := r.json()["inventory"].(map[string]any)
+	vm := str(inv, "uuid")
+	mustf(t, str(inv, "hostUuid") == hostA3, "restored on %s, not host-a3", str(inv, "hostUuid"))
+	restored := e.siteUse()
+	ips := nicIPs(inv)
+
+	destroyed := e.vmOp(e.session, "DELETE", "/zstack/v1/vm-instances/"+vm, nil)
+	mustf(t, destroyed.status == 200, "destroy: %d %s", destroyed.status, destroyed.body)
+	gone := e.siteUse()
+	var hostFields, storage []string
+	for _, f := range gone.capacity {
+		if strings.HasPrefix(f, "h:"+hostA3) {
+			hostFields = append(hostFields, f)
+		}
+		if strings.HasPrefix(f, "p:") {
+			storage = append(storage, f)
+		}
+	}
+	mustf(t, len(hostFields) == 0, "a destroyed VM still holds its host: %v", hostFields)
+	mustf(t, len(storage) > 0 && gone.files != nil && strings.Join(gone.files, " ") == strings.Join(restored.files, " "), "a destroyed VM keeps its volumes and their bytes: %v %v", gone.capacity, gone.files)
+	mustf(t, gone.ips == before.ips && gone.macs == restored.macs && gone.vms == restored.vms, "after destroy: %d IPs (%d before the restore), %d MACs (%d), %d VMs (%d)",
+		gone.ips, before.ips, gone.macs, restored.macs, gone.vms, restored.vms)
+	di := e.vmInventory(vm)
+	for i, ip := range nicIPs(di) {
+		nic := di["vmNics"].([]any)[i].(map[string]any)
+		mustf(t, ip == "" && str(nic, "mac") != "" && str(nic, "usedIpUuid") == "", "a destroyed VM's NIC keeps its MAC, not its address: %v", nic)
+	}
+	e.checkInvariants()
+
+	// Three large VMs take host-a3 (3 × 16 GiB of its 63): the recover finds no room.
+	var fillers []string
+	for i := 0; i < 3; i++ {
+		f := e.restore(demosite.GroupWeb01UUID, largeOn("filler-"+string(rune('a'+i)), hostA3), nil)
+		mustf(t, f.status == 200, "filler %d: %d %s", i, f.status, f.body)
+		fillers = append(fillers, str(f.json()["inventory"].(map[string]any), "uuid"))
+	}
+	full := e.siteUse()
+	refused := e.vmAction(vm, "recoverVmInstance", nil)
+	wantError(t, refused, "SYS.1006", "HOST_ALLOCATION.1000", "can only run on host[uuid:"+hostA3+"]")
+	mustf(t, e.vmState(vm) == "Destroyed", "a refused recover left the VM %s", e.vmState(vm))
+	e.sameUse(full, e.siteUse(), "after a refused recover")
+
+	mustf(t, e.vmOp(e.session, "DELETE", "/zstack/v1/vm-instances/"+fillers[0], nil).status == 200, "destroy a filler")
+	recovered := e.vmAction(vm, "recoverVmInstance", nil)
+	mustf(t, recovered.status == 200, "recover: %d %s", recovered.status, recovered.body)
+	ri := recovered.json()["inventory"].(map[string]any)
+	mustf(t, str(ri, "state") == "Stopped" && len(nicIPs(ri)) == len(ips), "recovered: %s", recovered.body)
+	for i, ip := range nicIPs(ri) {
+		nic := ri["vmNics"].([]any)[i].(map[string]any)
+		mustf(t, ip != "" && str(nic, "usedIpUuid") != "" && len(nic["usedIps"].([]any)) == 1, "a recovered VM's NIC has an address again: %v", nic)
+	}
+	started := e.vmAction(vm, "startVmInstance", nil)
+	mustf(t, started.status == 200 && str(started.json()["inventory"].(map[string]any), "state") == "Running", "start after recover: %d %s", started.status, started.body)
+	e.checkInvariants()
+
+	// Everything destroyed and expunged: the site is as it was.
+	for _, v := range append([]string{vm}, fillers...) {
+		if e.vmState(v) != "Destroyed" {
+			mustf(t, e.vmOp(e.session, "DELETE", "/zstack/v1/vm-instances/"+v, nil).status == 200, "destroy %s", v)
+		}
+		mustf(t, e.vmAction(v, "expungeVmInstance", nil).status == 200, "expunge %s", v)
+	}
+	e.checkInvariants()
+	e.sameUse(before, e.siteUse(), "after every VM is expunged")
+}
+
+// TestQueuedVMOperationRechecksItsAccount: an operation is checked against the VM's owner
+// again when it runs, as a restore checks its group's: a SystemAdmin account that queued a
+// stop on another account's VM and was made Normal before it ran finds the VM unknown, and
+// the VM is left as it was.
+func TestQueuedVMOperationRechecksItsAccount(t *testing.T) {
+	e := newEnv(t)
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-owner"), nil)
+	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	vm := str(r.json()["inventory"].(map[string]any), "uuid")
+	pw := "pw-ops-0123456789"
+	c := e.do("POST", "/api/v1/accounts", e.session, map[string]any{"name": "ops", "password": pw, "type": "SystemAdmin"}, nil)
+	mustf(t, c.status == 201, "create ops: %d %s", c.status, c.body)
+	ops := e.login("ops", pw)
+
+	e.worker.Stop()
+	s := e.do("PUT", "/zstack/v1/vm-instances/"+vm+"/actions", ops, map[string]any{"stopVmInstance": map[string]any{"type": "cold"}}, nil)
+	mustf(t, s.status == 202, "ops stops the VM: %d %s", s.status, s.body)
+	ctx := context.Background()
+	a, err := e.store.GetAccount(ctx, "ops")
+	mustf(t, err == nil, "ops: %v", err)
+	a.Type = "Normal"
+	mustf(t, e.store.PutAccount(ctx, *a) == nil, "make ops Normal")
+	e.startWorker()
+	res := e.poll(str(s.json(), "location"), time.Minute)
+	wantError(t, res, "SYS.1007", "", "resource[uuid:"+vm+", type:VmInstanceVO] not found")
+	mustf(t, e.vmState(vm) == "Running", "the refused stop changed the VM: %s", e.vmState(vm))
 }

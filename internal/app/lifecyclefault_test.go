@@ -2,11 +2,16 @@ package app_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/app"
+	"github.com/vmrestore/vmrestore/internal/demosite"
 	"github.com/vmrestore/vmrestore/internal/redistest"
+	"github.com/vmrestore/vmrestore/internal/store"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 // cleanupFault runs a three-tier plan, starts its cleanup with the lock of a tier-1 VM held
@@ -72,6 +77,7 @@ func planGroupsOf(t *testing.T, e *env) []planGroup {
 // TestCleanupSurvivesRedisRestart: Redis stops (SIGTERM, AOF) and starts again while a plan's
 // cleanup runs; the cleanup resumes where it stood, frees each VM once and leaks nothing.
 func TestCleanupSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
 	rs := redistest.Start(t, redistest.Options{AOF: true})
 	dir := t.TempDir()
 	e := newEnv(t, envOptions{site: withPlanStorage(dir), redis: func(c *app.Config) { c.RedisAddr = rs.Addr }})
@@ -93,15 +99,62 @@ func TestCleanupSurvivesAWorkerKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the queue's recovery of a killed worker's task")
 	}
+	t.Parallel()
 	rs := redistest.Start(t, redistest.Options{AOF: true})
 	dir := t.TempDir()
 	e := newEnv(t, envOptions{site: withPlanStorage(dir), noWorker: true, redis: func(c *app.Config) { c.RedisAddr = rs.Addr }})
 	e.redis, e.planDir = rs, dir
-	first, _ := startWorkerBinary(t, e)
+	// The worker indexes the backup storages as it starts, before cleanupFault writes the
+	// plan's groups: it looks again every second, not every 30 s (the default, which
+	// waitIndexed's 30 s raced with in CI).
+	scan := "VMRESTORE_BACKUP_SCAN_INTERVAL=1s"
+	first, _ := startWorkerBinary(t, e, scan)
 	var second *process
 	cleanupFault(t, e, func() {
 		first.kill()
-		second, _ = startWorkerBinary(t, e)
+		second, _ = startWorkerBinary(t, e, scan)
 	})
 	checkProcessLogs(t, []*process{first, second})
+}
+
+// TestExpungeInterruptedWhileRemovingTheRecord: Redis fails an expunge right inside the
+// removal of the VM's record (its account's VM listing answers WRONGTYPE, after the record
+// became a tombstone and before the uuid's claim is released). The VM is gone for every
+// read at once; once Redis answers again the expunge's next run finishes the removal: the
+// uuid's claim is released, nothing else is freed twice, and the site is as it was.
+func TestExpungeInterruptedWhileRemovingTheRecord(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	rdb := e.redis.Client()
+	before := e.siteUse()
+	r := e.restore(demosite.GroupWeb01UUID, webParams("web01-interrupted"), nil)
+	mustf(t, r.status == 200, "restore: %d %s", r.status, r.body)
+	vm := str(r.json()["inventory"].(map[string]any), "uuid")
+	mustf(t, e.vmOp(e.session, "DELETE", "/zstack/v1/vm-instances/"+vm, nil).status == 200, "destroy")
+	rec, err := e.store.GetVMRecord(ctx, vm)
+	mustf(t, err == nil, "the VM's record: %v", err)
+
+	listing := "vmr:vms:acct:" + rec.AccountUUID
+	kept, err := rdb.ZRangeWithScores(ctx, listing, 0, -1).Result()
+	mustf(t, err == nil && len(kept) > 0, "the account's VM listing: %v %v", kept, err)
+	mustf(t, rdb.Del(ctx, listing).Err() == nil && rdb.Set(ctx, listing, "not a sorted set", 0).Err() == nil, "break the listing")
+
+	s := e.do("PUT", "/zstack/v1/vm-instances/"+vm+"/actions", e.session, map[string]any{"expungeVmInstance": map[string]any{}}, nil)
+	mustf(t, s.status == 202, "expunge: %d %s", s.status, s.body)
+	testrig.Eventually(t, time.Minute, func() bool {
+		return rdb.HGet(ctx, "vmr:vm:"+vm, "removing").Val() == "1"
+	}, "the expunge did not reach the removal of the record")
+	_, err = e.store.GetVMRecord(ctx, vm)
+	mustf(t, errors.Is(err, store.ErrNotFound), "a VM being removed is still read: %v", err)
+	holder, _ := e.store.ResourceHolder(ctx, vm)
+	mustf(t, holder == rec.JobUUID, "the claim went before the listing: %q", holder)
+
+	mustf(t, rdb.Del(ctx, listing).Err() == nil && rdb.ZAdd(ctx, listing, kept...).Err() == nil, "mend the listing")
+	res := e.poll(str(s.json(), "location"), time.Minute)
+	mustf(t, res.status == 200 && strings.TrimSpace(string(res.body)) == "{}", "the expunge after Redis answers again: %d %s", res.status, res.body)
+	holder, _ = e.store.ResourceHolder(ctx, vm)
+	mustf(t, holder == "", "the uuid's claim leaked: held by %q", holder)
+	mustf(t, rdb.Exists(ctx, "vmr:vm:"+vm).Val() == 0 && rdb.ZScore(ctx, listing, vm).Err() != nil, "the tombstone or the listing is left")
+	e.checkInvariants()
+	e.sameUse(before, e.siteUse(), "after the interrupted expunge")
 }

@@ -22,6 +22,7 @@ func scrape(tb testing.TB, url string) string {
 }
 
 func TestMetricsCoverStagesOutcomesAndRoutes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	wait := map[string]string{"Prefer": "wait=120"}
 	mustf(t, e.restore(demosite.GroupWeb01UUID, webParams("m"), wait).status == 200, "restore")

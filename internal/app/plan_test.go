@@ -87,7 +87,7 @@ func waitIndexed(tb testing.TB, e *env, n int) {
 	tb.Helper()
 	count := 0
 	var err error
-	testrig.Eventually(tb, 30*time.Second, func() bool {
+	indexed := testrig.Within(30*time.Second, func() bool {
 		groups, lerr := e.store.ListBackupGroups(context.Background())
 		err, count = lerr, 0
 		for _, g := range groups {
@@ -98,7 +98,10 @@ func waitIndexed(tb testing.TB, e *env, n int) {
 			}
 		}
 		return err == nil && count >= n
-	}, "%d of %d groups indexed (%v)", &count, n, &err)
+	})
+	if !indexed {
+		tb.Fatalf("after 30s: %d of %d groups indexed (listing: %v)", count, n, err)
+	}
 }
 
 func planSpec(name string, groups []planGroup, extra map[string]any) map[string]any {
@@ -203,6 +206,7 @@ func checkTotals(tb testing.TB, rep planReport) {
 }
 
 func TestPlanOfTwoHundredGroupsInThreeTiers(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	groups := writePlanGroups(t, dir, 40, 80, 84)
 	e := newEnv(t, envOptions{site: withPlanStorage(dir)})
@@ -308,6 +312,7 @@ func TestPlanOfTwoHundredGroupsInThreeTiers(t *testing.T) {
 }
 
 func TestPlanCancelMidRunLeavesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	groups := writePlanGroups(t, dir, 0, 0, 30)
 	e := newEnv(t, envOptions{site: func(s *catalog.Site) {
@@ -396,6 +401,7 @@ var _ = io.Discard
 // check. The simulator starts no guest, so a console check fails: tier 1 fails, compensated,
 // and tier 2 is held with the plan paused and a reason; nothing of tier 2 ran.
 func TestPlanBootCheckHoldsLaterTiers(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	groups := writePlanGroups(t, dir, 2, 3, 0)
 	e := newEnv(t, envOptions{site: withPlanStorage(dir)})
@@ -425,6 +431,9 @@ func TestPlanBootCheckHoldsLaterTiers(t *testing.T) {
 // An event stream lives as long as its plan, beyond the write deadline every other answer
 // gets: the plan waits, silent, for a worker longer than that deadline, then runs and ends,
 // and the stream delivers its end (it broke after the http.Server's WriteTimeout before).
+//
+// Not parallel: every answer of its api, the rig's admin login (a password hash) too, must
+// be written within a second, which a loaded machine's parallel tests could make it miss.
 func TestPlanEventsOutliveTheWriteDeadline(t *testing.T) {
 	e := newEnv(t, envOptions{config: func(c *app.Config) { c.HTTPWriteTimeout = time.Second }})
 	waitGroupIndexed(t, e, demosite.GroupWeb01UUID)

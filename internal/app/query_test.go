@@ -8,6 +8,7 @@ import (
 )
 
 func TestCatalogAndVMQueries(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	for _, name := range []string{"a", "b", "c"} {
 		r := e.restore(demosite.GroupWeb01UUID, webParams("web-"+name), nil)

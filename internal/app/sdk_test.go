@@ -168,6 +168,7 @@ func lookupPath(v any, path string) any {
 }
 
 func TestZStackSDKsDriveARestoreEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	spec := newConformance(t).spec
 	port := e.api.Addr[strings.LastIndex(e.api.Addr, ":")+1:]

@@ -92,6 +92,7 @@ func ownedGroup(tb testing.TB, e *env, from, to, owner string) string {
 }
 
 func TestEveryRouteRefusesMissingBadExpiredRevokedAndForeignSessions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a, b := e.newTenant("alice"), e.newTenant("bob")
 	ctx := context.Background()
@@ -297,6 +298,7 @@ func fmt0x(i int) string {
 }
 
 func TestPathEscapesAreRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	outside := t.TempDir()
 	secret := filepath.Join(outside, "secret.raw")
@@ -370,6 +372,7 @@ func (l *lockedBuffer) String() string {
 }
 
 func TestTLSMetricsTokenAndNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, pool := tlstest.SelfSigned(t, t.TempDir())
 	e := newEnv(t, envOptions{noWorker: true})
 	// The env's api is plain HTTP; start a TLS one beside it on the same Redis.

@@ -12,12 +12,14 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/demosite"
+	"github.com/vmrestore/vmrestore/internal/testrig"
 )
 
 // A worker whose site names a backup storage folder it does not have answers /readyz 503
 // naming that storage and its path (and its metrics say it is unreadable); once the folder
 // exists, the worker is ready again.
 func TestWorkerReadyzNamesUnreadableBackupStorages(t *testing.T) {
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "not-mounted", "bs-dr")
 	e := newEnv(t, envOptions{site: func(s *catalog.Site) {
 		s.BackupStorages = append(s.BackupStorages, catalog.BackupStorage{UUID: "0b0000000000000000000000000000d1", Name: "bs-dr", URL: missing})
@@ -35,17 +37,14 @@ func TestWorkerReadyzNamesUnreadableBackupStorages(t *testing.T) {
 		return resp.StatusCode, body.Reason
 	}
 	wait := func(what string, ok func(code int, reason string) bool) (int, string) {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			code, reason := get()
-			if ok(code, reason) {
-				return code, reason
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: /readyz still answers %d %q", what, code, reason)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		var code int
+		var reason string
+		done := testrig.Within(15*time.Second, func() bool {
+			code, reason = get()
+			return ok(code, reason)
+		})
+		mustf(t, done, "%s: /readyz still answers %d %q", what, code, reason)
+		return code, reason
 	}
 	_, reason := wait("not ready", func(code int, reason string) bool { return code == 503 && strings.Contains(reason, "bs-dr") })
 	for _, want := range []string{"cannot read 1 backup storage(s)", "bs-dr[uuid:0b0000000000000000000000000000d1]", missing, "does not exist"} {

@@ -17,6 +17,7 @@ import (
 // that exists is now refused before a job exists, and compensation only removes what its own
 // job created.
 func TestResourceUUIDCannotNameAnotherResource(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	alice, bob := e.newTenant("alice"), e.newTenant("bob")
 	ag := ownedGroup(t, e, demosite.GroupWeb01UUID, "a11ce000a11ce000a11ce000a11ce001", alice.uuid)
@@ -90,6 +91,7 @@ func TestResourceUUIDCannotNameAnotherResource(t *testing.T) {
 // Another account's job and a job that does not exist answer the same, from the store
 // itself, whatever the route: bob cannot tell alice's job uuid from a random one.
 func TestForeignJobsAnswerAsUnknown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	alice, bob := e.newTenant("alice"), e.newTenant("bob")
 	ag := ownedGroup(t, e, demosite.GroupWeb01UUID, "a11ce000a11ce000a11ce000a11ce002", alice.uuid)

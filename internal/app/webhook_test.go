@@ -29,6 +29,7 @@ type hookCall struct {
 // when the job ends, the hook receives the poll's body with X-Job-UUID and X-Job-Success,
 // retried every 2 s until it answers 2xx.
 func TestWebHookDeliversThePollAnswer(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var calls []hookCall
 	tries := 0
@@ -91,6 +92,7 @@ func TestWebHookDeliversThePollAnswer(t *testing.T) {
 // the address connected to; VMRESTORE_WEBHOOK_ALLOW_CIDRS opens more; credentials never
 // reach the logs.
 func TestWebHooksReachOnlyAllowedAddresses(t *testing.T) {
+	t.Parallel()
 	var hits atomic.Int32
 	var auth atomic.Value
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

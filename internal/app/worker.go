@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/backupindex"
 	"github.com/vmrestore/vmrestore/internal/backupverify"
 	"github.com/vmrestore/vmrestore/internal/httpapi"
@@ -159,6 +160,7 @@ func (w *workerParts) buildPipeline(ctx context.Context, embedded bool) error {
 		Hypervisor:           w.hypervisor,
 		CloneParallelism:     w.c.CloneParallelism,
 		CloneCheckpointEvery: w.c.CloneCheckpoint,
+		Groups:               &backup.GroupCache{},
 		HostLocal: pipeline.HostLocal{Bound: map[string]bool{}, Off: mode == HostLocalOff,
 			All: mode == HostLocalAll, Wait: w.c.HostWait, Inspector: queue.Inspector(w.rdb)},
 	}
@@ -183,7 +185,13 @@ func (w *workerParts) handlers() *asynq.ServeMux {
 	mux.HandleFunc(queue.TypeRestore, w.pipeline.Handle)
 	mux.HandleFunc(queue.TypeWebHook, w.pipeline.DeliverWebHook)
 	mux.HandleFunc(queue.TypeVMOperation, w.pipeline.HandleVMOperation)
-	mux.HandleFunc(queue.TypePlanCleanup, w.pipeline.HandlePlanCleanup)
+	mux.HandleFunc(queue.TypePlanCleanup, func(ctx context.Context, t *asynq.Task) error {
+		if err := w.pipeline.HandlePlanCleanup(ctx, t); err != nil {
+			return err
+		}
+		// The stored run report shows the cleanup's result as soon as it ends.
+		return plan.RecordCleanup(ctx, w.st, string(t.Payload()), w.c.ReportRetention)
+	})
 	mux.HandleFunc(queue.TypePlanWebHook, w.runner.DeliverWebHook)
 	return mux
 }

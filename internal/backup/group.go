@@ -21,6 +21,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -139,6 +141,42 @@ var ErrNoGroup = errors.New("group not on this backup storage")
 // Read loads and validates a group from one backup storage. It returns ErrNoGroup when the
 // storage has no folder for it, and a VOL_BACKUP.1000 ErrorCode when group.json is broken.
 func Read(storageURL, groupUUID string) (*Group, error) {
+	return (*GroupCache)(nil).Read(storageURL, groupUUID)
+}
+
+// GroupCache keeps the groups it read, so that restoring the same group again costs a stat
+// of group.json instead of its parse. An entry holds while group.json is the same file
+// (device and inode: a group written again by rename is a new file) with the same size,
+// modification and change times. A file changed within groupSettle of being read is not
+// kept, as two writes in one tick of the file system's clock can leave its times alone. The
+// zero value is ready; a nil *GroupCache reads without keeping anything.
+type GroupCache struct {
+	mu     sync.Mutex
+	groups map[string]cachedGroup // storage URL + NUL + group uuid
+}
+
+type cachedGroup struct {
+	file fileID
+	g    *Group
+}
+
+// fileID is what tells one content of a file from another without reading it.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64 // Unix ns
+}
+
+// groupSettle is how long group.json must have been left alone before its parse is kept (a
+// variable for the tests).
+var groupSettle = 2 * time.Second
+
+// maxCachedGroups bounds the cache; when it is full it starts again empty.
+const maxCachedGroups = 4096
+
+// Read is Read through the cache. The group returned may be shared with other callers: it
+// must not be modified.
+func (c *GroupCache) Read(storageURL, groupUUID string) (*Group, error) {
 	if !zstack.IsUUID(groupUUID) {
 		return nil, ErrNoGroup
 	}
@@ -158,6 +196,13 @@ func Read(storageURL, groupUUID string) (*Group, error) {
 		return nil, zstack.Errorf(zstack.CodeBackupStorage, "cannot read group[uuid:%s] on backup storage: %v", groupUUID, err)
 	}
 	defer f.Close()
+	key := storageURL + "\x00" + groupUUID
+	id, known := c.identify(f)
+	if known {
+		if g := c.get(key, id); g != nil {
+			return g, nil
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxGroupFileSize+1))
 	if err != nil {
 		return nil, zstack.Errorf(zstack.CodeBackupStorage, "cannot read group.json of group[uuid:%s]: %v", groupUUID, err)
@@ -172,7 +217,48 @@ func Read(storageURL, groupUUID string) (*Group, error) {
 	if g.GroupUUID != groupUUID {
 		return nil, zstack.Errorf(zstack.CodeVolumeBackup, "group.json in folder %s names another group[uuid:%s]", groupUUID, g.GroupUUID)
 	}
+	if known && int64(len(data)) == id.size && settled(id.mtime) && settled(id.ctime) {
+		c.put(key, id, g)
+	}
 	return g, nil
+}
+
+// identify reads the identity of an open group.json; a nil cache needs none.
+func (c *GroupCache) identify(f *os.File) (fileID, bool) {
+	if c == nil {
+		return fileID{}, false
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fileID{}, false
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(sys.Dev), ino: sys.Ino, size: st.Size(),
+		mtime: sys.Mtim.Nano(), ctime: sys.Ctim.Nano()}, true
+}
+
+// settled reports whether a file time (Unix ns) is more than groupSettle in the past.
+func settled(ns int64) bool { return time.Since(time.Unix(0, ns)) > groupSettle }
+
+func (c *GroupCache) get(key string, id fileID) *Group {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.groups[key]; ok && e.file == id {
+		return e.g
+	}
+	return nil
+}
+
+func (c *GroupCache) put(key string, id fileID, g *Group) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.groups == nil || len(c.groups) >= maxCachedGroups {
+		c.groups = map[string]cachedGroup{}
+	}
+	c.groups[key] = cachedGroup{file: id, g: g}
 }
 
 // Parse decodes and validates group.json. Errors are plain and name the offending field.

@@ -151,6 +151,10 @@ func Run(ctx context.Context, c Config) []Figure {
 // tableWidth is the most columns the table takes; its notes follow it, wrapped to the same.
 const tableWidth = 120
 
+// maxTargetWidth is the widest target the table shows; a longer one goes into the figure's
+// note (the cell says so), which keeps the table within tableWidth.
+const maxTargetWidth = 12
+
 // PrintTable writes the figures as an aligned table, each figure's note referred to by number
 // and written below it.
 func PrintTable(w io.Writer, figs []Figure) {
@@ -158,13 +162,18 @@ func PrintTable(w io.Writer, figs []Figure) {
 	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tREFERENCE\tRATIO\tTARGET\tMET\tNOTE")
 	var notes []string
 	for _, f := range figs {
+		target, note := f.Target, f.Note
+		if utf8.RuneCountInString(target) > maxTargetWidth {
+			note = strings.TrimSpace("target: " + target + ". " + note)
+			target = "in the note"
+		}
 		ref := ""
-		if f.Note != "" {
-			notes = append(notes, f.Note)
+		if note != "" {
+			notes = append(notes, note)
 			ref = fmt.Sprintf("[%d]", len(notes))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, fmtNum(f.Value), f.Unit, fmtNum(f.Reference),
-			fmtNum(f.Ratio), f.Target, fmtMet(f.Met), ref)
+			fmtNum(f.Ratio), target, fmtMet(f.Met), ref)
 	}
 	tw.Flush()
 	if len(notes) > 0 {

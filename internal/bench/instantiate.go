@@ -3,9 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,35 +19,22 @@ import (
 // emulated guest (domain type qemu) on a blank disk; teardown is not timed.
 func instantiateFigure(ctx context.Context, c Config) ([]Figure, error) {
 	const name, unit, target = "instantiate rate, libvirt driver vs virsh define+start", "VMs/s", "ratio ≥ 0.9"
-	if _, err := exec.LookPath("virsh"); err != nil {
-		return []Figure{unavailable(name, unit, target, "virsh is not installed (libvirt-clients)")}, nil
+	rig, why, err := newLibvirtRig(ctx, c, "virsh", "libvirt-clients", "vmrestore-bench-instantiate-")
+	if rig == nil {
+		if err != nil {
+			return nil, err
+		}
+		return []Figure{unavailable(name, unit, target, why)}, nil
 	}
-	if conn, err := net.DialTimeout("unix", "/run/libvirt/libvirt-sock", time.Second); err != nil {
-		return []Figure{unavailable(name, unit, target, "libvirtd does not answer: "+err.Error())}, nil
-	} else {
-		conn.Close()
-	}
-	dir, err := os.MkdirTemp(c.Dir, "vmrestore-bench-instantiate-")
-	if err != nil {
+	defer rig.close()
+	disk := filepath.Join(rig.dir, "blank.qcow2")
+	if err := rig.blankDisk(disk); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil { // libvirt's qemu user opens the disk
-		return nil, err
-	}
-	disk := filepath.Join(dir, "blank.qcow2")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", disk, "64M").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("qemu-img create: %v: %s", err, out)
-	}
-
-	pool := &hypervisor.Pool{Template: hypervisor.LocalURI, CallTimeout: time.Minute, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	defer pool.Close()
-	drv := &hypervisor.Libvirt{Pool: pool, DomainType: hypervisor.DomainQEMU, Log: pool.Log}
-	host := hypervisor.Host{UUID: zstack.NewUUID(), Name: "bench", ManagementIP: "127.0.0.1"}
 	newVM := func() *hypervisor.VM {
-		return &hypervisor.VM{UUID: zstack.NewUUID(), Name: "bench", CPUNum: 1, MemorySize: 64 << 20, Platform: hypervisor.PlatformLinux,
-			JobUUID: zstack.NewUUID(), Host: host, Disks: []hypervisor.Disk{{VolumeUUID: "blank", Path: disk, Format: "qcow2", Root: true}}}
+		return rig.vm(hypervisor.Disk{VolumeUUID: "blank", Path: disk, Format: "qcow2", Root: true})
 	}
+	drv, dir, remove := rig.drv, rig.dir, rig.remove
 	virsh := func(args ...string) error {
 		out, err := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", hypervisor.LocalURI}, args...)...).CombinedOutput()
 		if err != nil {
@@ -58,7 +42,6 @@ func instantiateFigure(ctx context.Context, c Config) ([]Figure, error) {
 		}
 		return nil
 	}
-	remove := func(vm *hypervisor.VM) { _ = drv.Destroy(context.WithoutCancel(ctx), vm.UUID, vm.JobUUID, host) }
 
 	// One untimed round of each warms libvirt's capability cache and the pooled connection.
 	rounds := c.pick(12, 3)

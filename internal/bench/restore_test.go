@@ -9,9 +9,10 @@ import (
 // BenchmarkRestore runs one synchronous restore of the bench group at a time through the
 // api and the worker of a rig (private redis-server, tiny raw volume, simulator hypervisor):
 // ns/op is a restore's latency on an idle system, allocs/op what the api and the worker
-// allocate for it, and redis-reads/op the requests Redis read for it, that is its round trips
-// (a pipeline counts once; idle polls included, about one per op). Compare runs with
-// benchstat:
+// allocate for it, redis-reads/op the requests Redis read for it, that is its round trips
+// (a pipeline counts once; idle polls included, about one per op), and cpu-ns/op the CPU
+// time it cost this process and redis-server together (user and system; a loaded machine
+// inflates it). Compare runs with benchstat:
 //
 //	go test ./internal/bench -run '^$' -bench Restore -benchmem -count 6 > new.txt
 func BenchmarkRestore(b *testing.B) {
@@ -40,5 +41,7 @@ func BenchmarkRestore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(before.per(after, b.N).roundTrips, "redis-reads/op")
+	per := before.per(after, b.N)
+	b.ReportMetric(per.roundTrips, "redis-reads/op")
+	b.ReportMetric(float64(per.total()), "cpu-ns/op")
 }

@@ -74,11 +74,11 @@ func placementLatency(ctx context.Context, c Config) ([]Figure, error) {
 		if _, err := placement.Place(ctx, ix, st, job, req); err != nil {
 			return nil, err
 		}
-		if res, err := st.AllocateIP(ctx, l3, ix.Ranges[l3], job+"/0", store.IPRandom, 0); err != nil || res.Outcome != store.IPAllocated {
-			return nil, fmt.Errorf("allocate ip: %+v %v", res, err)
-		}
-		if _, err := st.ClaimMac(ctx, job+"/0", fmt.Sprintf("fa:%02x:%02x:%02x:%02x:00", i>>24&255, i>>16&255, i>>8&255, i&255)); err != nil {
-			return nil, err
+		mac := fmt.Sprintf("fa:%02x:%02x:%02x:%02x:00", i>>24&255, i>>16&255, i>>8&255, i&255)
+		// IPExisting: Redis did not know a script yet, and the pipeline was sent again.
+		if res, err := st.AllocateNIC(ctx, l3, ix.Ranges[l3], job+"/0", store.IPRandom, 0, mac); err != nil ||
+			res.IP.Outcome != store.IPAllocated && res.IP.Outcome != store.IPExisting || res.Mac != mac {
+			return nil, fmt.Errorf("allocate ip and mac: %+v %v", res, err)
 		}
 		lat = append(lat, time.Since(t0))
 	}

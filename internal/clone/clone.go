@@ -64,6 +64,9 @@ import (
 // PartSuffix marks a volume file still being written.
 const PartSuffix = ".part"
 
+// FileMode is the mode of a restored volume's file: its owner writes, its group reads.
+const FileMode os.FileMode = 0o640
+
 const (
 	// blockSize is the unit read, hashed and written, the size cp uses: small enough that a
 	// block read into memory is still in the CPU cache when it is hashed and written
@@ -175,8 +178,12 @@ func NoSpace(err error) bool { return errors.Is(err, syscall.ENOSPC) || errors.I
 // Copy copies src to dst. On success dst holds exactly the source bytes and the checksum
 // matched; on failure nothing is left at dst or dst.part, except that a resumable copy that
 // stopped part-way keeps its partial files for Options.Resume. A resumed copy that does not
-// match its checksum is copied again from the start, once.
+// match its checksum is copied again from the start, once; one that an earlier attempt
+// finished (dst in place, no partial file) is checked in place, and the backup not read.
 func Copy(ctx context.Context, src *os.File, dst string, opt Options) (Result, error) {
+	if res, ok := finishedEarlier(ctx, dst, opt); ok {
+		return res, nil
+	}
 	res, err := copyOnce(ctx, src, dst, opt)
 	if res.ResumedAt > 0 && errors.Is(err, ErrChecksum) {
 		opt.Resume = nil
@@ -184,6 +191,41 @@ func Copy(ctx context.Context, src *os.File, dst string, opt Options) (Result, e
 		res.ResumeRefused = "the resumed copy did not match its checksum; it was copied again from the start"
 	}
 	return res, err
+}
+
+// finishedEarlier recognises a resumed copy that an earlier attempt finished: its run ended
+// before it could record the end (Redis unreachable, the worker killed between the rename
+// and the record), so the copy is given its last checkpoint while dst is already in place
+// with no partial file. A copy is renamed into place only once fsynced and matching its
+// checksum; dst is read back and must still match it, so the backup is not read again. Its
+// result is a copy resumed at its end.
+func finishedEarlier(ctx context.Context, dst string, opt Options) (Result, bool) {
+	if opt.Resume == nil || opt.Compute {
+		return Result{}, false
+	}
+	if _, err := os.Lstat(dst + PartSuffix); !errors.Is(err, fs.ErrNotExist) {
+		return Result{}, false
+	}
+	f, err := os.Open(dst)
+	if err != nil {
+		return Result{}, false
+	}
+	defer f.Close()
+	check := opt
+	check.Throttle, check.Progress = nil, nil // the primary storage is read, not the backup
+	res, err := Verify(ctx, f, check)
+	if err != nil {
+		return Result{}, false
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return Result{}, false
+	}
+	res.ActualSize, res.ResumedAt, res.DataBytes = st.Sys().(*syscall.Stat_t).Blocks*512, res.Size, 0
+	if opt.Progress != nil {
+		opt.Progress(Progress{Done: res.Size, Total: res.Size, Data: opt.Resume.Data})
+	}
+	return res, true
 }
 
 func copyOnce(ctx context.Context, src *os.File, dst string, opt Options) (res Result, err error) {
@@ -237,7 +279,7 @@ func copyOnce(ctx context.Context, src *os.File, dst string, opt Options) (res R
 				return res, &DestError{fmt.Errorf("remove the per-chunk digests of an earlier attempt: %w", err)}
 			}
 		}
-		if out, err = os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640); err != nil {
+		if out, err = os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, FileMode); err != nil {
 			return res, &DestError{err}
 		}
 	}

@@ -246,3 +246,59 @@ func TestCopyKilledResumesFromItsLastCheckpoint(t *testing.T) {
 		t.Fatalf("files after the resumed copy: %v, want only %s", left, dst)
 	}
 }
+
+// A copy whose run ended before it could record its end (the worker killed after the
+// rename, Redis unreachable) is given its last checkpoint again while the file is in place:
+// it is checked where it is, and the backup is not read again (the source given here is
+// closed: any read of it fails). A file in place that no longer matches is copied again.
+func TestResumedCopyFinishedEarlierIsNotCopiedAgain(t *testing.T) {
+	srcDir := t.TempDir()
+	src := volume{"f", "raw", 16 << 20, 256}.write(t, srcDir)
+	alg := clone.Algorithms()[0]
+	digest := sum(t, src, alg)
+	dst := filepath.Join(t.TempDir(), "vol-f", "f.raw")
+	var last *clone.Checkpoint
+	opt := clone.Options{Digest: clone.Digest{Algorithm: alg, Value: digest}, Format: "raw", NoReflink: true, CheckpointEvery: 2 << 20,
+		Checkpoint: func(cp clone.Checkpoint) error { last = &cp; return nil }}
+	if _, err := clone.Copy(context.Background(), open(t, src), dst, opt); err != nil {
+		t.Fatal(err)
+	}
+	if last == nil {
+		t.Fatal("no checkpoint was recorded")
+	}
+	opt.Resume = last
+	closed := open(t, src)
+	closed.Close()
+	var read int64
+	opt.Progress = func(p clone.Progress) { read = p.Read }
+	res, err := clone.Copy(context.Background(), closed, dst, opt)
+	if err != nil {
+		t.Fatalf("the copy finished earlier was not recognised: %v", err)
+	}
+	if res.ResumedAt != 16<<20 || read != 0 || res.Checksum != digest {
+		t.Fatalf("resumed at %d, %d bytes read from the backup, checksum %s; want resumed at its end, nothing read, %s", res.ResumedAt, read, res.Checksum, digest)
+	}
+	if got := sum(t, dst, alg); got != digest {
+		t.Fatalf("the file in place changed: %s", got)
+	}
+
+	// The file in place damaged: it is copied again from the backup.
+	f, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff, 0xee}, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	res, err = clone.Copy(context.Background(), open(t, src), dst, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ResumedAt == 16<<20 || read == 0 {
+		t.Fatalf("a damaged file in place was taken as the finished copy (resumed at %d, %d bytes read)", res.ResumedAt, read)
+	}
+	if got := sum(t, dst, alg); got != digest {
+		t.Fatalf("the copy made again does not match: %s", got)
+	}
+}

@@ -146,7 +146,7 @@ func (s *Server) submitVMOperation(c echo.Context, op *job.VMOp) error {
 	}
 	if err := s.Queue.EnqueueVMOperation(ctx, jobUUID, rec.Deadline()); err != nil {
 		s.undo(ctx, "abandon job "+jobUUID, func(ctx context.Context) error {
-			return s.Store.AbandonJob(ctx, jobUUID, "", store.ResourceBinding{JobUUID: jobUUID})
+			return s.Store.AbandonJob(ctx, jobUUID, rec.Submission, "", store.ResourceBinding{JobUUID: jobUUID})
 		})
 		if errors.Is(err, queue.ErrDuplicate) {
 			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", jobUUID)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/auth"
+	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/plan"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
@@ -277,6 +278,9 @@ func (s *Server) jobFor(ctx context.Context, c echo.Context) (*apiv1.Job, error)
 		if !in.HydratedAt.IsZero() {
 			t := in.HydratedAt
 			v.Instant.HydratedAt = &t
+		}
+		if rec.State == job.Succeeded && in.State == job.InstantHydrated {
+			v.Outcome = apiv1.OutcomeHydrated
 		}
 	}
 	if p := rec.Progress; p != nil {

@@ -195,19 +195,20 @@ func (s *Server) submit(c echo.Context, sub *submission, wait time.Duration, nat
 	rec := &job.Record{UUID: sub.jobUUID, AccountUUID: sess.AccountUUID, Request: req,
 		CreatedAt: time.Now(), Timeout: sub.timeout, WebHook: sub.hook}
 	if err := s.Store.CreateJob(ctx, rec); err != nil {
-		if req.ResourceUUID != "" {
-			s.undo(ctx, "release resourceUuid "+req.ResourceUUID, func(ctx context.Context) error {
-				return s.Store.ReleaseResource(ctx, req.ResourceUUID, binding)
-			})
-		}
 		if errors.Is(err, store.ErrJobExists) {
-			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", sub.jobUUID)
+			return s.repeatedJobUUID(ctx, sub, binding)
 		}
+		// Redis may have created the job and lost the answer as it went away: it is
+		// withdrawn as a job whose task could not be queued is (AbandonJob releases the
+		// resourceUuid whether or not there was a job).
+		s.undo(ctx, "abandon job "+sub.jobUUID, func(ctx context.Context) error {
+			return s.Store.AbandonJob(ctx, sub.jobUUID, rec.Submission, req.ResourceUUID, binding)
+		})
 		return err
 	}
 	if err := s.Queue.EnqueueRestore(ctx, sub.jobUUID, rec.Deadline()); err != nil {
 		s.undo(ctx, "abandon job "+sub.jobUUID, func(ctx context.Context) error {
-			return s.Store.AbandonJob(ctx, sub.jobUUID, req.ResourceUUID, binding)
+			return s.Store.AbandonJob(ctx, sub.jobUUID, rec.Submission, req.ResourceUUID, binding)
 		})
 		if errors.Is(err, queue.ErrDuplicate) {
 			return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", sub.jobUUID)
@@ -216,6 +217,40 @@ func (s *Server) submit(c echo.Context, sub *submission, wait time.Duration, nat
 	}
 	s.Metrics.JobsSubmitted.Inc()
 	return s.answerJob(c, sub.jobUUID, sub.timeout, wait, native)
+}
+
+// repeatedJobUUID answers a submission whose job uuid (X-Job-UUID) names a job that exists:
+// "Duplicate job uuid", as ZStack answers. A client that retries after a 503 may find the job
+// of its own earlier try, whose task could not be queued and which is withdrawn once Redis
+// answers (see undo): that is answered 503 again until it is gone, so the retry then creates
+// the job, rather than being told the job exists while it is removed. The resourceUuid claim
+// is released unless it is the existing job's (the same uuid claimed it).
+func (s *Server) repeatedJobUUID(ctx context.Context, sub *submission, binding store.ResourceBinding) error {
+	resource := sub.req.ResourceUUID
+	existing, err := s.Store.GetJobSubmission(ctx, sub.jobUUID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if resource != "" && (existing == nil || existing.ResourceUUID != resource) {
+		s.undo(ctx, "release resourceUuid "+resource, func(ctx context.Context) error {
+			return s.Store.ReleaseResource(ctx, resource, binding)
+		})
+	}
+	withdrawn := zstack.Errorf(zstack.CodeInternal,
+		"job uuid[%s]: an earlier try of this submission could not be queued and is being withdrawn; retry in a few seconds", sub.jobUUID)
+	if existing == nil {
+		return withdrawn // gone since CreateJob saw it
+	}
+	if existing.State == job.Pending && existing.Attempts == 0 && existing.Plan == "" {
+		queued, err := s.Queue.Queued(sub.jobUUID)
+		if err != nil {
+			return err
+		}
+		if !queued {
+			return withdrawn
+		}
+	}
+	return plain(http.StatusBadRequest, "Duplicate job uuid[%s]", sub.jobUUID)
 }
 
 // refuseAsJob records an invalid call as a job that failed with why, and answers with it.

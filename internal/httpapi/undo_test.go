@@ -23,7 +23,7 @@ func TestUndoOfAFailedSubmissionWaitsForRedis(t *testing.T) {
 	s := &Server{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx := context.Background()
 
-	submit := func(jobUUID, resource string) store.ResourceBinding {
+	submit := func(jobUUID, resource string) (store.ResourceBinding, string) {
 		b := store.ResourceBinding{JobUUID: jobUUID, GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}
 		if prev, err := st.ClaimResource(ctx, resource, b); err != nil || prev != nil {
 			t.Fatalf("claim %s: %v %v", resource, prev, err)
@@ -33,22 +33,22 @@ func TestUndoOfAFailedSubmissionWaitsForRedis(t *testing.T) {
 		if err := st.CreateJob(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return b, rec.Submission
 	}
 	orphan, started := "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a", "0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b"
-	bo := submit(orphan, "res-orphan")
-	bs := submit(started, "res-started")
+	bo, to := submit(orphan, "res-orphan")
+	bs, ts := submit(started, "res-started")
 	if _, _, err := st.StartAttempt(ctx, started, ""); err != nil {
 		t.Fatal(err)
 	}
 
 	r.StopGracefully()
 	for _, j := range []struct {
-		uuid, resource string
-		b              store.ResourceBinding
-	}{{orphan, "res-orphan", bo}, {started, "res-started", bs}} {
+		uuid, submission, resource string
+		b                          store.ResourceBinding
+	}{{orphan, to, "res-orphan", bo}, {started, ts, "res-started", bs}} {
 		s.undo(ctx, "abandon job "+j.uuid, func(ctx context.Context) error {
-			return st.AbandonJob(ctx, j.uuid, j.resource, j.b)
+			return st.AbandonJob(ctx, j.uuid, j.submission, j.resource, j.b)
 		})
 	}
 	time.Sleep(1500 * time.Millisecond) // a few background tries meet a closed port

@@ -22,17 +22,24 @@ const consoleTail = 15
 // consoleWatch reads a domain's serial console on a connection of its own and tells when a
 // line matches the check's pattern.
 type consoleWatch struct {
-	conn    *Conn
-	re      *regexp.Regexp
-	matched chan string   // the matching line, once
-	ended   chan struct{} // the stream ended (the guest stopped, or the connection closed)
+	conn     *Conn
+	re       *regexp.Regexp
+	matched  chan string   // the matching line, once
+	panicked chan string   // a kernel panic line before any match, once
+	ended    chan struct{} // the stream ended (the guest stopped, or the connection closed)
 
 	mu      sync.Mutex
 	partial []byte
 	lines   []string
 	openErr error
 	found   bool
+	panic   bool
 }
+
+// kernelPanic is the line Linux prints when it panics ("Kernel panic - not syncing: VFS:
+// Unable to mount root fs ..."). A guest that printed it before the check's pattern will not
+// print the pattern: it halts, or reboots into the same panic.
+var kernelPanic = regexp.MustCompile(`Kernel panic - not syncing`)
 
 // ansi matches terminal escape sequences, which firmware and boot loaders print.
 var ansi = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_]|c)`)
@@ -84,6 +91,9 @@ func (w *consoleWatch) line(raw string) {
 	if !w.found && (w.re.MatchString(c) || w.re.MatchString(s)) {
 		w.found = true
 		w.matched <- s
+	} else if !w.found && !w.panic && kernelPanic.MatchString(s) {
+		w.panic = true
+		w.panicked <- s
 	}
 }
 
@@ -106,7 +116,7 @@ func (l *Libvirt) watchConsole(ctx context.Context, h Host, dom libvirt.Domain, 
 	if err != nil {
 		return nil, err
 	}
-	w := &consoleWatch{conn: c, re: check.Regexp(), matched: make(chan string, 1), ended: make(chan struct{})}
+	w := &consoleWatch{conn: c, re: check.Regexp(), matched: make(chan string, 1), panicked: make(chan string, 1), ended: make(chan struct{})}
 	answered := c.dialer.notifyNextRead()
 	go func() {
 		err := c.lv.DomainOpenConsole(dom, nil, w, uint32(libvirt.DomainConsoleForce))
@@ -204,6 +214,8 @@ func (l *Libvirt) bootCheck(ctx context.Context, h Host, dom libvirt.Domain, che
 				return "", fmt.Errorf("%w: the console of domain %s on %s: %v", ErrUnreachable, dom.Name, h, err)
 			}
 			return "", &BootCheckError{Check: check, Reason: "the guest stopped before the check passed", Console: watch.tail()}
+		case <-watch.panicked:
+			return "", &BootCheckError{Check: check, Reason: fmt.Sprintf("the guest's kernel panicked after %s", time.Since(start).Round(100*time.Millisecond)), Console: watch.tail()}
 		case <-deadline.C:
 			return "", &BootCheckError{Check: check, Reason: "no console line matched", Console: watch.tail()}
 		case <-ctx.Done():

@@ -7,7 +7,38 @@ import (
 )
 
 func newWatch(pattern string) *consoleWatch {
-	return &consoleWatch{re: regexp.MustCompile(pattern), matched: make(chan string, 1), ended: make(chan struct{})}
+	return &consoleWatch{re: regexp.MustCompile(pattern), matched: make(chan string, 1), panicked: make(chan string, 1), ended: make(chan struct{})}
+}
+
+// A kernel panic before the pattern is reported once, so that the check fails at once
+// instead of waiting out its timeout; after a match it is not.
+func TestConsoleWatchKernelPanic(t *testing.T) {
+	w := newWatch(`login: $`)
+	w.Write([]byte("[    5.1] VFS: Cannot open root device\r\n[    5.2] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\r\n"))
+	w.Write([]byte("[    5.3] Kernel panic - not syncing: again\r\n"))
+	select {
+	case line := <-w.panicked:
+		if !strings.Contains(line, "Unable to mount root fs") {
+			t.Fatalf("panic line %q", line)
+		}
+	default:
+		t.Fatalf("no panic seen; tail %q", w.tail())
+	}
+	select {
+	case line := <-w.panicked:
+		t.Fatalf("a second panic reported: %q", line)
+	case line := <-w.matched:
+		t.Fatalf("matched %q", line)
+	default:
+	}
+
+	w = newWatch(`login: $`)
+	w.Write([]byte("host login: \nKernel panic - not syncing: later\n"))
+	select {
+	case line := <-w.panicked:
+		t.Fatalf("a panic after the match reported: %q", line)
+	default:
+	}
 }
 
 func TestConsoleWatchLines(t *testing.T) {

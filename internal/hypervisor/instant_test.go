@@ -19,10 +19,10 @@ import (
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
-// instantGuest is the test guest's disk as a raw backup (a raw pull reads the whole disk,
-// holes too, so a throttled pull lasts long enough to interrupt) and a qcow2 overlay over it,
-// and a VM that runs from the overlay.
-func instantGuest(t *testing.T) (vm *hypervisor.VM, backup, ovl string) {
+// instantGuest is the test guest's disk as a raw backup (40 MiB, 14 MiB of data) and a qcow2
+// overlay over it beside the volume's file (not there yet), and a VM that runs from the
+// overlay.
+func instantGuest(t *testing.T) (vm *hypervisor.VM, backup, ovl, file string) {
 	t.Helper()
 	img := libvirttest.BuildGuestImage(t)
 	dir := libvirttest.GuestDir(t)
@@ -33,13 +33,41 @@ func instantGuest(t *testing.T) (vm *hypervisor.VM, backup, ovl string) {
 	if err := os.Chmod(backup, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ovl = filepath.Join(dir, "overlay.qcow2")
+	file = filepath.Join(dir, "volume.qcow2")
+	ovl = overlay.PathOf(file)
 	if err := overlay.Create(context.Background(), ovl, backup, "raw"); err != nil {
 		t.Fatal(err)
 	}
 	vm = guestVM(t, ovl)
 	vm.Disks[0].BackingPath, vm.Disks[0].BackingFormat = backup, "raw"
-	return vm, backup, ovl
+	return vm, backup, ovl, file
+}
+
+// followHalfway follows the disk's copy until it has gone part of the way, then stops
+// following (as a worker that dies), and reports whether the copy was a new one.
+func followHalfway(t *testing.T, d *hypervisor.Libvirt, vm *hypervisor.VM, opt hypervisor.HydrateOptions) *hypervisor.Hydrated {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var seen int64
+	opt.Progress = func(done, total int64) {
+		seen = done
+		if done > 0 && done < total {
+			stop()
+		}
+	}
+	out, err := d.Hydrate(ctx, vm, vm.Disks[0], opt)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("the follower ended with %+v %v, not its cancel (the copy ended before it could be seen half-way?)", out, err)
+	}
+	if seen == 0 {
+		t.Fatal("no progress was reported")
+	}
+	jobs, _ := libvirttest.Virsh(t, hypervisor.LocalURI, "blockjob", vm.UUID, "vda", "--info", "--bytes")
+	if !strings.Contains(jobs, "Bandwidth limit") {
+		t.Fatalf("the copy did not go on without its follower: %q", jobs)
+	}
+	return out
 }
 
 func owner(t *testing.T, path string) uint32 {
@@ -53,12 +81,16 @@ func owner(t *testing.T, path string) uint32 {
 
 // TestInstantRunAndHydrate runs a guest from an overlay over its backup, shows that a guest
 // started again from a saved definition (empty <backingStore/>) still boots from the backup,
-// pulls the backup into the overlay with a bandwidth limit, interrupts the follower mid-pull
-// and resumes it, and checks after shutdown that the overlay stands alone and equals the
-// backup byte for byte, and that libvirt left the backup as it was (owner, identity).
+// then copies the disk into the volume's file with a bandwidth limit: a copy whose domain is
+// stopped half-way (a host restart) is started again from the overlay (the partial copy
+// discarded); a copy whose follower stops half-way is followed to its end by the next
+// follower, not started again. After the pivot the domain, live and saved, runs from the
+// volume's file, which stands alone and, after shutdown, equals the backup byte for byte;
+// libvirt left the backup as it was (owner, identity).
 func TestInstantRunAndHydrate(t *testing.T) {
+	t.Parallel()
 	d := qemuDriver(t)
-	vm, backup, ovl := instantGuest(t)
+	vm, backup, ovl, file := instantGuest(t)
 	ctx := context.Background()
 	before, err := overlay.IdentityOf(backup)
 	if err != nil {
@@ -104,47 +136,61 @@ func TestInstantRunAndHydrate(t *testing.T) {
 		t.Fatalf("libvirt changed the backup's owner from %d to %d (relabel)", uid, got)
 	}
 
-	// A pull at 8 MiB/s, whose follower stops half-way (its worker died): the pull goes on
-	// in QEMU, and the next follower finds it instead of starting another.
-	opt := hypervisor.HydrateOptions{BandwidthBytesPerSecond: 8 << 20, PollInterval: 200 * time.Millisecond}
-	first, stop := context.WithCancel(ctx)
-	var seen int64
-	opt.Progress = func(done, total int64) {
-		seen = done
-		if done > 0 && done < total {
-			stop()
-		}
+	// A copy at 2 MiB/s whose domain stops half-way (a host restart): the copy is lost with
+	// its domain, which still runs from the overlay (libvirt's saved definition says so);
+	// started again from XML built now, the domain gets a new copy, the partial one discarded.
+	opt := hypervisor.HydrateOptions{Destination: file, BandwidthBytesPerSecond: 2 << 20, PollInterval: 200 * time.Millisecond}
+	if first := followHalfway(t, d, vm, opt); first.Resumed {
+		t.Fatal("the first copy was taken for a resumed one")
 	}
-	if _, err := d.Hydrate(first, vm, vm.Disks[0], opt); !errors.Is(err, context.Canceled) {
-		t.Fatalf("the first follower ended with %v, not its cancel", err)
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the copy has not created the volume's file: %v", err)
 	}
-	if seen == 0 {
-		t.Fatal("no progress was reported")
+	if _, err := libvirttest.Virsh(t, hypervisor.LocalURI, "destroy", vm.UUID); err != nil {
+		t.Fatal(err)
 	}
-	if jobs, _ := libvirttest.Virsh(t, hypervisor.LocalURI, "blockjob", vm.UUID, "vda", "--info", "--bytes"); !strings.Contains(jobs, "Bandwidth limit") {
-		t.Fatalf("the pull did not go on without its follower: %q", jobs)
+	if pivoted, err := d.Pivoted(ctx, vm, vm.Disks[0], file); err != nil || pivoted {
+		t.Fatalf("a domain stopped mid-copy is taken for pivoted: %v %v", pivoted, err)
 	}
-	opt.Progress = nil
+	if _, err := d.Instantiate(ctx, vm, zstack.StrategyInstantStart, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new copy's follower stops half-way (its worker died): the copy goes on in QEMU,
+	// and the next follower finds it instead of starting another.
+	if again := followHalfway(t, d, vm, opt); again.Resumed {
+		t.Fatal("the copy of a restarted domain was taken for the lost one")
+	}
 	res, err := d.Hydrate(ctx, vm, vm.Disks[0], opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Resumed {
-		t.Fatal("the second follower started a pull of its own instead of following the first")
+		t.Fatal("the second follower started a copy of its own instead of following the first")
 	}
-	t.Logf("hydrated %s after %s", ovl, time.Since(start).Round(time.Millisecond))
-	if b, err := overlay.Backing(ctx, ovl); err != nil || b != "" {
-		t.Fatalf("the overlay still names a backing file %q (%v)", b, err)
+	t.Logf("hydrated into %s after %s", file, time.Since(start).Round(time.Millisecond))
+	if b, err := overlay.Backing(ctx, file); err != nil || b != "" {
+		t.Fatalf("the volume's file names a backing file %q (%v)", b, err)
 	}
 	if again, err := d.Hydrate(ctx, vm, vm.Disks[0], opt); err != nil || !again.AlreadyDone {
 		t.Fatalf("hydrating a hydrated disk: %+v %v", again, err)
+	}
+	if pivoted, err := d.Pivoted(ctx, vm, vm.Disks[0], file); err != nil || !pivoted {
+		t.Fatalf("the running domain is not on the volume's file after the pivot: %v %v", pivoted, err)
+	}
+	// A host restart after the pivot: libvirt's saved definition names the volume's file.
+	if _, err := libvirttest.Virsh(t, hypervisor.LocalURI, "destroy", vm.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if pivoted, err := d.Pivoted(ctx, vm, vm.Disks[0], file); err != nil || !pivoted {
+		t.Fatalf("the saved definition is not on the volume's file after the pivot: %v %v", pivoted, err)
 	}
 
 	if err := d.Destroy(ctx, vm.UUID, vm.JobUUID, vm.Host); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "raw", ovl, backup).CombinedOutput(); err != nil {
-		t.Fatalf("the hydrated overlay differs from the backup: %v: %s", err, out)
+	if out, err := exec.Command("qemu-img", "compare", "-f", "qcow2", "-F", "raw", file, backup).CombinedOutput(); err != nil {
+		t.Fatalf("the hydrated volume differs from the backup: %v: %s", err, out)
 	}
 	after, err := overlay.IdentityOf(backup)
 	if err != nil {
@@ -158,16 +204,17 @@ func TestInstantRunAndHydrate(t *testing.T) {
 	}
 }
 
-// TestInstantPullCancelledOnHost: a pull that ends without completing (here aborted on the
+// TestInstantCopyCancelledOnHost: a copy that ends without its pivot (here aborted on the
 // host) is a failure, not a "done" — libvirt's block job info looks the same after both.
-func TestInstantPullCancelledOnHost(t *testing.T) {
+func TestInstantCopyCancelledOnHost(t *testing.T) {
+	t.Parallel()
 	d := qemuDriver(t)
-	vm, _, ovl := instantGuest(t)
+	vm, _, ovl, file := instantGuest(t)
 	ctx := context.Background()
 	if _, err := d.Instantiate(ctx, vm, zstack.StrategyInstantStart, nil); err != nil {
 		t.Fatal(err)
 	}
-	opt := hypervisor.HydrateOptions{BandwidthBytesPerSecond: 2 << 20, PollInterval: 200 * time.Millisecond}
+	opt := hypervisor.HydrateOptions{Destination: file, BandwidthBytesPerSecond: 1 << 20, PollInterval: 200 * time.Millisecond}
 	aborted := false
 	opt.Progress = func(done, total int64) {
 		if !aborted && done > 0 {
@@ -179,10 +226,13 @@ func TestInstantPullCancelledOnHost(t *testing.T) {
 	}
 	_, err := d.Hydrate(ctx, vm, vm.Disks[0], opt)
 	if !errors.Is(err, hypervisor.ErrHydrationFailed) {
-		t.Fatalf("an aborted pull ended with %v", err)
+		t.Fatalf("an aborted copy ended with %v", err)
 	}
-	t.Logf("aborted pull: %v", err)
+	t.Logf("aborted copy: %v", err)
+	if pivoted, err := d.Pivoted(ctx, vm, vm.Disks[0], file); err != nil || pivoted {
+		t.Fatalf("an aborted copy pivoted: %v %v", pivoted, err)
+	}
 	if b, err := overlay.Backing(ctx, ovl); err != nil || b == "" {
-		t.Fatalf("the overlay lost its backing file %q after an aborted pull (%v)", b, err)
+		t.Fatalf("the overlay lost its backing file %q after an aborted copy (%v)", b, err)
 	}
 }

@@ -315,7 +315,8 @@ func (p *Pool) Close() {
 
 // Call runs fn on the host's pooled connection within the call timeout. A call that does
 // not answer in time, or that finds the connection lost, drops the connection, so the next
-// call reconnects.
+// call reconnects. When ctx ends first, Call returns ctx's error while fn may still run:
+// read what fn sets only when Call returns nil.
 func (p *Pool) Call(ctx context.Context, h Host, what string, fn func(lv *libvirt.Libvirt) error) error {
 	c, uri, err := p.get(ctx, h)
 	if err != nil {

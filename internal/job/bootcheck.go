@@ -78,7 +78,7 @@ func ParseBootCheck(mode string, timeoutSeconds int64) (*BootCheck, error) {
 	default:
 		return nil, fmt.Errorf("bootCheck mode %q must be running, guestAgent or console:<regular expression>", mode)
 	}
-	if timeoutSeconds < 0 || time.Duration(timeoutSeconds)*time.Second > MaxBootCheckTimeout {
+	if timeoutSeconds < 0 || timeoutSeconds > int64(MaxBootCheckTimeout/time.Second) { // in seconds: a Duration overflows
 		return nil, fmt.Errorf("bootCheck timeout %d must be between 1 and %d seconds", timeoutSeconds, int(MaxBootCheckTimeout/time.Second))
 	}
 	if timeoutSeconds > 0 {

@@ -64,7 +64,7 @@ type Instant struct {
 }
 
 // Backing is the backup an instant restore's overlay runs over, and the backup file's
-// identity when the overlay was made: the pull checks it before and after.
+// identity when the overlay was made: the hydrate stage checks it before and after the copy.
 type Backing struct {
 	Path     string           `json:"path"`
 	Format   string           `json:"format"`

@@ -29,8 +29,9 @@ const (
 	StageNetwork     = "network"
 	StageClone       = "clone"
 	StageInstantiate = "instantiate"
-	// StageHydrate pulls an instant restore's backups into the overlays its running VM
-	// uses (nothing to do for other restores).
+	// StageHydrate copies the disks an instant restore's VM runs from (overlays over its
+	// backups) into the volumes' files while it runs, and switches the disks to them
+	// (nothing to do for other restores).
 	StageHydrate = "hydrate"
 	StageCommit  = "commit"
 )
@@ -60,9 +61,12 @@ type Record struct {
 	VMUUID      string        `json:"vmUuid,omitempty"`
 	// GeneratedVMUUID is the uuid the VM gets when the request names none (resourceUuid),
 	// fixed by the job's first attempt.
-	GeneratedVMUUID string            `json:"-"`
-	Result          json.RawMessage   `json:"result,omitempty"`
-	Error           *zstack.ErrorCode `json:"error,omitempty"`
+	GeneratedVMUUID string `json:"-"`
+	// Submission is the token of the call that created the job (store.CreateJob sets it):
+	// withdrawing a submission removes only the job that call created.
+	Submission string            `json:"-"`
+	Result     json.RawMessage   `json:"result,omitempty"`
+	Error      *zstack.ErrorCode `json:"error,omitempty"`
 	// Attempts counts the runs that started anew after a failure or a crash (the first run
 	// is attempt 1); HandBacks counts the times a run gave its worker slot back without
 	// failing (no free clone slot, Redis unreachable) and came back later.
@@ -137,6 +141,10 @@ type Checkpoints struct {
 	// copy's checkpoint), from which a later run resumes them.
 	Copies map[string]CopyCheckpoint `json:"copies,omitempty"`
 	Done   []string                  `json:"done,omitempty"`
+	// PlaceEnded is when this run's place stage ended while its checkpoint (Placement) is
+	// not written yet: it is written with the network stage's, in one round trip. Not
+	// stored; a run that stops in between places again, on the same reservation.
+	PlaceEnded time.Time `json:"-"`
 }
 
 // DomainRef names the host a VM's domain may have been defined on.
@@ -253,9 +261,19 @@ type AllocatedNIC struct {
 type ClonedFile struct {
 	InstallPath string `json:"installPath"`
 	ActualSize  int64  `json:"actualSize"`
-	// Backing is set for an instant restore: InstallPath is a qcow2 overlay over it.
+	// Backing is set for an instant restore: until Hydrated, the VM runs from a qcow2
+	// overlay over it beside InstallPath (overlay.PathOf), and InstallPath is the qcow2 file
+	// the hydrate stage copies the disk into.
 	Backing *Backing `json:"backing,omitempty"`
+	// Hydrated tells an instant restore's volume whose VM runs from InstallPath alone (its
+	// copy ended in its pivot): the VM no longer reads its overlay or Backing, and a re-run
+	// must not put them back in the chain.
+	Hydrated bool `json:"hydrated,omitempty"`
 }
+
+// RunsFromBacking reports whether the volume's VM still reads its backup: an instant
+// restore's overlay not yet hydrated.
+func (f ClonedFile) RunsFromBacking() bool { return f.Backing != nil && !f.Hydrated }
 
 // Answer is the body ZStack answers for a finished job, on a poll and to a web hook:
 // {"inventory": ...} when it succeeded, {"error": ...} otherwise.

@@ -134,10 +134,10 @@ func New() *Metrics {
 			Name: "vmrestore_boot_checks_total", Help: "Boot checks of restored VMs, by mode (running, guestAgent, console) and outcome (passed, failed).",
 		}, []string{"mode", "outcome"}),
 		InstantHydrations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "vmrestore_instant_hydrations_total", Help: "Hydrations of instant restores this worker ended, by outcome (hydrated; failed: the pull failed, the backup changed or failed its checksum while it backed a running VM).",
+			Name: "vmrestore_instant_hydrations_total", Help: "Hydrations of instant restores this worker ended, by outcome (hydrated; failed: the copy failed, the backup changed or failed its checksum while it backed a running VM).",
 		}, []string{"outcome"}),
 		InstantPulledBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vmrestore_instant_pulled_bytes_total", Help: "Bytes of backup data this worker's hydrations pulled into overlays (as libvirt counts them: a raw backup's holes too).",
+			Name: "vmrestore_instant_pulled_bytes_total", Help: "Bytes of the disks this worker's hydrations copied into the volumes' files (as libvirt counts a block copy's progress).",
 		}),
 		InstantBackedVMs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vmrestore_instant_hydrations_running", Help: "Instant restores this worker is hydrating now: VMs running from their backups.",

@@ -166,13 +166,12 @@ func (s *stack) drill() {
 	if a.status != 201 || json.Unmarshal(a.body, &plan) != nil {
 		s.t.Fatalf("drill: %d %s", a.status, a.body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for plan.State != "succeeded" {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("the drill did not succeed: %s", plan.State)
-		}
-		time.Sleep(100 * time.Millisecond)
+	succeeded := testrig.Within(30*time.Second, func() bool {
 		json.Unmarshal(s.do("GET", "/api/v1/plans/"+plan.UUID+"?items=none", nil, nil).body, &plan)
+		return plan.State == "succeeded"
+	})
+	if !succeeded {
+		s.t.Fatalf("the drill did not succeed: %s", plan.State)
 	}
 }
 
@@ -185,10 +184,11 @@ func (s *stack) restore(group, jobUUID string, params map[string]any, headers ma
 		h[k] = v
 	}
 	a := s.do("POST", "/zstack/v1/vm-instances/from/vm-backups/"+group, map[string]any{"params": params}, h)
-	deadline := time.Now().Add(30 * time.Second)
-	for a.status == 202 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		a = s.do("GET", "/zstack/v1/api-jobs/"+jobUUID, nil, nil)
+	if a.status == 202 {
+		testrig.Within(30*time.Second, func() bool {
+			a = s.do("GET", "/zstack/v1/api-jobs/"+jobUUID, nil, nil)
+			return a.status != 202
+		})
 	}
 	return a
 }
@@ -222,20 +222,13 @@ func writeScrapeConfig(t testing.TB, root string, s *stack) string {
 	return path
 }
 
-// eventually retries check every 200 ms until it passes or within ends, then fails with its
-// last complaint.
+// eventually retries check (as testrig.Within does) until it passes or within ends, then
+// fails with its last complaint.
 func eventually(t testing.TB, within time.Duration, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %s: %v", what, within, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var err error
+	if !testrig.Within(within, func() bool { err = check(); return err == nil }) {
+		t.Fatalf("%s: still not true after %s: %v", what, within, err)
 	}
 }
 

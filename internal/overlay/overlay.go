@@ -1,6 +1,7 @@
 // Package overlay makes the qcow2 overlays of an instant restore: a small file on the
-// primary storage whose backing file is the volume's backup, so that a VM can run at once
-// from the backup while its data is pulled into the overlay. It also reads an overlay's
+// primary storage, beside the volume's file, whose backing file is the volume's backup, so
+// that a VM can run at once from the backup while its data is copied into the volume's file.
+// It also reads an image's
 // backing file back (qemu-img, sharing the image with the running VM), and tells whether a
 // backup file is still the one the overlay was made over (its identity).
 package overlay
@@ -28,6 +29,14 @@ const commandTimeout = time.Minute
 // ErrNoQemuImg is returned when qemu-img is not installed.
 var ErrNoQemuImg = errors.New("qemu-img is not installed: instant restores make qcow2 overlays with it " +
 	"(Debian/Ubuntu: apt-get install qemu-utils; RHEL/Rocky/Fedora: dnf install qemu-img)")
+
+// Suffix names an instant restore's overlay after the volume's file it stands in for: the VM
+// runs from <file>.overlay over the backup while the data is copied into <file>, then from
+// <file> alone, and the overlay is removed.
+const Suffix = ".overlay"
+
+// PathOf is the overlay that stands in for the volume file path.
+func PathOf(path string) string { return path + Suffix }
 
 // TempSuffix names the file an overlay is written to before it is renamed into place; a
 // crash between the two leaves it, for the volume's removal to take.

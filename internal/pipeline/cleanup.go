@@ -222,6 +222,10 @@ func (p *Pipeline) cleanUpVM(ctx context.Context, c *apiv1.PlanCleanup, v *apiv1
 	defer p.Store.UnlockVM(context.WithoutCancel(ctx), v.VMUUID, token)
 	r, err := p.Store.GetVMRecord(ctx, v.VMUUID)
 	if errors.Is(err, store.ErrNotFound) {
+		// An expunge interrupted while removing the record left it to finish.
+		if _, err := p.Store.FinishVMRemoval(ctx, v.VMUUID); err != nil {
+			return err
+		}
 		if v.State == apiv1.CleanupVMExpunging {
 			v.State = apiv1.CleanupVMExpunged // an earlier run released it all, and counted it
 		} else {
@@ -245,10 +249,9 @@ func (p *Pipeline) cleanUpVM(ctx context.Context, c *apiv1.PlanCleanup, v *apiv1
 	end := p.Metrics.StartStage("expunge", c.UUID)
 	defer end()
 	if r.VM.State != zstack.VMDestroyed {
-		if err := p.stopDomain(ctx, r, false); err != nil {
-			return vmError(zstack.CodeVMDestroy, r.VM, err)
+		if err := p.destroy(ctx, r, false); err != nil {
+			return err
 		}
-		r.VM.State, r.VM.HostUUID, r.VM.LastOpDate = zstack.VMDestroyed, "", zstack.Now()
 		if err := p.Store.UpdateVM(ctx, r); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}

@@ -662,8 +662,13 @@ func (p *Pipeline) removeVolumes(ctx context.Context, rec *job.Record) error {
 			continue
 		}
 		path := volumePath(rec, ps.URL, v)
-		if err := os.Remove(path + overlay.TempSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err) // an instant restore's overlay, cut short by a crash
+		if instant(rec) {
+			// An instant restore's overlay, and one cut short by a crash.
+			for _, f := range []string{overlay.PathOf(path), overlay.PathOf(path) + overlay.TempSuffix} {
+				if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
 		}
 		if err := clone.Remove(path); err != nil {
 			errs = append(errs, err)

@@ -16,19 +16,23 @@ import (
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/job"
 	"github.com/vmrestore/vmrestore/internal/overlay"
+	"github.com/vmrestore/vmrestore/internal/queue"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
 
 // Instant restores. The clone stage makes a qcow2 overlay over each volume's backup on the
-// primary storage instead of a copy (a few milliseconds, whatever the size); instantiate
-// starts the VM on its overlays, with the backups as their backing files; hydrate pulls the
-// backups into the overlays while the VM runs (libvirt's block pull, at the backup storage's
-// bandwidth, on one of its clone slots), then checks that every overlay stands alone. While
+// primary storage instead of a copy (a few milliseconds, whatever the size), beside the
+// volume's file (overlay.PathOf); instantiate starts the VM on its overlays, with the backups
+// as their backing files; hydrate copies each disk's chain into the volume's file while the
+// VM runs (libvirt's block copy, at the backup storage's bandwidth, on one of its clone
+// slots), switches the disk to it (pivot), checks that it stands alone, records it
+// (ClonedFile.Hydrated) and removes the overlay. The job's records name the volume's file
+// from the start, as a plain restore's do. While
 // the VM runs from a group, the group is marked in Redis (store.MarkBacking) and its backups
-// are checked: each is verified against its checksum beside the pull, and its identity
+// are checked: each is verified against its checksum beside the copy, and its identity
 // (size, times, inode) must be the one it had when its overlay was made, before and after
-// the pull. Any failure fails the job, loudly: never a silent "done".
+// the copy. Any failure fails the job, loudly: never a silent "done".
 
 // Volume states of a hydration in the job's progress.
 const (
@@ -38,7 +42,8 @@ const (
 
 func instant(rec *job.Record) bool { return rec.Request != nil && rec.Request.Instant }
 
-// volumePath is where a job's volume file lands: an instant restore's is its qcow2 overlay.
+// volumePath is where a job's volume file lands: an instant restore's is a qcow2 file (its
+// overlay stands beside it until the VM runs from it).
 func volumePath(rec *job.Record, psURL string, v job.PlannedVolume) string {
 	if instant(rec) {
 		v.Format = "qcow2"
@@ -52,7 +57,7 @@ func (p *Pipeline) hydrator() (hypervisor.Hydrator, error) {
 		return h, nil
 	}
 	return nil, zstack.Operation(zstack.Errorf(zstack.CodeOperation,
-		"an instant restore runs the VM from its backups and pulls the data in through libvirt, which the %s hypervisor does not do; set VMRESTORE_HYPERVISOR=libvirt on the workers, or restore without instantRestore::true",
+		"an instant restore runs the VM from its backups and copies the data in through libvirt, which the %s hypervisor does not do; set VMRESTORE_HYPERVISOR=libvirt on the workers, or restore without instantRestore::true",
 		p.Hypervisor.Name()))
 }
 
@@ -82,11 +87,12 @@ func (p *Pipeline) cloneInstant(ctx context.Context, ix *catalog.Index, rec *job
 			return err
 		}
 		path := volumePath(rec, ps.URL, v)
-		if err := overlay.Create(ctx, path, backing.Path, backing.Format); err != nil {
+		ovl := overlay.PathOf(path)
+		if err := overlay.Create(ctx, ovl, backing.Path, backing.Format); err != nil {
 			return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
-				"cannot make the overlay of volume backup[uuid:%s] on primary storage[uuid:%s] at %s: %v", v.BackupUUID, ps.UUID, path, err))
+				"cannot make the overlay of volume backup[uuid:%s] on primary storage[uuid:%s] at %s: %v", v.BackupUUID, ps.UUID, ovl, err))
 		}
-		st, err := os.Stat(path)
+		st, err := os.Stat(ovl)
 		if err != nil {
 			return err
 		}
@@ -167,10 +173,10 @@ func checkBacking(v job.PlannedVolume, b *job.Backing, when string) error {
 	return nil
 }
 
-// hydrate pulls an instant restore's backups into its overlays while its VM runs, and
+// hydrate copies an instant restore's disks into its volumes' files while its VM runs, and
 // records when it ended; other restores have nothing to hydrate.
 func (p *Pipeline) hydrate(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
-	if !instant(rec) || justCreate(rec) {
+	if !hydrates(rec) {
 		return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageHydrate, "", nil)
 	}
 	err := p.hydrateVolumes(ctx, ix, rec)
@@ -200,6 +206,10 @@ func (p *Pipeline) hydrate(ctx context.Context, ix *catalog.Index, rec *job.Reco
 	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageHydrate, "", nil)
 }
 
+// hydrates reports whether the job has a hydrate stage to run: an instant restore that
+// built a VM. The instantiate checkpoint of any other job passes the stage.
+func hydrates(rec *job.Record) bool { return instant(rec) && !justCreate(rec) }
+
 // instantOf is the job's instant course so far.
 func instantOf(rec *job.Record) job.Instant {
 	if rec.Instant != nil {
@@ -208,7 +218,7 @@ func instantOf(rec *job.Record) job.Instant {
 	return job.Instant{State: job.InstantRunning}
 }
 
-// hydrateVolumes makes sure the VM runs, then pulls its volumes one after another on a clone
+// hydrateVolumes makes sure the VM runs, then copies its volumes one after another on a clone
 // slot of the backup storage while the backups are verified against their checksums.
 func (p *Pipeline) hydrateVolumes(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	hy, err := p.hydrator()
@@ -220,12 +230,16 @@ func (p *Pipeline) hydrateVolumes(ctx context.Context, ix *catalog.Index, rec *j
 	if bs == nil {
 		return zstack.Operation(zstack.Errorf(zstack.CodeBackupStorage, "backup storage[uuid:%s] was removed from the site during the restore", r.BackupStorageUUID))
 	}
+	if err := p.settleHydrated(ctx, ix, hy, rec); err != nil {
+		return err
+	}
 	vm, err := p.domainSpec(ix, rec)
 	if err != nil {
 		return err
 	}
 	// A host or libvirtd that restarted may have stopped the VM: it starts again, from XML
-	// built now (the backups still in its chain), and its pull goes on.
+	// built now (the overlays of the volumes not yet copied, over their backups), and their
+	// copies start again.
 	if _, err := p.Hypervisor.Instantiate(ctx, vm, zstack.StrategyInstantStart, nil); err != nil {
 		return err
 	}
@@ -245,7 +259,7 @@ func (p *Pipeline) hydrateVolumes(ctx context.Context, ix *catalog.Index, rec *j
 		vols[i].state.Store(volWaiting)
 	}
 	stopProgress := p.writeProgress(ctx, rec.UUID, vols)
-	err = p.pullAll(slotCtx, hy, vm, rec, vols, bs)
+	err = p.copyAll(slotCtx, hy, vm, rec, vols, bs)
 	release()
 	if err == nil {
 		err = <-verified
@@ -255,19 +269,36 @@ func (p *Pipeline) hydrateVolumes(ctx context.Context, ix *catalog.Index, rec *j
 		p.Log.Debug("hydration progress not recorded", "err", werr)
 	}
 	if cause := context.Cause(work); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		return cause // a verification failed and stopped the pull
+		return cause // a verification failed and stopped the copy
+	}
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(slotCtx), errSlotLost) {
+		// As in the clone stage: the job gives its worker slot back (not an attempt spent)
+		// and follows the copy, which QEMU goes on with, once it has a slot again.
+		return fmt.Errorf("hydration stopped following its copy: %w: %w", errSlotLost, queue.ErrBusy)
 	}
 	return err
 }
 
-// pullAll pulls every volume of the VM, checking each backup before and after its pull and
-// each overlay after it.
-func (p *Pipeline) pullAll(ctx context.Context, hy hypervisor.Hydrator, vm *hypervisor.VM, rec *job.Record, vols []*volProgress, bs *catalog.BackupStorage) error {
+// copyAll copies every volume of the VM into its file, checking each backup before and after
+// its copy and each file after it; the overlay of a volume recorded hydrated is removed.
+func (p *Pipeline) copyAll(ctx context.Context, hy hypervisor.Hydrator, vm *hypervisor.VM, rec *job.Record, vols []*volProgress, bs *catalog.BackupStorage) error {
 	r := rec.Checkpoints.Resolved
 	for i, v := range r.Volumes {
 		f := rec.Checkpoints.Volumes[v.UUID]
 		if f.Backing == nil {
 			return fmt.Errorf("volume %s has no overlay recorded; the clone stage of this instant restore did not finish", v.UUID)
+		}
+		vp := vols[i]
+		if f.Hydrated {
+			// An earlier run copied it: its VM no longer reads the backup.
+			if err := removeOverlay(f); err != nil {
+				return err
+			}
+			vp.total.Store(f.Backing.Identity.Size)
+			vp.done.Store(f.Backing.Identity.Size)
+			vp.data.Store(vp.dataTotal)
+			vp.state.Store(volHydrated)
+			continue
 		}
 		var disk hypervisor.Disk
 		for _, d := range vm.Disks {
@@ -275,13 +306,12 @@ func (p *Pipeline) pullAll(ctx context.Context, hy hypervisor.Hydrator, vm *hype
 				disk = d
 			}
 		}
-		if err := checkBacking(v, f.Backing, "before its pull"); err != nil {
+		if err := checkBacking(v, f.Backing, "before its copy"); err != nil {
 			return err
 		}
-		vp := vols[i]
 		vp.state.Store(volHydrating)
 		var last atomic.Int64
-		opt := hypervisor.HydrateOptions{BandwidthBytesPerSecond: int64(bs.BandwidthBytesPerSecond), Progress: func(done, total int64) {
+		opt := hypervisor.HydrateOptions{Destination: f.InstallPath, BandwidthBytesPerSecond: int64(bs.BandwidthBytesPerSecond), Progress: func(done, total int64) {
 			vp.done.Store(done)
 			vp.total.Store(total)
 			vp.data.Store(min(done, vp.dataTotal))
@@ -296,18 +326,21 @@ func (p *Pipeline) pullAll(ctx context.Context, hy hypervisor.Hydrator, vm *hype
 			return err
 		}
 		if out.Resumed {
-			p.Log.Info("followed a pull an earlier run had started", "volume", v.UUID)
+			p.Log.Info("followed a copy an earlier run had started", "volume", v.UUID)
 		}
-		if err := checkBacking(v, f.Backing, "after its pull"); err != nil {
+		if err := checkBacking(v, f.Backing, "after its copy"); err != nil {
 			vp.state.Store(volFailed)
 			return err
 		}
 		if b, err := overlay.Backing(ctx, f.InstallPath); err != nil || b != "" {
 			vp.state.Store(volFailed)
 			return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
-				"after its pull, the overlay %s of volume %s should stand alone, and it names the backing file %q (%v)", f.InstallPath, v.UUID, b, err))
+				"after its copy, the file %s of volume %s should stand alone, and it names the backing file %q (%v)", f.InstallPath, v.UUID, b, err))
 		}
 		if err := p.recordHydrated(ctx, rec, v.UUID, f); err != nil {
+			return err
+		}
+		if err := removeOverlay(f); err != nil {
 			return err
 		}
 		vp.done.Store(vp.total.Load())
@@ -317,21 +350,75 @@ func (p *Pipeline) pullAll(ctx context.Context, hy hypervisor.Hydrator, vm *hype
 	return nil
 }
 
-// recordHydrated records a hydrated overlay's allocated size, which the VM's inventory shows.
+// settleHydrated records as hydrated each volume whose disk already runs from the volume's
+// file though the job does not say so (an earlier run's copy ended in its pivot, and the run
+// stopped before it recorded it): the VM, if it is started again, must not get its overlay
+// and backup back. The domain tells: its live definition if it runs, else the one libvirt
+// saved, which it rewrites at the pivot (read before the VM is defined again from XML built
+// now).
+func (p *Pipeline) settleHydrated(ctx context.Context, ix *catalog.Index, hy hypervisor.Hydrator, rec *job.Record) error {
+	vm, err := p.domainSpec(ix, rec)
+	if err != nil {
+		return err
+	}
+	for _, disk := range vm.Disks {
+		f, ok := rec.Checkpoints.Volumes[disk.VolumeUUID]
+		if !ok || !f.RunsFromBacking() {
+			continue
+		}
+		pivoted, err := hy.Pivoted(ctx, vm, disk, f.InstallPath)
+		if err != nil {
+			return err
+		}
+		if !pivoted {
+			continue
+		}
+		if b, err := overlay.Backing(ctx, f.InstallPath); err != nil || b != "" {
+			return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
+				"the VM runs from the file %s of volume %s, which should stand alone, and it names the backing file %q (%v)", f.InstallPath, disk.VolumeUUID, b, err))
+		}
+		p.Log.Info("the VM already runs from the volume's file (an earlier run's copy ended); recorded as hydrated", "volume", disk.VolumeUUID, "file", f.InstallPath)
+		if err := p.recordHydrated(ctx, rec, disk.VolumeUUID, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeOverlay removes the overlay of a hydrated volume (no longer in its VM's chain).
+func removeOverlay(f job.ClonedFile) error {
+	ovl := overlay.PathOf(f.InstallPath)
+	if err := os.Remove(ovl); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return zstack.Operation(zstack.Errorf(zstack.CodePrimaryStorage,
+			"cannot remove the overlay %s of a hydrated volume (its VM no longer reads it): %v; remove it by hand", ovl, err))
+	}
+	return nil
+}
+
+// recordHydrated records a volume as hydrated (its VM runs from its file alone), with the
+// file's allocated size, which the VM's inventory shows. The file gets the mode of a copied
+// volume's (libvirt makes the copy's file 0600).
 func (p *Pipeline) recordHydrated(ctx context.Context, rec *job.Record, volume string, f job.ClonedFile) error {
 	st, err := os.Stat(f.InstallPath)
 	if err != nil {
 		return err
 	}
+	if st.Mode().Perm() != clone.FileMode {
+		if err := os.Chmod(f.InstallPath, clone.FileMode); err != nil {
+			p.Log.Warn("the hydrated volume's file keeps the mode the hypervisor gave it; set it by hand if other tools read the primary storage",
+				"volume", volume, "file", f.InstallPath, "mode", st.Mode().Perm().String(), "want", clone.FileMode.String(), "err", err)
+		}
+	}
 	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 		f.ActualSize = sys.Blocks * 512
 	}
+	f.Hydrated = true
 	rec.Checkpoints.Volumes[volume] = f
 	return p.Store.SaveClonedVolume(ctx, rec.UUID, volume, f)
 }
 
-// verifyBackings re-reads every backup of the job against its checksum beside the pull, at
-// the backup storage's bandwidth; a mismatch or a read failure stops the pull (stop) with
+// verifyBackings re-reads every backup of the job against its checksum beside the copy, at
+// the backup storage's bandwidth; a mismatch or a read failure stops the copy (stop) with
 // the reason. The returned channel gives the outcome once all are read.
 func (p *Pipeline) verifyBackings(ctx context.Context, stop context.CancelCauseFunc, bs *catalog.BackupStorage, rec *job.Record) <-chan error {
 	out := make(chan error, 1)
@@ -373,7 +460,7 @@ func (p *Pipeline) verifyEach(ctx context.Context, bs *catalog.BackupStorage, re
 	return nil
 }
 
-// hydrationSlot takes a clone slot of the backup storage for the job's pulls, waiting for
+// hydrationSlot takes a clone slot of the backup storage for the job's copies, waiting for
 // one as long as it takes (the VM runs meanwhile); the slot's lease is renewed until release.
 func (p *Pipeline) hydrationSlot(ctx context.Context, bs *catalog.BackupStorage, rec *job.Record) (context.Context, func(), error) {
 	s := &slotScheduler{p: p, bs: bs, job: rec.UUID + "/hydrate", created: float64(rec.CreatedAt.UnixMilli())}

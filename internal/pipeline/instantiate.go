@@ -10,6 +10,7 @@ import (
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/job"
+	"github.com/vmrestore/vmrestore/internal/overlay"
 	"github.com/vmrestore/vmrestore/internal/store"
 	"github.com/vmrestore/vmrestore/internal/zstack"
 )
@@ -47,7 +48,14 @@ func (p *Pipeline) instantiate(ctx context.Context, ix *catalog.Index, rec *job.
 	}
 	inst := &job.Instance{HostUUID: vm.Host.UUID, State: out.State, BootCheck: out.BootCheck, Driver: p.Hypervisor.Name()}
 	rec.Checkpoints.Instance = inst
-	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageInstantiate, store.CheckpointInstance, inst)
+	if hydrates(rec) {
+		return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageInstantiate, store.CheckpointInstance, inst)
+	}
+	// Nothing to hydrate: the hydrate stage is passed in the same write (one round trip less).
+	rec.Checkpoints.Done = append(rec.Checkpoints.Done, job.StageHydrate)
+	now := time.Now()
+	return p.Store.SaveCheckpoints(ctx, rec.UUID, store.Checkpoint{Stage: job.StageInstantiate, Kind: store.CheckpointInstance, Value: inst, Ended: now},
+		store.Checkpoint{Stage: job.StageHydrate, Ended: now})
 }
 
 // domainSpec gathers what the driver needs from the job's checkpoints and the catalog.
@@ -78,7 +86,11 @@ func (p *Pipeline) domainSpec(ix *catalog.Index, rec *job.Record) (*hypervisor.V
 		disk := hypervisor.Disk{VolumeUUID: v.UUID, DeviceID: v.DeviceID, Path: f.InstallPath,
 			Format: v.Format, Root: v.Type == backup.VolumeRoot}
 		if b := f.Backing; b != nil {
-			disk.Format, disk.BackingPath, disk.BackingFormat = "qcow2", b.Path, b.Format
+			disk.Format = "qcow2"
+			if f.RunsFromBacking() {
+				disk.Path = overlay.PathOf(f.InstallPath)
+				disk.BackingPath, disk.BackingFormat = b.Path, b.Format
+			}
 		}
 		vm.Disks = append(vm.Disks, disk)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -18,16 +19,19 @@ import (
 )
 
 // The life cycle of a restored VM, as ZStack's VmInstanceBase runs it: destroy (the domain is
-// stopped and the VM kept as Destroyed, recoverable), expunge (everything the restore took
-// is released and the VM record removed), recover (Destroyed back to Stopped), stop (grace
-// or cold), start, reboot (a stop then a start, as ZStack's reboot flow). Each is a job of
-// its own, queued, polled and cancelled like a restore.
+// stopped, the host capacity and addresses given back as under ZStack's default deletion
+// policy, and the VM kept as Destroyed, recoverable), expunge (everything the restore still
+// holds is released and the VM record removed), recover (host capacity and addresses taken
+// again, Destroyed back to Stopped), stop (grace or cold), start, reboot (a stop then a
+// start, as ZStack's reboot flow). Each is a job of its own, queued, polled and cancelled
+// like a restore, and checks its account against the VM's owner when it runs.
 //
 // Safety under at-least-once delivery: the operations of one VM run one at a time (the VM's
 // lock); each step is idempotent (a stopped domain stops again as a no-op, a released
 // address releases again as a no-op), and a re-run that finds the VM already in the
-// operation's end state has nothing left to do. An expunge releases the VM record last, so
-// an interrupted one finds its VM again and finishes.
+// operation's end state has nothing left to do. An expunge releases the VM record last, in
+// a recorded step (store.DeleteVM), so an interrupted one finds its VM, or the record's
+// tombstone, again and finishes.
 
 // vmLockTTL bounds how long a dead worker's VM lock outlives it; it is renewed every lockRenew.
 const vmLockTTL = lockTTL
@@ -77,17 +81,7 @@ func (p *Pipeline) HandleVMOperation(ctx context.Context, t *asynq.Task) error {
 	work, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	go p.keepVMLock(work, stop, rec.Op.VMUUID, token)
-	go func() {
-		select {
-		case <-cancelled:
-			stop(errCancelled)
-		case <-work.Done():
-		}
-	}()
-	if rec.CancelAsked {
-		stop(errCancelled)
-	}
-	run, cancelDeadline := context.WithDeadlineCause(work, rec.Deadline(), errTimedOut)
+	run, cancelDeadline := jobContext(work, stop, cancelled, rec)
 	defer cancelDeadline()
 	result, err := p.runVMOperation(run, rec)
 	return p.endVMOperation(ctx, run, rec, result, err)
@@ -95,22 +89,7 @@ func (p *Pipeline) HandleVMOperation(ctx context.Context, t *asynq.Task) error {
 
 // keepVMLock renews the VM's lock until ctx ends; losing it stops the operation.
 func (p *Pipeline) keepVMLock(ctx context.Context, stop context.CancelCauseFunc, vm, token string) {
-	renewed := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(lockRenew):
-		}
-		ok, err := p.Store.LockVM(ctx, vm, token, vmLockTTL)
-		switch {
-		case err == nil && ok:
-			renewed = time.Now()
-		case err == nil && !ok, time.Since(renewed) >= lockFence:
-			stop(errLockLost)
-			return
-		}
-	}
+	p.keepLockWith(ctx, stop, func(ctx context.Context) (bool, error) { return p.Store.LockVM(ctx, vm, token, vmLockTTL) })
 }
 
 // endVMOperation ends the job with the operation's outcome, or hands it back to the queue.
@@ -172,11 +151,17 @@ func (p *Pipeline) runVMOperation(ctx context.Context, rec *job.Record) (json.Ra
 	r, err := p.Store.GetVMRecord(ctx, op.VMUUID)
 	if errors.Is(err, store.ErrNotFound) {
 		if op.Name == job.OpExpunge {
-			return nil, nil // gone: an earlier run of this expunge (or another) finished it
+			// Gone: an earlier run of this expunge (or another) removed it, or was
+			// interrupted while removing its record, which is finished now.
+			_, err := p.Store.FinishVMRemoval(ctx, op.VMUUID)
+			return nil, err
 		}
 		return nil, op.NotFound()
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkVMOwner(ctx, rec, r); err != nil {
 		return nil, err
 	}
 	// A run after one that started acting may find the VM in the end state already.
@@ -209,22 +194,37 @@ func (p *Pipeline) runVMOperation(ctx context.Context, rec *job.Record) (json.Ra
 	return json.Marshal(r.VM)
 }
 
+// checkVMOwner applies, when the operation runs, the tenancy rule the API applied when it
+// was queued (as a restore checks its group's owner when it runs): an account acts on its
+// own VMs, a SystemAdmin on any. An account deleted, or no longer SystemAdmin, meanwhile
+// finds another account's VM unknown, as the API would have answered.
+func (p *Pipeline) checkVMOwner(ctx context.Context, rec *job.Record, r *store.VMRecord) error {
+	if r.AccountUUID == rec.AccountUUID {
+		return nil
+	}
+	admin, err := p.Store.SystemAdmin(ctx, rec.AccountUUID)
+	if err != nil {
+		return err
+	}
+	if !admin {
+		p.Log.Warn("vm operation refused: its account may no longer act on the VM", "job", rec.UUID, "account", rec.AccountUUID, "vm", r.VM.UUID, "owner", r.AccountUUID)
+		return rec.Op.NotFound()
+	}
+	return nil
+}
+
 // changeState drives the hypervisor for an operation and sets the VM's new state in r.
 func (p *Pipeline) changeState(ctx context.Context, op *job.VMOp, r *store.VMRecord) error {
 	vm := r.VM
-	var err error
 	switch op.Name {
 	case job.OpDestroy:
-		err = p.stopDomain(ctx, r, false)
-		if err != nil && op.DeleteMode == job.DeleteEnforcing && !errors.Is(err, context.Canceled) {
-			p.Log.Warn("the domain could not be stopped; Enforcing destroys the VM anyway, its expunge removes the domain", "vm", vm.UUID, "err", err)
-			err = nil
+		if err := p.destroy(ctx, r, op.DeleteMode == job.DeleteEnforcing); err != nil {
+			return err
 		}
-		if err != nil {
-			return zstack.Wrap(zstack.CodeVMDestroy, zstack.Errorf(zstack.CodeOperation, "failed to stop VM[uuid:%s] on its host: %v; retry, or destroy it with deleteMode=Enforcing", vm.UUID, err))
-		}
-		vm.State, vm.HostUUID = zstack.VMDestroyed, ""
 	case job.OpRecover:
+		if err := p.recover(ctx, r); err != nil {
+			return err
+		}
 		vm.State = zstack.VMStopped
 	case job.OpStop:
 		if err := p.stopDomain(ctx, r, op.StopType == job.StopGrace); err != nil {
@@ -249,6 +249,110 @@ func (p *Pipeline) changeState(ctx context.Context, op *job.VMOp, r *store.VMRec
 		vm.State, vm.HostUUID = state, vm.LastHostUUID
 	}
 	vm.LastOpDate = zstack.Now()
+	return nil
+}
+
+// destroy stops a VM's domain and gives back what ZStack's destroy flow gives back under its
+// default deletion policy (vm.deletionPolicy Delay): the host's CPU, memory and VM slot
+// (VmReturnHostFlow) and the NICs' addresses (VmReturnReleaseNicFlow keeps each NIC and its
+// MAC, without IP). The volumes, their files and primary-storage bytes, the MACs, the domain
+// definition and the uuid stay for a recover, until the expunge. Each step is idempotent,
+// so a destroy that runs again after an interruption frees nothing twice. With enforcing
+// (deleteMode=Enforcing) a domain that cannot be stopped does not stop the destroy: the
+// expunge removes it.
+func (p *Pipeline) destroy(ctx context.Context, r *store.VMRecord, enforcing bool) error {
+	vm := r.VM
+	err := p.stopDomain(ctx, r, false)
+	if err != nil && enforcing && !errors.Is(err, context.Canceled) {
+		p.Log.Warn("the domain could not be stopped; Enforcing destroys the VM anyway, its expunge removes the domain", "vm", vm.UUID, "err", err)
+		err = nil
+	}
+	if err != nil {
+		return zstack.Wrap(zstack.CodeVMDestroy, zstack.Errorf(zstack.CodeOperation, "failed to stop VM[uuid:%s] on its host: %v; retry, or destroy it with deleteMode=Enforcing", vm.UUID, err))
+	}
+	if _, err := p.Store.ReturnHostCapacity(ctx, r.JobUUID); err != nil {
+		return err
+	}
+	if err := p.returnAddresses(ctx, r); err != nil {
+		return err
+	}
+	vm.State, vm.HostUUID, vm.LastOpDate = zstack.VMDestroyed, "", zstack.Now()
+	return nil
+}
+
+// returnAddresses gives back every NIC's address and clears it from the NIC (its MAC stays).
+func (p *Pipeline) returnAddresses(ctx context.Context, r *store.VMRecord) error {
+	ix, err := p.Catalog.Current(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range r.VM.VMNics {
+		n := &r.VM.VMNics[i]
+		if err := p.Store.ReleaseIP(ctx, n.L3NetworkUUID, ix.Ranges[n.L3NetworkUUID], nicOwner(r, n)); err != nil {
+			return err
+		}
+		n.IP, n.UsedIPUUID, n.Netmask, n.Gateway, n.UsedIPs = "", "", "", "", []zstack.UsedIPInventory{}
+	}
+	return nil
+}
+
+// nicOwner is the owner under which a restored VM's NIC holds its address and MAC.
+func nicOwner(r *store.VMRecord, n *zstack.VmNicInventory) string {
+	return job.PlannedNIC{UUID: n.UUID}.Owner(r.JobUUID)
+}
+
+// recover takes back what destroy gave back, all or nothing: the host's capacity (the VM
+// can only run on the host its volumes and domain are on) and an address for each NIC, by
+// its L3 network's allocation strategy. ZStack's recover takes neither and leaves that to
+// the next start (VmAllocateHostForStoppedVmFlow, VmAllocateNicForStartingVmFlow); a stopped
+// vmrestore VM holds its host's capacity and its addresses, so recover makes the checks
+// that start would, and fails as start would when the host is full or the L3 has no
+// address left.
+func (p *Pipeline) recover(ctx context.Context, r *store.VMRecord) (err error) {
+	vm := r.VM
+	full, err := p.Store.RetakeHostCapacity(ctx, r.JobUUID)
+	if err != nil {
+		return err
+	}
+	if full != "" {
+		what := "memory"
+		if strings.HasSuffix(full, ":cpu") {
+			what = "CPU"
+		}
+		return zstack.Operation(zstack.Errorf(zstack.CodeHostAllocation,
+			"no host having cpu[%d], memory[%d bytes] found: VM[uuid:%s] can only run on host[uuid:%s], whose %s was taken by other VMs after the destroy gave it back; free capacity there (stop, destroy or expunge another VM) and recover it again",
+			vm.CPUNum, vm.MemorySize, vm.UUID, vm.LastHostUUID, what))
+	}
+	defer func() {
+		if err != nil { // all or nothing: what this run took goes back
+			undo := context.WithoutCancel(ctx)
+			if _, rerr := p.Store.ReturnHostCapacity(undo, r.JobUUID); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			if rerr := p.returnAddresses(undo, r); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+	ix, err := p.Catalog.Current(ctx)
+	if err != nil {
+		return err
+	}
+	now := zstack.Now()
+	for i := range vm.VMNics {
+		n := &vm.VMNics[i]
+		if n.IP != "" {
+			continue
+		}
+		builder := &job.Record{UUID: r.JobUUID} // the NIC's address is held under its restore's job
+		a, err := p.allocateNIC(ctx, ix, builder, job.PlannedNIC{NIC: job.NIC{L3NetworkUUID: n.L3NetworkUUID, Mac: n.Mac}, UUID: n.UUID, DeviceID: n.DeviceID})
+		if err != nil {
+			return err
+		}
+		n.IP, n.UsedIPUUID, n.Netmask, n.Gateway = a.IP, zstack.NewUUID(), a.Netmask, a.Gateway
+		n.UsedIPs = []zstack.UsedIPInventory{{UUID: n.UsedIPUUID, IPRangeUUID: a.IPRangeUUID, L3NetworkUUID: n.L3NetworkUUID, IPVersion: 4,
+			IP: a.IP, Netmask: a.Netmask, Gateway: a.Gateway, IPInLong: a.IPInLong, VMNicUUID: n.UUID, CreateDate: now, LastOpDate: now}}
+	}
 	return nil
 }
 

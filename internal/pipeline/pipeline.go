@@ -21,6 +21,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/vmrestore/vmrestore/internal/backup"
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/hypervisor"
 	"github.com/vmrestore/vmrestore/internal/job"
@@ -48,6 +49,8 @@ type Pipeline struct {
 	// CloneCheckpointEvery is how many bytes of a volume a copy moves between two
 	// checkpoints it can resume from (0: copies are not resumable).
 	CloneCheckpointEvery int64
+	// Groups keeps the groups restores read (nil: each restore parses group.json anew).
+	Groups *backup.GroupCache
 }
 
 // The job lock: lockTTL bounds how long a dead worker's lock outlives it (the take-over then
@@ -137,17 +140,7 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 		// web hook is on its way, nothing else is left to do.
 		return p.notify(ctx, rec)
 	}
-	go func() {
-		select {
-		case <-cancelled:
-			stop(errCancelled)
-		case <-work.Done():
-		}
-	}()
-	if rec.CancelAsked {
-		stop(errCancelled)
-	}
-	run, cancelDeadline := context.WithDeadlineCause(work, rec.Deadline(), errTimedOut)
+	run, cancelDeadline := jobContext(work, stop, cancelled, rec)
 	defer cancelDeadline()
 
 	err = p.run(run, rec)
@@ -182,7 +175,7 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	}
 	if errors.Is(err, queue.ErrBusy) {
 		reason := metrics.HandBackContended
-		if errors.Is(err, errNoSlot) {
+		if errors.Is(err, errNoSlot) || errors.Is(err, errSlotLost) {
 			reason = metrics.HandBackCloneSlots
 		}
 		log.Debug("restore yields its worker slot and will come back", "stage", rec.Stage, "reason", err)
@@ -195,6 +188,22 @@ func (p *Pipeline) Handle(ctx context.Context, t *asynq.Task) (err error) {
 	}
 	return p.fail(ctx, rec, job.Failed, zstack.Operation(zstack.Errorf(zstack.CodeInternal,
 		"the %s stage kept failing and its retries are exhausted: %v", rec.Stage, err)))
+}
+
+// jobContext is the context a job's work runs in: work, stopped (errCancelled) when a
+// cancel arrives or was asked before, and ended (errTimedOut) at the job's deadline.
+func jobContext(work context.Context, stop context.CancelCauseFunc, cancelled <-chan struct{}, rec *job.Record) (context.Context, context.CancelFunc) {
+	go func() {
+		select {
+		case <-cancelled:
+			stop(errCancelled)
+		case <-work.Done():
+		}
+	}()
+	if rec.CancelAsked {
+		stop(errCancelled)
+	}
+	return context.WithDeadlineCause(work, rec.Deadline(), errTimedOut)
 }
 
 // outageWait bounds how long a handler whose stage lost Redis waits for it to come back.
@@ -317,6 +326,14 @@ func (p *Pipeline) stage(ctx context.Context, ix *catalog.Index, rec *job.Record
 func (p *Pipeline) fail(parent context.Context, rec *job.Record, state job.State, e *zstack.ErrorCode) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 2*time.Minute)
 	defer cancel()
+	// A placement whose checkpoint waited for the network stage's is recorded now: the
+	// failed job shows where it was placed and in which stage it failed.
+	if cps := unsavedPlace(rec); cps != nil {
+		if err := p.Store.SaveCheckpoints(ctx, rec.UUID, cps...); err != nil {
+			return fmt.Errorf("record the placement of job %s: %w", rec.UUID, err)
+		}
+		rec.Checkpoints.PlaceEnded = time.Time{}
+	}
 	if err := p.compensate(ctx, rec); err != nil {
 		p.Log.Error("compensation failed; the job will run again to finish it", "job", rec.UUID, "err", err)
 		return fmt.Errorf("compensate job %s: %w", rec.UUID, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"github.com/vmrestore/vmrestore/internal/catalog"
 	"github.com/vmrestore/vmrestore/internal/job"
@@ -57,14 +58,42 @@ func (p *Pipeline) place(ctx context.Context, ix *catalog.Index, rec *job.Record
 	}
 	pl := &job.Placement{HostUUID: res.HostUUID, ClusterUUID: res.ClusterUUID, ZoneUUID: res.ZoneUUID,
 		AllocatorStrategy: res.AllocatorStrategy, VolumeStorage: res.VolumeStorage}
+	// The checkpoint is written with the network stage's (one round trip less). Nothing
+	// keyed on the placement happens before then: the reservation is the job's, a run that
+	// stops in between places again and finds it, and no volume is written before the
+	// clone stage, which runs only after both checkpoints.
 	rec.Checkpoints.Placement = pl
-	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StagePlace, store.CheckpointPlacement, pl)
+	rec.Checkpoints.Done = append(rec.Checkpoints.Done, job.StagePlace)
+	rec.Checkpoints.PlaceEnded = time.Now()
+	return nil
+}
+
+// saveNetwork writes the network stage's checkpoint, with the place stage's if this run
+// placed the VM and has not written it yet.
+func (p *Pipeline) saveNetwork(ctx context.Context, rec *job.Record, nics []job.AllocatedNIC) error {
+	cp := store.Checkpoint{Stage: job.StageNetwork, Ended: time.Now()}
+	if nics != nil {
+		cp.Kind, cp.Value = store.CheckpointNICs, nics
+	}
+	if err := p.Store.SaveCheckpoints(ctx, rec.UUID, append(unsavedPlace(rec), cp)...); err != nil {
+		return err
+	}
+	rec.Checkpoints.PlaceEnded = time.Time{}
+	return nil
+}
+
+// unsavedPlace is the place stage's checkpoint if this run has not written it yet.
+func unsavedPlace(rec *job.Record) []store.Checkpoint {
+	if rec.Checkpoints.PlaceEnded.IsZero() {
+		return nil
+	}
+	return []store.Checkpoint{{Stage: job.StagePlace, Kind: store.CheckpointPlacement, Value: rec.Checkpoints.Placement, Ended: rec.Checkpoints.PlaceEnded}}
 }
 
 // network allocates each NIC's IP (static or by the L3's strategy) and MAC.
 func (p *Pipeline) network(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	if justCreate(rec) {
-		return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageNetwork, "", nil)
+		return p.saveNetwork(ctx, rec, nil)
 	}
 	r := rec.Checkpoints.Resolved
 	nics := make([]job.AllocatedNIC, 0, len(r.NICs))
@@ -76,7 +105,7 @@ func (p *Pipeline) network(ctx context.Context, ix *catalog.Index, rec *job.Reco
 		nics = append(nics, *a)
 	}
 	rec.Checkpoints.NICs = nics
-	return p.Store.SaveCheckpoint(ctx, rec.UUID, job.StageNetwork, store.CheckpointNICs, nics)
+	return p.saveNetwork(ctx, rec, nics)
 }
 
 func (p *Pipeline) allocateNIC(ctx context.Context, ix *catalog.Index, rec *job.Record, n job.PlannedNIC) (*job.AllocatedNIC, error) {
@@ -93,8 +122,15 @@ func (p *Pipeline) allocateNIC(ctx context.Context, ix *catalog.Index, rec *job.
 		mode = store.IPStatic
 		static, _ = catalog.IPToLong(n.StaticIP)
 	}
+	mac := n.Mac
+	if mac == "" {
+		mac = RandomMac(n.DeviceID)
+	}
+	// The address and the MAC are taken in one round trip; both are the owner's, so a
+	// failure below leaves nothing that the job's release (by owner) does not give back.
 	ranges := ix.Ranges[l3.UUID]
-	res, err := p.Store.AllocateIP(ctx, l3.UUID, ranges, owner, mode, static)
+	both, err := p.Store.AllocateNIC(ctx, l3.UUID, ranges, owner, mode, static, mac)
+	res := both.IP
 	if err == nil && res.Outcome == store.IPStale {
 		// The catalog changed under us: reload it and try once more.
 		if ix, err = p.Catalog.Current(ctx); err == nil {
@@ -125,19 +161,15 @@ func (p *Pipeline) allocateNIC(ctx context.Context, ix *catalog.Index, rec *job.
 			a.IPRangeUUID, a.Netmask, a.Gateway = rg.UUID, rg.Netmask, rg.Gateway
 		}
 	}
-
-	if n.Mac != "" {
-		mac, err := p.Store.ClaimMac(ctx, owner, n.Mac)
-		if errors.Is(err, store.ErrMacTaken) {
-			return nil, zstack.Operation(zstack.Errorf(zstack.CodeMACAllocation, "mac address[%s] is already used by another NIC", n.Mac))
-		}
-		if err != nil {
-			return nil, err
-		}
-		a.Mac = mac
+	if both.Mac != "" {
+		a.Mac = both.Mac
 		return a, nil
 	}
-	for try := 0; try < 5; try++ {
+	if n.Mac != "" {
+		return nil, zstack.Operation(zstack.Errorf(zstack.CodeMACAllocation, "mac address[%s] is already used by another NIC", n.Mac))
+	}
+	// The random MAC was another NIC's: draw again, alone.
+	for try := 1; try < 5; try++ {
 		mac, err := p.Store.ClaimMac(ctx, owner, RandomMac(n.DeviceID))
 		if errors.Is(err, store.ErrMacTaken) {
 			continue

@@ -22,7 +22,7 @@ func notFound(field, uuid, kind string) *zstack.ErrorCode {
 // that need them) and fixes the VM to build: uuids, sizes, volumes, NICs.
 func (p *Pipeline) resolve(ctx context.Context, ix *catalog.Index, rec *job.Record) error {
 	req := rec.Request
-	g, bs, err := findGroup(ix, req)
+	g, bs, err := findGroup(p.Groups, ix, req)
 	if err != nil {
 		return err
 	}
@@ -267,8 +267,9 @@ func checkStorages(ix *catalog.Index, req *job.Request) error {
 }
 
 // findGroup finds the group on an Enabled, Connected backup storage (the requested one, if
-// any) that holds all of its files.
-func findGroup(ix *catalog.Index, req *job.Request) (*backup.Group, *catalog.BackupStorage, error) {
+// any) that holds all of its files, read through groups (which may be nil). The group may be
+// shared with other restores: it must not be modified.
+func findGroup(groups *backup.GroupCache, ix *catalog.Index, req *job.Request) (*backup.Group, *catalog.BackupStorage, error) {
 	var storages []*catalog.BackupStorage
 	if u := req.BackupStorageUUID; u != "" {
 		bs := ix.BackupStorages[u]
@@ -291,7 +292,7 @@ func findGroup(ix *catalog.Index, req *job.Request) (*backup.Group, *catalog.Bac
 	var found *backup.Group
 	missing := ""
 	for _, bs := range storages {
-		g, err := backup.Read(bs.URL, req.GroupUUID)
+		g, err := groups.Read(bs.URL, req.GroupUUID)
 		if errors.Is(err, backup.ErrNoGroup) {
 			continue
 		}

@@ -207,6 +207,7 @@ func (r *Runner) tick(ctx context.Context, plan, token string) error {
 		}
 		if cur != old {
 			change.Item(idx, old, cur)
+			statuses[idx] = cur // what a cancel below changes from
 		}
 	}
 

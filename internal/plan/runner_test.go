@@ -111,6 +111,42 @@ func TestPlanProgressCountsData(t *testing.T) {
 	}
 }
 
+// A cancel in the round that also reads a running item's progress keeps both: the item's
+// bytes and the plan's total stay equal (the cancel once wrote the item back as it was
+// before the round, while the total kept the round's bytes).
+func TestCancelKeepsTheRoundsProgress(t *testing.T) {
+	f, r := newRunnerFixture(t, 2, 1<<30)
+	ctx := context.Background()
+	res, err := f.svc.Submit(ctx, f.spec("cancel"), "admin", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Tick(ctx, res.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.SetProgress(ctx, plan.JobUUID(res.UUID, 0, 1), job.Progress{BytesDone: 8 << 30, BytesTotal: 40 << 30, DataBytes: 256 << 20, DataBytesTotal: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Cancel(ctx, res.UUID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Tick(ctx, res.UUID); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := plan.Progress(ctx, f.st, res.UUID, true, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data, virtual int64
+	for _, it := range rep.Items {
+		data += it.BytesDone
+		virtual += it.VirtualBytesDone
+	}
+	if data != rep.BytesDone || virtual != rep.VirtualBytesDone || data != 256<<20 {
+		t.Fatalf("items add up to %d data and %d virtual bytes, the plan says %d and %d; want %d data", data, virtual, rep.BytesDone, rep.VirtualBytesDone, 256<<20)
+	}
+}
+
 // An instant item lets the next tier start once its VM runs (nextTierAfter: running, the
 // default), or only once it has ended (hydrated); the report counts the VMs running from
 // their backups.

@@ -50,12 +50,18 @@ func RunReport(ctx context.Context, st *store.Store, uuid string) (*apiv1.RunRep
 			r.TestNetworks = planspec.TestNetworks(&spec, ix)
 		}
 	}
+	var jobUUIDs []string
 	for _, it := range listing {
-		vm, err := reportVM(ctx, st, meta.CreatedAt, it, statuses[it.Index])
-		if err != nil {
-			return nil, err
+		if j := statuses[it.Index].Job; j != "" {
+			jobUUIDs = append(jobUUIDs, j)
 		}
-		r.VMs = append(r.VMs, vm)
+	}
+	jobs, err := st.GetJobs(ctx, jobUUIDs)
+	if err != nil {
+		return nil, fmt.Errorf("the jobs of plan %s: %w", uuid, err)
+	}
+	for _, it := range listing {
+		r.VMs = append(r.VMs, reportVM(meta.CreatedAt, it, statuses[it.Index], jobs))
 	}
 	r.Tiers = tierOutcomes(r.VMs)
 	for _, t := range r.Tiers {
@@ -79,8 +85,8 @@ func accountName(ctx context.Context, st *store.Store, uuid string) string {
 }
 
 // reportVM is one item's line: its status, and the timings of its last attempt's job (when
-// the job has not expired).
-func reportVM(ctx context.Context, st *store.Store, submitted time.Time, it store.PlanItem, s store.ItemStatus) (apiv1.RunReportVM, error) {
+// the job has not expired: jobs holds those that have not).
+func reportVM(submitted time.Time, it store.PlanItem, s store.ItemStatus, jobs map[string]*job.Record) apiv1.RunReportVM {
 	if s.State == "" {
 		s.State = store.ItemPending
 	}
@@ -90,22 +96,16 @@ func reportVM(ctx context.Context, st *store.Store, submitted time.Time, it stor
 		vm.DataBytes, vm.VirtualBytes = it.DataTotal, it.BytesTotal
 	}
 	vm.StartedAt, vm.FinishedAt = millisPtr(s.StartedAt), millisPtr(s.FinishedAt)
-	if s.Job == "" {
-		return vm, nil
-	}
-	rec, err := st.GetJob(ctx, s.Job)
-	if errors.Is(err, store.ErrNotFound) {
-		return vm, nil // expired: the plan's own timings stand
-	}
-	if err != nil {
-		return vm, fmt.Errorf("job %s of item %d: %w", s.Job, it.Index, err)
+	rec, ok := jobs[s.Job]
+	if s.Job == "" || !ok {
+		return vm // no job yet, or expired: the plan's own timings stand
 	}
 	fillFromJob(&vm, rec)
 	if s.State == store.ItemSucceeded && vm.FinishedAt != nil {
 		rto := vm.FinishedAt.Sub(submitted).Seconds()
 		vm.RTOSeconds = &rto
 	}
-	return vm, nil
+	return vm
 }
 
 // fillFromJob takes a VM's times, host, boot check and stage timings from its job.
@@ -258,14 +258,41 @@ func addCleanup(ctx context.Context, st *store.Store, r *apiv1.RunReport) error 
 // stored report that lacks a cleanup that has since ended is stored again with it, so that
 // what the cleanup freed is kept with the report.
 func StoredOrLiveReport(ctx context.Context, st *store.Store, uuid string, retention time.Duration) (*apiv1.RunReport, error) {
-	body, err := st.GetReport(ctx, uuid)
-	if errors.Is(err, store.ErrNotFound) {
-		r, err := RunReport(ctx, st, uuid)
-		if err != nil {
-			return nil, err
-		}
-		return r, addCleanup(ctx, st, r)
+	r, err := storedReport(ctx, st, uuid, retention)
+	if !errors.Is(err, store.ErrNotFound) {
+		return r, err
 	}
+	r, err = RunReport(ctx, st, uuid)
+	if err != nil {
+		return nil, err
+	}
+	return r, addCleanup(ctx, st, r)
+}
+
+// RecordCleanup stores a plan's report again with its cleanup, once the cleanup has ended
+// (the cleanup task calls it as it ends, so that the stored report shows what was freed at
+// once, not only when it is next read). An ended plan whose report is not stored yet gets
+// it now; a plan still running (its cleanup gave up waiting for it) gets it when it ends.
+func RecordCleanup(ctx context.Context, st *store.Store, uuid string, retention time.Duration) error {
+	_, err := storedReport(ctx, st, uuid, retention)
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	_, ps, err := st.GetPlan(ctx, uuid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // the plan itself is gone: no report to keep
+	}
+	if err != nil || !store.PlanEnded(ps.State) {
+		return err
+	}
+	_, err = SaveRunReport(ctx, st, uuid, retention)
+	return err
+}
+
+// storedReport reads the stored report of a plan with the plan's last cleanup, and stores it
+// again when that cleanup has ended since it was stored; ErrNotFound when none is stored.
+func storedReport(ctx context.Context, st *store.Store, uuid string, retention time.Duration) (*apiv1.RunReport, error) {
+	body, err := st.GetReport(ctx, uuid)
 	if err != nil {
 		return nil, err
 	}

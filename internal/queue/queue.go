@@ -58,13 +58,14 @@ var ErrDuplicate = errors.New("a task with this job uuid exists")
 // Client enqueues restore tasks.
 type Client struct {
 	c        *asynq.Client
+	in       *asynq.Inspector
 	maxRetry int
 }
 
 // NewClient enqueues through rdb. maxRetry bounds retries of transient failures (crashes do
 // not count, see IsFailure).
 func NewClient(rdb redis.UniversalClient, maxRetry int) *Client {
-	return &Client{c: asynq.NewClientFromRedisClient(rdb), maxRetry: maxRetry}
+	return &Client{c: asynq.NewClientFromRedisClient(rdb), in: asynq.NewInspectorFromRedisClient(rdb), maxRetry: maxRetry}
 }
 
 // EnqueueRestore queues the restore of a job. deadline is the job's own timeout: the worker
@@ -92,6 +93,19 @@ func (c *Client) enqueueJob(ctx context.Context, taskType, what, jobUUID string,
 		return fmt.Errorf("enqueue %s %s: %w", what, jobUUID, err)
 	}
 	return nil
+}
+
+// Queued reports whether a job's task is in the restore queue (waiting, running, or to be
+// retried); a task that has ended is gone from it.
+func (c *Client) Queued(jobUUID string) (bool, error) {
+	_, err := c.in.GetTaskInfo(QueueRestore, jobUUID)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("look for the task of job %s: %w", jobUUID, err)
 }
 
 // EnqueuePlanCleanup queues the cleanup of a plan; run is the cleanup's own uuid, so that a

@@ -3,6 +3,7 @@ package reportpage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,12 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmrestore/vmrestore/internal/apiv1"
 	"github.com/vmrestore/vmrestore/internal/testenv"
 )
 
-// screenshotFile is the documentation's picture of a report; VMRESTORE_UPDATE_SCREENSHOT=1
-// rewrites it from this test's rendering.
-const screenshotFile = "../../docs/img/drill-report.png"
+// screenshotFile is the documentation's picture of a report: the report of a real drill on
+// the demo site (screenshotReport, which the app's TestDrillReport writes), as this test's
+// Chromium renders it. VMRESTORE_UPDATE_SCREENSHOT=1 rewrites it.
+const (
+	screenshotFile   = "../../docs/img/drill-report.png"
+	screenshotReport = "../../docs/img/drill-report.json"
+)
 
 // The page, opened by a real headless Chromium: it renders (the DOM Chromium built holds the
 // report and the timeline's bars), and it makes no network request: every request Chromium
@@ -70,9 +76,13 @@ func TestPageInHeadlessChromium(t *testing.T) {
 		t.Fatalf("the recording proxy did not see the canary page's image (saw %q): it would not see the report's requests either", seen)
 	}
 
-	shot := filepath.Join(dir, "shot.png")
 	dom := runChromium(t, chromium, dir, proxy.URL, "--dump-dom", "file://"+file)
-	runChromium(t, chromium, dir, proxy.URL, "--screenshot="+shot, "--window-size=1040,1180", "--hide-scrollbars", "file://"+file)
+	real := filepath.Join(dir, "drill.html")
+	if err := os.WriteFile(real, realDrillPage(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(dir, "shot.png")
+	runChromium(t, chromium, dir, proxy.URL, "--screenshot="+shot, "--window-size=1040,1180", "--hide-scrollbars", "file://"+real)
 
 	for _, want := range []string{`<svg id="timeline"`, "dc-east quarterly drill", "Tier 3", "web-03-drill", "l3-drill-mgmt", "VMs destroyed and expunged", "<rect"} {
 		if !strings.Contains(dom, want) {
@@ -96,6 +106,24 @@ func TestPageInHeadlessChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// realDrillPage is the page of the stored report of a real drill (screenshotReport).
+func realDrillPage(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(screenshotReport)
+	if err != nil {
+		t.Fatalf("the real drill's report: %v (VMRESTORE_UPDATE_SCREENSHOT=1 go test -run TestDrillReport ./internal/app writes it)", err)
+	}
+	var rep apiv1.RunReport
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Mode != apiv1.ModeDrill || rep.Cleanup == nil || len(rep.VMs) == 0 {
+		t.Fatalf("%s is no cleaned-up drill's report: %v", screenshotReport, err)
+	}
+	var page bytes.Buffer
+	if err := HTML(&page, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return page.Bytes()
 }
 
 // runChromium runs headless Chromium with every request sent to proxy, and returns stdout.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"math"
 	"strconv"
 	"time"
 
@@ -144,7 +145,7 @@ func newChart(r *apiv1.RunReport) chart {
 			end = *vm.FinishedAt
 		}
 	}
-	span := max(end.Sub(start).Seconds(), 1)
+	span, step := axis(end.Sub(start).Seconds())
 	x := func(t time.Time) float64 {
 		return labelWidth + barsWidth*max(0, t.Sub(start).Seconds())/span
 	}
@@ -171,9 +172,8 @@ func newChart(r *apiv1.RunReport) chart {
 		}
 	}
 	axisY := y + 4
-	for i := 0; i <= 5; i++ {
-		s := span * float64(i) / 5
-		c.Ticks = append(c.Ticks, tick{X: labelWidth + barsWidth*float64(i)/5, Label: duration(s)})
+	for s := 0.0; s <= span*(1+1e-9); s += step {
+		c.Ticks = append(c.Ticks, tick{X: labelWidth + barsWidth*s/span, Label: duration(s)})
 	}
 	if r.RTOSeconds != nil {
 		c.RTO = &marker{X: labelWidth + barsWidth**r.RTOSeconds/span, Label: "RTO " + duration(*r.RTOSeconds)}
@@ -184,6 +184,26 @@ func newChart(r *apiv1.RunReport) chart {
 	c.AxisY, c.LegendY = axisY, axisY+axisHeight
 	c.Height = axisY + axisHeight + 24
 	return c
+}
+
+// axisSteps are the steps between the time axis's ticks, in seconds: round numbers of
+// seconds, then of minutes and hours.
+var axisSteps = []float64{0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30,
+	60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400}
+
+// axis is the time axis for a run of the given length in seconds: its end and the step
+// between its ticks, the smallest round step that needs at most 5 of them, so that a run of
+// 0.3 s is drawn over 0.3 s in steps of 0.1 s and one of 47 min over 50 min in steps of 10.
+func axis(seconds float64) (span, step float64) {
+	seconds = max(seconds, 0.01)
+	step = axisSteps[len(axisSteps)-1]
+	for _, s := range axisSteps {
+		if s*5 >= seconds {
+			step = s
+			break
+		}
+	}
+	return step * max(1, math.Ceil(seconds/step-1e-9)), step
 }
 
 func rtoText(v *float64) string {

@@ -95,9 +95,11 @@ func seconds(v *float64) string {
 	return strconv.FormatFloat(*v, 'f', 3, 64)
 }
 
-// duration writes seconds as people read them: 42.1 s, 3 min 05 s, 1 h 02 min.
+// duration writes seconds as people read them: 340 ms, 42.1 s, 3 min 05 s, 1 h 02 min.
 func duration(v float64) string {
 	switch {
+	case v < 1:
+		return fmt.Sprintf("%.0f ms", v*1000)
 	case v < 60:
 		return fmt.Sprintf("%.1f s", v)
 	case v < 3600:

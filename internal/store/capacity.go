@@ -99,10 +99,12 @@ end
 return {'full', lastFull}
 `)
 
-// releaseScript gives a job's reservation back exactly once.
+// releaseScript gives a job's reservation back exactly once, with its host claims that a
+// destroy returned already (they are not in use: they are only forgotten).
 //
-// KEYS: used, resv, resvs. ARGV: job.
+// KEYS: used, resv, resvs, returned. ARGV: job.
 var releaseScript = redis.NewScript(`
+redis.call('DEL', KEYS[4])
 local rec = redis.call('GET', KEYS[2])
 if not rec then return 0 end
 local first = true
@@ -158,11 +160,90 @@ func (s *Store) Reserve(ctx context.Context, job string, cands []Candidate) (Res
 // Release gives back a job's reservation. It reports whether there was one; releasing twice
 // is harmless.
 func (s *Store) Release(ctx context.Context, job string) (bool, error) {
-	n, err := releaseScript.Run(ctx, s.rdb, []string{keyCapUsed(), keyCapResv(job), keyCapResvSet()}, job).Int()
+	n, err := releaseScript.Run(ctx, s.rdb, []string{keyCapUsed(), keyCapResv(job), keyCapResvSet(), keyCapReturned(job)}, job).Int()
 	if err != nil {
 		return false, fmt.Errorf("release capacity: %w", err)
 	}
 	return n == 1, nil
+}
+
+// A destroyed VM gives its host's CPU, memory and VM slot back, as ZStack's destroy flow
+// does (VmReturnHostFlow), and keeps its primary-storage bytes until it is expunged: the
+// reservation's host claims move aside (the job's "returned" record, same slot), and a
+// recover takes them again if the host still has room.
+
+// returnHostScript moves a reservation's host claims aside and gives them back; a second run
+// finds none and does nothing. KEYS: used, resv, returned.
+var returnHostScript = redis.NewScript(`
+local rec = redis.call('GET', KEYS[2])
+if not rec then return 0 end
+local kept, moved, first, n = '', '', true, 0
+for line in string.gmatch(rec, '[^\n]+') do
+  if first then
+    first, kept = false, line
+  elseif string.sub(line, 1, 2) == 'h:' then
+    local f, amt = string.match(line, '^(%S+) (%S+)')
+    redis.call('HINCRBY', KEYS[1], f, '-' .. amt)
+    moved = moved .. '\n' .. line
+    n = n + 1
+  else
+    kept = kept .. '\n' .. line
+  end
+end
+if n == 0 then return 0 end
+redis.call('SET', KEYS[2], kept)
+redis.call('SET', KEYS[3], (redis.call('GET', KEYS[3]) or '') .. moved)
+return n
+`)
+
+// retakeHostScript takes a reservation's returned host claims again if every limited one
+// still fits; it returns an empty string (taken, or nothing to take) or the field that is full.
+// KEYS: limit, used, resv, returned.
+var retakeHostScript = redis.NewScript(`
+local moved = redis.call('GET', KEYS[4])
+if not moved then return '' end
+local rec = redis.call('GET', KEYS[3])
+if not rec then
+  redis.call('DEL', KEYS[4])
+  return ''
+end
+for line in string.gmatch(moved, '[^\n]+') do
+  local f, amt, counter = string.match(line, '^(%S+) (%S+) (%S+)')
+  if counter == '0' then
+    local lim = tonumber(redis.call('HGET', KEYS[1], f) or '-1')
+    local used = tonumber(redis.call('HGET', KEYS[2], f) or '0')
+    if lim < 0 or used + tonumber(amt) > lim then return f end
+  end
+end
+for line in string.gmatch(moved, '[^\n]+') do
+  local f, amt = string.match(line, '^(%S+) (%S+)')
+  redis.call('HINCRBY', KEYS[2], f, amt)
+end
+redis.call('SET', KEYS[3], rec .. moved)
+redis.call('DEL', KEYS[4])
+return ''
+`)
+
+// ReturnHostCapacity gives back the host claims (CPU, memory, VM count) of a job's
+// reservation and keeps them aside for RetakeHostCapacity; it reports whether there were
+// any. Returning twice is harmless.
+func (s *Store) ReturnHostCapacity(ctx context.Context, job string) (bool, error) {
+	n, err := returnHostScript.Run(ctx, s.rdb, []string{keyCapUsed(), keyCapResv(job), keyCapReturned(job)}).Int()
+	if err != nil {
+		return false, fmt.Errorf("return host capacity: %w", err)
+	}
+	return n > 0, nil
+}
+
+// RetakeHostCapacity takes the host claims ReturnHostCapacity put aside again, all or none:
+// full is the capacity field that has no room left for them (empty when they were taken, or
+// when there was nothing to take). Taking twice is harmless.
+func (s *Store) RetakeHostCapacity(ctx context.Context, job string) (full string, err error) {
+	full, err = retakeHostScript.Run(ctx, s.rdb, []string{keyCapLimit(), keyCapUsed(), keyCapResv(job), keyCapReturned(job)}).Text()
+	if err != nil {
+		return "", fmt.Errorf("take host capacity again: %w", err)
+	}
+	return full, nil
 }
 
 // GetReservation returns a job's reservation, or ErrNotFound.

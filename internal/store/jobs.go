@@ -70,7 +70,8 @@ redis.call('HSET', KEYS[1], 'submission', unpack(ARGV))
 return 1
 `)
 
-// CreateJob stores a new pending job. It fails with ErrJobExists if the uuid was used.
+// CreateJob stores a new pending job, under the submission token r.Submission (made if
+// empty). It fails with ErrJobExists if the uuid was used.
 func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 	req, err := json.Marshal(r.Request)
 	if err != nil {
@@ -80,8 +81,11 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 	if err != nil {
 		return err
 	}
+	if r.Submission == "" {
+		r.Submission = zstack.NewUUID()
+	}
 	n, err := createJobScript.Run(ctx, s.rdb, []string{keyJob(r.UUID)},
-		zstack.NewUUID(),
+		r.Submission,
 		jfAccount, r.AccountUUID,
 		jfRequest, req,
 		jfCreated, r.CreatedAt.UnixMilli(),
@@ -101,6 +105,41 @@ func (s *Store) CreateJob(ctx context.Context, r *job.Record) error {
 		return ErrJobExists
 	}
 	return nil
+}
+
+// JobSubmission is what the API reads of a job whose uuid a submission repeats: whether it
+// ever started, the resourceUuid its request named, and its plan (a plan queues its items'
+// jobs tier by tier).
+type JobSubmission struct {
+	State        job.State
+	Attempts     int
+	ResourceUUID string
+	Plan         string
+}
+
+// GetJobSubmission reads it whoever the job belongs to (the API tells from it only whether
+// the uuid is taken). ErrNotFound if the job does not exist.
+func (s *Store) GetJobSubmission(ctx context.Context, uuid string) (*JobSubmission, error) {
+	v, err := s.rdb.HMGet(ctx, keyJob(uuid), jfState, jfAttempts, jfRequest, jfPlan).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read job %s: %w", uuid, err)
+	}
+	state, _ := v[0].(string)
+	if state == "" {
+		return nil, ErrNotFound
+	}
+	attempts, _ := v[1].(string)
+	plan, _ := v[3].(string)
+	out := &JobSubmission{State: job.State(state), Plan: plan}
+	out.Attempts, _ = strconv.Atoi(attempts)
+	if raw, _ := v[2].(string); raw != "" {
+		var req job.Request
+		if err := json.Unmarshal([]byte(raw), &req); err != nil {
+			return nil, fmt.Errorf("job %s: its request: %w", uuid, err)
+		}
+		out.ResourceUUID = req.ResourceUUID
+	}
+	return out, nil
 }
 
 // createEndedJobScript creates a job hash that has already ended, unless the key exists: it
@@ -170,10 +209,12 @@ func (s *Store) JobExists(ctx context.Context, uuid string) (bool, error) {
 	return n == 1, err
 }
 
-// abandonJobScript deletes a job record that no attempt has started: 1 when it deleted it,
-// 0 when there was none, -1 when an attempt has started.
+// abandonJobScript deletes a job record that no attempt has started, if the submission
+// (ARGV[1]) created it: 1 when it deleted it, 0 when there was none, -1 when an attempt has
+// started or another submission created it.
 var abandonJobScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'submission') ~= ARGV[1] then return -1 end
 if redis.call('HGET', KEYS[1], 'state') == 'pending' and redis.call('HGET', KEYS[1], 'attempts') == '0' then
   redis.call('DEL', KEYS[1])
   return 1
@@ -181,12 +222,13 @@ end
 return -1
 `)
 
-// AbandonJob undoes a submission whose task could not be queued: it deletes the job record
+// AbandonJob undoes a submission whose task could not be queued, or whose job creation got
+// no answer: it deletes the job record the submission created (its token, see CreateJob)
 // and releases the resourceUuid binding (skipped when resource is empty), unless an attempt
-// has started (the task was queued after all, and the job runs as usual). Repeating it is
-// harmless.
-func (s *Store) AbandonJob(ctx context.Context, uuid, resource string, b ResourceBinding) error {
-	n, err := abandonJobScript.Run(ctx, s.rdb, []string{keyJob(uuid)}).Int()
+// has started (the task was queued after all, and the job runs as usual) or the job is
+// another call's (a retry created it after this one failed). Repeating it is harmless.
+func (s *Store) AbandonJob(ctx context.Context, uuid, submission, resource string, b ResourceBinding) error {
+	n, err := abandonJobScript.Run(ctx, s.rdb, []string{keyJob(uuid)}, submission).Int()
 	if err != nil {
 		return fmt.Errorf("abandon job %s: %w", uuid, err)
 	}
@@ -223,6 +265,46 @@ func (s *Store) GetJob(ctx context.Context, uuid string) (*job.Record, error) {
 		return nil, ErrNotFound
 	}
 	return decodeJob(uuid, m)
+}
+
+// GetJobs reads many jobs as GetJob does, pipelined: one round trip per 500 jobs. Jobs that
+// do not exist, have expired or are another account's (OnBehalfOf) are left out of the map.
+func (s *Store) GetJobs(ctx context.Context, uuids []string) (map[string]*job.Record, error) {
+	out := make(map[string]*job.Record, len(uuids))
+	account, scoped := viewer(ctx)
+	const batch = 500
+	for i := 0; i < len(uuids); i += batch {
+		part := uuids[i:min(i+batch, len(uuids))]
+		pipe := s.rdb.Pipeline()
+		reads := make([]func() (map[string]string, error), 0, len(part))
+		for _, u := range part {
+			if scoped {
+				c := viewJobScript.Eval(ctx, pipe, []string{keyJob(u)}, account)
+				reads = append(reads, func() (map[string]string, error) { return flatMap(c.Slice()) })
+			} else {
+				c := pipe.HGetAll(ctx, keyJob(u))
+				reads = append(reads, c.Result)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for k, read := range reads {
+			m, err := read()
+			if err != nil {
+				return nil, err
+			}
+			if len(m) == 0 || m[jfState] == "" {
+				continue
+			}
+			r, err := decodeJob(part[k], m)
+			if err != nil {
+				return nil, err
+			}
+			out[part[k]] = r
+		}
+	}
+	return out, nil
 }
 
 func decodeJob(uuid string, m map[string]string) (*job.Record, error) {
@@ -512,31 +594,54 @@ func (s *Store) SaveDomainRef(ctx context.Context, uuid string, ref job.DomainRe
 // SaveCheckpoint records a stage's result, marks the stage done and the next one current,
 // in one write.
 func (s *Store) SaveCheckpoint(ctx context.Context, uuid, stage, kind string, v any) error {
-	fields := checkpointFields(stage)
-	if kind != "" {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err
+	return s.SaveCheckpoints(ctx, uuid, Checkpoint{Stage: stage, Kind: kind, Value: v, Ended: time.Now()})
+}
+
+// Checkpoint is one stage's checkpoint for SaveCheckpoints: the stage, its result stored
+// under Kind (none when Kind is empty), and when the stage ended.
+type Checkpoint struct {
+	Stage, Kind string
+	Value       any
+	Ended       time.Time
+}
+
+// SaveCheckpoints records the checkpoints of consecutive stages in one write: each stage's
+// result, the stages done, and the stage after the last one current. A run writes two at
+// once where a stage's checkpoint rides with the next one's (see the pipeline), or where a
+// stage has nothing to do for the job (an instantiated VM that is not an instant restore
+// has nothing to hydrate).
+func (s *Store) SaveCheckpoints(ctx context.Context, uuid string, cps ...Checkpoint) error {
+	var fields []any
+	for _, cp := range cps {
+		fields = append(fields, jfDone+cp.Stage, "1", jfStageEnd+cp.Stage, cp.Ended.UnixMilli())
+		if cp.Kind != "" {
+			b, err := json.Marshal(cp.Value)
+			if err != nil {
+				return err
+			}
+			fields = append(fields, cp.Kind, b)
 		}
-		fields = append(fields, kind, b)
-	}
-	if stage == job.StageResolve {
-		if r, ok := v.(*job.Resolved); ok {
+		if r, ok := cp.Value.(*job.Resolved); ok && cp.Stage == job.StageResolve {
 			fields = append(fields, jfVM, r.VMUUID)
 		}
 	}
+	fields = append(fields, nextStageField(cps[len(cps)-1].Stage)...)
 	return s.rdb.HSet(ctx, keyJob(uuid), fields...).Err()
 }
 
-// checkpointFields are the fields that mark stage done and the next one current.
+// checkpointFields are the fields that mark a stage done and the next one current.
 func checkpointFields(stage string) []any {
-	fields := []any{jfDone + stage, "1", jfStageEnd + stage, time.Now().UnixMilli()}
+	return append([]any{jfDone + stage, "1", jfStageEnd + stage, time.Now().UnixMilli()}, nextStageField(stage)...)
+}
+
+// nextStageField makes the stage after stage current (nothing after the last).
+func nextStageField(stage string) []any {
 	for i, st := range job.Stages {
 		if st == stage && i+1 < len(job.Stages) {
-			fields = append(fields, jfStage, job.Stages[i+1])
+			return []any{jfStage, job.Stages[i+1]}
 		}
 	}
-	return fields
+	return nil
 }
 
 // SaveClonedVolume records one finished volume of the clone stage (and drops its copy's

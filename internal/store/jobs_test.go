@@ -47,14 +47,23 @@ func TestStartAttemptRecordsTheFirstStageLeft(t *testing.T) {
 		again.Checkpoints.Placement == nil || again.Checkpoints.Placement.HostUUID != "h" {
 		t.Fatalf("second attempt: prev %q, record %+v, err %v", prev, again, err)
 	}
-	// Every stage but the commit done: the commit runs.
-	for _, s := range []string{job.StageNetwork, job.StageClone, job.StageInstantiate, job.StageHydrate} {
+	// Every stage but the commit done, the hydrate stage passed with the instantiate
+	// checkpoint: the commit runs.
+	for _, s := range []string{job.StageNetwork, job.StageClone} {
 		if err := st.SaveCheckpoint(ctx, id, s, "", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, r, err := st.StartAttempt(ctx, id, ""); err != nil || r.Stage != job.StageCommit {
-		t.Fatalf("all but the commit done: stage %q, err %v", r.Stage, err)
+	if err := st.SaveCheckpoints(ctx, id, store.Checkpoint{Stage: job.StageInstantiate, Kind: store.CheckpointInstance, Value: &job.Instance{HostUUID: "h"}, Ended: time.Now()},
+		store.Checkpoint{Stage: job.StageHydrate, Ended: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := st.GetJob(ctx, id); err != nil || r.Stage != job.StageCommit {
+		t.Fatalf("after the instantiate checkpoint that passes the hydrate stage: stage %q, err %v", r.Stage, err)
+	}
+	if _, r, err := st.StartAttempt(ctx, id, ""); err != nil || r.Stage != job.StageCommit || !r.Checkpoints.StageDone(job.StageHydrate) ||
+		r.Checkpoints.Instance == nil || r.StageEnded[job.StageHydrate].IsZero() {
+		t.Fatalf("all but the commit done: stage %q, checkpoints %+v, err %v", r.Stage, r.Checkpoints, err)
 	}
 	// An ended job is returned as it ended, not counted again.
 	if _, err := st.FinishJob(ctx, id, job.Succeeded, []byte(`{}`), nil); err != nil {
@@ -178,9 +187,9 @@ func TestSystemAdminSeesANewAccountAtOnce(t *testing.T) {
 func TestCreateJobResentAfterATimeoutIsNotADuplicate(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	// A client that gives up on an answer after 200 ms and resends it on a new connection
+	// A client that gives up on an answer after a second and resends it on a new connection
 	// (go-redis's default).
-	impatient := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: 200 * time.Millisecond})
+	impatient := redis.NewClient(&redis.Options{Addr: srv.Addr, ReadTimeout: time.Second})
 	t.Cleanup(func() { impatient.Close() })
 	st := store.New(impatient)
 	for range 2 { // load the scripts
@@ -192,13 +201,14 @@ func TestCreateJobResentAfterATimeoutIsNotADuplicate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The server is busy for 320 ms from just before the create: its first try times out
-	// at 220 ms while queued; the resent try, on a new connection whose handshake waits for
-	// the end of the busy spell (under its 200 ms limit), runs after the first try's script
-	// and finds the job already there.
+	// The server is busy for 1.6 s from just before the create: its first try times out
+	// at 1.05 s while queued; the resent try, on a new connection whose handshake waits for
+	// the end of the busy spell (some 0.55 s, under its 1 s limit), runs after the first
+	// try's script and finds the job already there. Each margin is 0.45 s or more, wide
+	// enough for CI's load, where a 200 ms limit against a 320 ms spell timed the resend out.
 	busy := func() {
 		srv.Client().Eval(ctx, `local s = redis.call('TIME'); local start = s[1]*1e6 + s[2]
-			repeat local n = redis.call('TIME') until n[1]*1e6 + n[2] - start > 320000 return 1`, nil)
+			repeat local n = redis.call('TIME') until n[1]*1e6 + n[2] - start > 1600000 return 1`, nil)
 	}
 	for i, create := range []func(*job.Record) error{
 		func(r *job.Record) error { return st.CreateJob(ctx, r) },
@@ -209,12 +219,14 @@ func TestCreateJobResentAfterATimeoutIsNotADuplicate(t *testing.T) {
 		rec := &job.Record{UUID: fmt.Sprintf("%032x", i+1), AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour,
 			Request: &job.Request{GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21"}}
 		go busy()
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 		if err := create(rec); err != nil {
 			t.Fatalf("create %d, resent while Redis was busy: %v", i, err)
 		}
-		// A second, separate submission with the same uuid is a duplicate.
-		if err := create(rec); !errors.Is(err, store.ErrJobExists) {
+		// A second, separate submission (a token of its own) with the same uuid is a duplicate.
+		again := *rec
+		again.Submission = ""
+		if err := create(&again); !errors.Is(err, store.ErrJobExists) {
 			t.Fatalf("create %d submitted again: want ErrJobExists, got %v", i, err)
 		}
 	}
@@ -288,5 +300,41 @@ func TestStartAttemptReadsTheCatalogVersion(t *testing.T) {
 	}
 	if again, err := cache.AtLeast(ctx, v1); err != nil || again != ix {
 		t.Fatalf("an older version read: want the cached newer catalog, got %+v %v", again, err)
+	}
+}
+
+// AbandonJob removes only the job its own submission created: a late undo of a failed try
+// leaves alone the job a retry of the same uuid created since, and its resourceUuid claim.
+func TestAbandonJobRemovesOnlyItsSubmissionsJob(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(redistest.Start(t).Client())
+	id, resource := zstack.NewUUID(), zstack.NewUUID()
+	b := store.ResourceBinding{JobUUID: id, GroupUUID: "6e0c3b6a1f2d4c5b8a9e7d6c5b4a3f21", AccountUUID: "acct"}
+	if _, err := st.ClaimResource(ctx, resource, b); err != nil {
+		t.Fatal(err)
+	}
+	retried := &job.Record{UUID: id, AccountUUID: "acct", CreatedAt: time.Now(), Timeout: time.Hour, Request: &job.Request{ResourceUUID: resource}}
+	if err := st.CreateJob(ctx, retried); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AbandonJob(ctx, id, zstack.NewUUID(), resource, b); err != nil { // the failed try's undo
+		t.Fatal(err)
+	}
+	if _, err := st.GetJob(ctx, id); err != nil {
+		t.Fatalf("the undo of another try removed the job: %v", err)
+	}
+	other := b
+	other.JobUUID = zstack.NewUUID()
+	if prev, err := st.ClaimResource(ctx, resource, other); err != nil || prev == nil || prev.JobUUID != id {
+		t.Fatalf("the undo of another try released the job's resourceUuid: %+v %v", prev, err)
+	}
+	if err := st.AbandonJob(ctx, id, retried.Submission, resource, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetJob(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the job's own undo left it: %v", err)
+	}
+	if prev, err := st.ClaimResource(ctx, resource, other); err != nil || prev != nil {
+		t.Fatalf("the job's own undo kept its resourceUuid: %+v %v", prev, err)
 	}
 }

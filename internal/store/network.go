@@ -140,32 +140,85 @@ func (s *Store) AllocateIP(ctx context.Context, l3 string, ranges []catalog.Rang
 	if len(ranges) == 0 {
 		return IPResult{Outcome: IPExhausted}, nil
 	}
+	res, err := allocateIPScript.Run(ctx, s.rdb, rangeKeys(l3, ranges), allocateIPArgs(ranges, owner, mode, static)...).StringSlice()
+	if err != nil {
+		return IPResult{}, fmt.Errorf("allocate IP on l3 %s: %w", l3, err)
+	}
+	return ipResult(res, static), nil
+}
+
+// NICResult is the answer of AllocateNIC: the address's outcome as AllocateIP's, and the
+// MAC claimed (empty when it was taken by another owner).
+type NICResult struct {
+	IP  IPResult
+	Mac string
+}
+
+// AllocateNIC takes an address (as AllocateIP) and a MAC (as ClaimMac) for one NIC owner in
+// one round trip. The MAC is claimed whatever the address's outcome: both are keyed on the
+// owner, so releasing the owner's address and MAC (ReleaseIP, ReleaseMac) gives back both,
+// and a second call for the same owner returns what the first took. A first call may answer
+// IPExisting for the address it just took: when Redis did not know one of the scripts yet,
+// the pipeline is sent again. With no ranges the address is IPExhausted and nothing is
+// claimed.
+func (s *Store) AllocateNIC(ctx context.Context, l3 string, ranges []catalog.Range, owner, mode string, static int64, mac string) (NICResult, error) {
+	if len(ranges) == 0 {
+		return NICResult{IP: IPResult{Outcome: IPExhausted}}, nil
+	}
+	var ip, claimed *redis.Cmd
+	err := s.pipelineScripts(ctx, []*redis.Script{allocateIPScript, claimMacScript}, func(pipe redis.Pipeliner) []*redis.Cmd {
+		ip = allocateIPScript.EvalSha(ctx, pipe, rangeKeys(l3, ranges), allocateIPArgs(ranges, owner, mode, static)...)
+		claimed = claimMacScript.EvalSha(ctx, pipe, macKeys(), owner, mac)
+		return []*redis.Cmd{ip, claimed}
+	})
+	if err != nil {
+		return NICResult{}, fmt.Errorf("allocate IP on l3 %s and claim MAC: %w", l3, err)
+	}
+	ipRes, err := ip.StringSlice()
+	if err != nil {
+		return NICResult{}, fmt.Errorf("allocate IP on l3 %s: %w", l3, err)
+	}
+	macRes, err := claimed.StringSlice()
+	if err != nil {
+		return NICResult{}, fmt.Errorf("claim MAC: %w", err)
+	}
+	out := NICResult{IP: ipResult(ipRes, static)}
+	if macRes[0] != "taken" {
+		out.Mac = macRes[1]
+	}
+	return out, nil
+}
+
+// allocateIPArgs are allocateIPScript's ARGV.
+func allocateIPArgs(ranges []catalog.Range, owner, mode string, static int64) []any {
 	value := strconv.FormatFloat(rand.Float64(), 'f', 12, 64)
 	if mode == IPStatic {
 		value = strconv.FormatInt(static, 10)
 	}
-	args := []any{owner, mode, value}
+	args := make([]any, 0, 3+4*len(ranges))
+	args = append(args, owner, mode, value)
 	for _, r := range ranges {
 		args = append(args, r.UUID, r.Start, r.End, rangeSignature(r))
 	}
-	res, err := allocateIPScript.Run(ctx, s.rdb, rangeKeys(l3, ranges), args...).StringSlice()
-	if err != nil {
-		return IPResult{}, fmt.Errorf("allocate IP on l3 %s: %w", l3, err)
-	}
+	return args
+}
+
+// ipResult reads allocateIPScript's answer.
+func ipResult(res []string, static int64) IPResult {
 	ip, _ := strconv.ParseInt(res[1], 10, 64)
 	switch res[0] {
 	case "existing":
-		return IPResult{Outcome: IPExisting, IP: ip}, nil
+		return IPResult{Outcome: IPExisting, IP: ip}
 	case "allocated":
-		return IPResult{Outcome: IPAllocated, IP: ip}, nil
+		return IPResult{Outcome: IPAllocated, IP: ip}
 	case "occupied":
-		return IPResult{Outcome: IPOccupied, IP: ip, HeldBy: res[2]}, nil
+		return IPResult{Outcome: IPOccupied, IP: ip, HeldBy: res[2]}
 	case "notinrange":
-		return IPResult{Outcome: IPNotInRange, IP: static}, nil
+		return IPResult{Outcome: IPNotInRange, IP: static}
 	case "stale":
-		return IPResult{Outcome: IPStale}, nil
+		return IPResult{Outcome: IPStale}
 	default:
-		return IPResult{Outcome: IPExhausted}, nil
+		return IPResult{Outcome: IPExhausted}
 	}
 }
 
@@ -213,13 +266,16 @@ if redis.call('HGET', KEYS[1], mac) == ARGV[1] then redis.call('HDEL', KEYS[1], 
 return 1
 `)
 
+// macKeys are the MAC scripts' KEYS: used, owners.
+func macKeys() []string { return []string{keyMacUsed(), keyMacOwners()} }
+
 // ErrMacTaken is returned by ClaimMac when another owner holds the MAC.
 var ErrMacTaken = errors.New("mac address taken")
 
 // ClaimMac takes a MAC for owner, unique across the site. An owner that already holds one
 // gets its MAC back (which may differ from mac on a re-run).
 func (s *Store) ClaimMac(ctx context.Context, owner, mac string) (string, error) {
-	res, err := claimMacScript.Run(ctx, s.rdb, []string{keyMacUsed(), keyMacOwners()}, owner, mac).StringSlice()
+	res, err := claimMacScript.Run(ctx, s.rdb, macKeys(), owner, mac).StringSlice()
 	if err != nil {
 		return "", fmt.Errorf("claim MAC: %w", err)
 	}
@@ -231,7 +287,7 @@ func (s *Store) ClaimMac(ctx context.Context, owner, mac string) (string, error)
 
 // ReleaseMac gives back an owner's MAC; releasing twice is harmless.
 func (s *Store) ReleaseMac(ctx context.Context, owner string) error {
-	if err := releaseMacScript.Run(ctx, s.rdb, []string{keyMacUsed(), keyMacOwners()}, owner).Err(); err != nil {
+	if err := releaseMacScript.Run(ctx, s.rdb, macKeys(), owner).Err(); err != nil {
 		return fmt.Errorf("release MAC: %w", err)
 	}
 	return nil

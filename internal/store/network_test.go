@@ -201,6 +201,52 @@ func TestMacsAreUniqueAndIdempotent(t *testing.T) {
 	checkInvariants(t, st, ix)
 }
 
+// AllocateNIC takes the address and the MAC in one round trip: a re-run gets both back, a
+// MAC held by another owner comes back empty (the address is still taken), the MAC is taken
+// even when the address is refused, and releasing the owner gives back both; on a server
+// that does not know the scripts yet (NOSCRIPT in the pipeline), it loads them and goes on.
+func TestAllocateNICTakesAddressAndMacTogether(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	st := store.New(srv.Client())
+	ix := load(t, st, netSite())
+	srv.Client().ScriptFlush(ctx)
+	r, err := st.AllocateNIC(ctx, l3U, ix.Ranges[l3U], "a/0", store.IPFirstAvailable, 0, "fa:00:00:00:00:01")
+	if err != nil || r.IP.Outcome != store.IPAllocated || r.IP.IP != ip("10.0.0.10") || r.Mac != "fa:00:00:00:00:01" {
+		t.Fatalf("first NIC: %+v %v", r, err)
+	}
+	r, err = st.AllocateNIC(ctx, l3U, ix.Ranges[l3U], "a/0", store.IPFirstAvailable, 0, "fa:00:00:00:00:09")
+	if err != nil || r.IP.Outcome != store.IPExisting || r.IP.IP != ip("10.0.0.10") || r.Mac != "fa:00:00:00:00:01" {
+		t.Fatalf("a re-run gets its address and MAC back: %+v %v", r, err)
+	}
+	r, err = st.AllocateNIC(ctx, l3U, ix.Ranges[l3U], "b/0", store.IPFirstAvailable, 0, "fa:00:00:00:00:01")
+	if err != nil || r.IP.Outcome != store.IPAllocated || r.IP.IP != ip("10.0.0.11") || r.Mac != "" {
+		t.Fatalf("a MAC held by another owner: %+v %v", r, err)
+	}
+	if m, err := st.ClaimMac(ctx, "b/0", "fa:00:00:00:00:02"); err != nil || m != "fa:00:00:00:00:02" {
+		t.Fatalf("drawing again: %s %v", m, err)
+	}
+	r, err = st.AllocateNIC(ctx, l3U, ix.Ranges[l3U], "c/0", store.IPStatic, ip("10.0.0.10"), "fa:00:00:00:00:03")
+	if err != nil || r.IP.Outcome != store.IPOccupied || r.Mac != "fa:00:00:00:00:03" {
+		t.Fatalf("an occupied static address: %+v %v", r, err)
+	}
+	for _, owner := range []string{"a/0", "b/0", "c/0"} {
+		if err := st.ReleaseIP(ctx, l3U, ix.Ranges[l3U], owner); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.ReleaseMac(ctx, owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if macs, err := st.UsedMacs(ctx); err != nil || len(macs) != 0 {
+		t.Fatalf("MACs left after the release: %v %v", macs, err)
+	}
+	if n, err := st.CountUsedIPs(ctx, l3U); err != nil || n != 0 {
+		t.Fatalf("addresses left after the release: %d %v", n, err)
+	}
+	checkInvariants(t, st, ix)
+}
+
 func checkInvariants(tb testing.TB, st *store.Store, ix *catalog.Index) {
 	tb.Helper()
 	p, err := st.CheckInvariants(context.Background(), ix)

@@ -113,6 +113,7 @@ func keyCapLimit() string                { return prefix + "{cap}:limit" }
 func keyCapUsed() string                 { return prefix + "{cap}:used" }
 func keyCapResv(job string) string       { return prefix + "{cap}:resv:" + job }
 func keyCapResvSet() string              { return prefix + "{cap}:resvs" }
+func keyCapReturned(job string) string   { return prefix + "{cap}:returned:" + job }
 func keyStorageDown() string             { return prefix + "{cap}:ps-down" }
 func l3Tag(l3 string) string             { return prefix + "{l3:" + l3 + "}" }
 func keyL3IPs(l3 string) string          { return l3Tag(l3) + ":ips" }

@@ -68,10 +68,10 @@ func (s *Store) GetVMRecord(ctx context.Context, uuid string) (*VMRecord, error)
 	return r, nil
 }
 
-// updateVMScript rewrites a VM's inventory if the record exists and was built by the job.
-// KEYS: vm. ARGV: inventory, job.
+// updateVMScript rewrites a VM's inventory if the record exists (not a tombstone) and was
+// built by the job. KEYS: vm. ARGV: inventory, job.
 var updateVMScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'job') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[1], 'job') ~= ARGV[2] or redis.call('HEXISTS', KEYS[1], 'inventory') == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'inventory', ARGV[1])
 return 1
 `)

@@ -46,30 +46,72 @@ func (s *Store) PutVM(ctx context.Context, account, jobUUID string, vm *zstack.V
 	return b, nil
 }
 
-// deleteVMScript deletes a VM record a job wrote and returns its account, or false when the
-// record is absent or another job's. KEYS: vm. ARGV: job.
-var deleteVMScript = redis.NewScript(`
+// A VM's record is removed in a recorded step, so that nothing it holds leaks when the
+// removal is interrupted (a worker killed, Redis restarted): first the record becomes a
+// tombstone (its inventory goes, its builder and owner stay: every read already sees the VM
+// gone), then its listings and its uuid's claim go, and the tombstone last. A tombstone that
+// is found again (FinishVMRemoval) is finished off; each step is a no-op the second time.
+
+// tombstoneVMScript turns a VM record a job wrote into a tombstone and returns its account,
+// or false when the record is absent or another job's. KEYS: vm. ARGV: job.
+var tombstoneVMScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return false end
-local account = redis.call('HGET', KEYS[1], 'account')
-redis.call('DEL', KEYS[1])
-return account
+redis.call('HDEL', KEYS[1], 'inventory')
+redis.call('HSET', KEYS[1], 'removing', '1')
+return redis.call('HGET', KEYS[1], 'account')
 `)
 
-// DeleteVM removes the VM record a job wrote (compensation of a failed restore). A record
-// that another job wrote is left alone: compensation only ever removes what its own job made.
+// dropTombstoneScript deletes a VM's tombstone if it is still the job's. KEYS: vm. ARGV: job.
+var dropTombstoneScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'job') == ARGV[1] and redis.call('HGET', KEYS[1], 'removing') == '1' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// DeleteVM removes the VM record a job wrote, its listings and its uuid's claim (the
+// expunge of a VM, or the compensation of a failed restore). A record that another job
+// wrote is left alone: a job only ever removes what it made.
 func (s *Store) DeleteVM(ctx context.Context, jobUUID, uuid string) error {
-	account, err := deleteVMScript.Run(ctx, s.rdb, []string{keyVM(uuid)}, jobUUID).Text()
+	account, err := tombstoneVMScript.Run(ctx, s.rdb, []string{keyVM(uuid)}, jobUUID).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("delete vm %s: %w", uuid, err)
 	}
+	return s.finishRemoval(ctx, uuid, jobUUID, account)
+}
+
+// FinishVMRemoval finishes the removal of a VM that an interrupted DeleteVM left as a
+// tombstone: its listings, its uuid's claim, the tombstone. It reports whether there was one.
+func (s *Store) FinishVMRemoval(ctx context.Context, uuid string) (bool, error) {
+	v, err := s.rdb.HMGet(ctx, keyVM(uuid), "removing", "job", "account").Result()
+	if err != nil {
+		return false, err
+	}
+	if removing, _ := v[0].(string); removing != "1" {
+		return false, nil
+	}
+	jobUUID, _ := v[1].(string)
+	account, _ := v[2].(string)
+	return true, s.finishRemoval(ctx, uuid, jobUUID, account)
+}
+
+func (s *Store) finishRemoval(ctx context.Context, uuid, jobUUID, account string) error {
 	pipe := s.rdb.Pipeline()
 	pipe.ZRem(ctx, keyVMIndex(), uuid)
 	pipe.ZRem(ctx, keyVMAccount(account), uuid)
-	_, err = pipe.Exec(ctx)
-	return err
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("unlist vm %s: %w", uuid, err)
+	}
+	if err := s.ReleaseResource(ctx, uuid, ResourceBinding{JobUUID: jobUUID}); err != nil {
+		return fmt.Errorf("release the uuid claim of vm %s: %w", uuid, err)
+	}
+	if err := dropTombstoneScript.Run(ctx, s.rdb, []string{keyVM(uuid)}, jobUUID).Err(); err != nil {
+		return fmt.Errorf("delete vm %s: %w", uuid, err)
+	}
+	return nil
 }
 
 // GetVM reads one VM inventory and the account owning it, or ErrNotFound.

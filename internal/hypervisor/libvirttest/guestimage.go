@@ -467,6 +467,38 @@ func writeGroup(t testing.TB, backupStorage, name, image, format, l3 string) str
 	return group
 }
 
+// AddDataVolume adds a raw data volume of size bytes of random data (its holes none) to the
+// group, as device 1, and returns the volume backup's uuid.
+func AddDataVolume(t testing.TB, backupStorage, group string, size int64) string {
+	t.Helper()
+	dir := filepath.Join(backupStorage, "vm-backups", group)
+	b, err := os.ReadFile(filepath.Join(dir, "group.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g backup.Group
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	volume := newUUID()
+	file := volume + ".raw"
+	if err := os.WriteFile(filepath.Join(dir, file), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	g.Volumes = append(g.Volumes, backup.Volume{UUID: volume, VolumeUUID: newUUID(), Type: backup.VolumeData, DeviceID: 1, Format: "raw",
+		Size: size, ActualSize: size, File: file, SHA256: hex.EncodeToString(sum[:])})
+	if b, err = json.MarshalIndent(g, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "group.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return volume
+}
+
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
