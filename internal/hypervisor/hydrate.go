@@ -67,9 +67,11 @@ const vanishedGrace = 10 * time.Second
 // and writes one chunk at a time, QEMU's mirror keeps several requests in flight, and it
 // skips the holes of a raw backup. The end is told by the domain's live definition, not by
 // the job's absence (after a pivot, a cancel or a failure libvirt shows no job): done when
-// the disk's source is the destination and no backing file is left in its chain. A
-// BLOCK_JOB failure or cancel event (go-libvirt decodes the first block job event,
-// DomainEventIDBlockJob, not BlockJob2) fails the copy at once.
+// the disk's source is the destination and no backing file is left in its chain; failed
+// when the job is gone and so is the disk's mirror, its source still the overlay.
+//
+// The copy is polled, not followed by domain events: libvirtd 9.0 has died as it freed a
+// closing client's event callbacks, and a restore must never take its host's libvirtd down.
 func (l *Libvirt) Hydrate(ctx context.Context, vm *VM, disk Disk, opt HydrateOptions) (*Hydrated, error) {
 	if !disk.Instant() {
 		return nil, fmt.Errorf("volume %s does not run from an overlay: nothing to hydrate", disk.VolumeUUID)
@@ -93,9 +95,6 @@ func (l *Libvirt) Hydrate(ctx context.Context, vm *VM, disk Disk, opt HydrateOpt
 		return nil, fmt.Errorf("the domain of VM %s on %s is not running (%s); it is started again before the copy: %w", vm.UUID, h, zstackState(state), ErrNotRunning)
 	}
 	dev, _ := DiskTarget(disk, vm.Platform)
-	events, stopEvents := l.blockJobEvents(ctx, h, dom)
-	defer stopEvents()
-
 	out := &Hydrated{}
 	job, err := l.blockJob(ctx, h, dom, dev)
 	if err != nil {
@@ -134,7 +133,7 @@ func (l *Libvirt) Hydrate(ctx context.Context, vm *VM, disk Disk, opt HydrateOpt
 		}
 		l.Log.Info("copy started", "vm", vm.UUID, "disk", dev, "from", disk.Path, "backing", disk.BackingPath, "to", opt.Destination, "bandwidth", opt.BandwidthBytesPerSecond)
 	}
-	return out, l.followCopy(ctx, vm, dom, disk, dev, events, opt)
+	return out, l.followCopy(ctx, vm, dom, disk, dev, opt)
 }
 
 // startCopy starts the full copy of disk dev's chain into a new qcow2 file at
@@ -168,7 +167,7 @@ var ErrNotRunning = errors.New("the domain is not running")
 
 // followCopy waits for the disk's copy to be ready, pivots the disk to its destination,
 // reports progress, and tells how it ended.
-func (l *Libvirt) followCopy(ctx context.Context, vm *VM, dom libvirt.Domain, disk Disk, dev string, events <-chan blockJobEvent, opt HydrateOptions) error {
+func (l *Libvirt) followCopy(ctx context.Context, vm *VM, dom libvirt.Domain, disk Disk, dev string, opt HydrateOptions) error {
 	h := vm.Host
 	tick := time.NewTicker(opt.PollInterval)
 	defer tick.Stop()
@@ -178,18 +177,6 @@ func (l *Libvirt) followCopy(ctx context.Context, vm *VM, dom libvirt.Domain, di
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case ev := <-events:
-			if ev.path != disk.Path && ev.path != dev && ev.path != opt.Destination {
-				continue
-			}
-			switch libvirt.ConnectDomainEventBlockJobStatus(ev.status) {
-			case libvirt.DomainBlockJobCanceled:
-				return fmt.Errorf("%w: the copy of disk %s (%s) of VM %s on %s was cancelled on the host (virsh blockjob --abort?); the disk still runs from its backup %s",
-					ErrHydrationFailed, dev, disk.Path, vm.UUID, h, disk.BackingPath)
-			case libvirt.DomainBlockJobFailed:
-				return fmt.Errorf("%w: libvirt reports the copy of disk %s (%s) of VM %s on %s failed: the backup %s could not be read, or %s not written; check that the backup storage is mounted and the file readable by the qemu user, and the primary storage's free space",
-					ErrHydrationFailed, dev, disk.Path, vm.UUID, h, disk.BackingPath, opt.Destination)
-			}
 		case <-tick.C:
 		}
 		job, err := l.blockJob(ctx, h, dom, dev)
@@ -228,6 +215,12 @@ func (l *Libvirt) followCopy(ctx context.Context, vm *VM, dom libvirt.Domain, di
 			}
 			l.Log.Info("copy ended: the disk runs from its own file", "vm", vm.UUID, "disk", dev, "file", opt.Destination)
 			return nil
+		}
+		if !st.mirrored {
+			// libvirt has handled the job's end (it drops the mirror then), and the disk did
+			// not switch: the copy failed, or was cancelled on the host.
+			return fmt.Errorf("%w: the copy of disk %s (%s) of VM %s on %s ended without switching the disk to %s: it failed (the backup %s could not be read, or %s not written: check that the backup storage is mounted and the file readable by the qemu user, and the primary storage's free space) or was cancelled on the host (virsh blockjob --abort); the disk still runs from its backup",
+				ErrHydrationFailed, dev, st.source, vm.UUID, h, opt.Destination, disk.BackingPath, opt.Destination)
 		}
 		if vanished.IsZero() {
 			vanished = time.Now()
@@ -302,11 +295,13 @@ func (l *Libvirt) blockJob(ctx context.Context, h Host, dom libvirt.Domain, dev 
 }
 
 // diskOnHost is a disk as the domain's definition shows it: the file it runs from, whether
-// a backing file is left in its chain, and whether a copy of it is ready to pivot.
+// a backing file is left in its chain, whether a copy of it runs (its mirror), and whether
+// that copy is ready to pivot.
 type diskOnHost struct {
-	source string
-	backed bool
-	ready  bool
+	source   string
+	backed   bool
+	mirrored bool
+	ready    bool
 }
 
 // diskState reads disk dev from the domain's definition: the live one (flags 0), which
@@ -342,67 +337,9 @@ func (l *Libvirt) diskState(ctx context.Context, h Host, dom libvirt.Domain, dev
 				st.backed = true
 			}
 		}
-		st.ready = disk.Mirror != nil && disk.Mirror.Job == "copy" && disk.Mirror.Ready == "yes"
+		st.mirrored = disk.Mirror != nil
+		st.ready = st.mirrored && disk.Mirror.Job == "copy" && disk.Mirror.Ready == "yes"
 		return st, nil
 	}
 	return diskOnHost{}, fmt.Errorf("domain %s on %s has no disk %s", dom.Name, h, dev)
-}
-
-// blockJobEvent is a block job event of the domain: the disk (its path) and the status.
-type blockJobEvent struct {
-	path   string
-	status int32
-}
-
-// blockJobEvents delivers the domain's block job events on a connection of its own,
-// re-subscribing after libvirtd drops it (a restart), until stop is called. Events only
-// speed failures up: the copy's end is read from the domain's definition.
-func (l *Libvirt) blockJobEvents(ctx context.Context, h Host, dom libvirt.Domain) (<-chan blockJobEvent, func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	out := make(chan blockJobEvent, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			l.subscribeOnce(ctx, h, dom, out)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}()
-	return out, func() { cancel(); <-done }
-}
-
-func (l *Libvirt) subscribeOnce(ctx context.Context, h Host, dom libvirt.Domain, out chan<- blockJobEvent) {
-	c, err := l.Pool.Open(ctx, h)
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	sub, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ch, err := c.lv.SubscribeEvents(sub, libvirt.DomainEventIDBlockJob, libvirt.OptDomain{dom})
-	if err != nil {
-		l.Log.Debug("block job events not subscribed; the copy is followed by polling alone", "host", h.UUID, "err", err)
-		return
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.lv.Disconnected():
-			return
-		case e, ok := <-ch:
-			if !ok {
-				return
-			}
-			if m, ok := e.(*libvirt.DomainEventCallbackBlockJobMsg); ok {
-				select {
-				case out <- blockJobEvent{path: m.Msg.Path, status: m.Msg.Status}:
-				default:
-				}
-			}
-		}
-	}
 }
